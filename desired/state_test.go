@@ -1,0 +1,110 @@
+package desired
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func u8(v uint8) *uint8 { return &v }
+
+func validState() State {
+	pol := PolicyID{Tier: "default", Name: "db", Namespace: "prod", Kind: "NetworkPolicy"}
+	return State{
+		IPSets: map[string]IPSet{
+			"s:front": NewIPSet(Addrs, AddrMember(netip.MustParseAddr("10.0.0.1"))),
+			"c:nets":  NewIPSet(Nets, NetMember(netip.MustParsePrefix("10.1.0.0/16"))),
+			"n:redis": NewIPSet(NamedPorts, NamedPortMember(netip.MustParseAddr("10.0.0.2"), ProtoTCP, 6379)),
+		},
+		Policies: map[PolicyID]Policy{pol: {Inbound: []Rule{{
+			Action:   Allow,
+			Protocol: u8(ProtoTCP),
+			Src:      Match{IPSetIDs: []string{"s:front"}, NotNetsIPSetID: "c:nets"},
+			Dst:      Match{Ports: []PortRange{{6379, 6379}}, NamedPortIPSetIDs: []string{"n:redis"}},
+		}}}},
+		Endpoints: map[string]Endpoint{"cali1": {
+			Tiers:      []TierPolicies{{Name: "default", DefaultAction: Deny, IngressPolicies: []PolicyID{pol}}},
+			ProfileIDs: []string{"kns.prod", "missing-is-fine"},
+		}},
+	}
+}
+
+func TestValidate(t *testing.T) {
+	pol := PolicyID{Tier: "default", Name: "db", Namespace: "prod", Kind: "NetworkPolicy"}
+	tests := []struct {
+		name   string
+		mutate func(*State)
+		want   string // substring of the error; "" = valid
+	}{
+		{"valid", func(*State) {}, ""},
+		{"missing set", func(s *State) { delete(s.IPSets, "s:front") }, `source ipSetIDs: ip set "s:front" does not exist`},
+		{"wrong set type for nets", func(s *State) { s.IPSets["c:nets"] = NewIPSet(Addrs) }, `notNets: ip set "c:nets" has type addrs`},
+		{"named port set type", func(s *State) { s.IPSets["n:redis"] = NewIPSet(Nets) }, `namedPorts: ip set "n:redis" has type nets`},
+		{"missing policy", func(s *State) { delete(s.Policies, pol) }, `ingress policy [0] default/prod/db (NetworkPolicy) does not exist`},
+		{"ports without protocol", func(s *State) {
+			p := s.Policies[pol]
+			p.Inbound[0].Protocol = u8(ProtoICMP)
+		}, "ports need protocol"},
+		{"icmp without protocol", func(s *State) {
+			s.Profiles = map[string]Profile{"p": {Outbound: []Rule{{Action: Allow, ICMP: &ICMPMatch{Type: 8}}}}}
+		}, "profile p outbound rule [0]: icmp matches need protocol"},
+		{"bad tier default", func(s *State) {
+			ep := s.Endpoints["cali1"]
+			ep.Tiers[0].DefaultAction = Allow
+			s.Endpoints["cali1"] = ep
+		}, "default action Allow is not Deny or Pass"},
+		{"long interface", func(s *State) { s.Endpoints["cali0123456789abc"] = Endpoint{} }, "interface name must be 1-15 bytes"},
+		{"addr set with net", func(s *State) {
+			s.IPSets["s:front"] = NewIPSet(Addrs, NetMember(netip.MustParsePrefix("10.0.0.0/8")))
+		}, "an addrs set holds single addresses only"},
+		{"unmasked", func(s *State) {
+			s.IPSets["c:nets"] = NewIPSet(Nets, Member{Prefix: netip.MustParsePrefix("10.1.2.3/16")})
+		}, "prefix is not masked"},
+		{"bad action", func(s *State) {
+			s.Profiles = map[string]Profile{"p": {Inbound: []Rule{{}}}}
+		}, "bad action Action(0)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := validState()
+			tt.mutate(&s)
+			err := s.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.want != "" && err == nil:
+				t.Fatalf("Validate() = nil, want error containing %q", tt.want)
+			case tt.want != "" && !strings.Contains(err.Error(), tt.want):
+				t.Fatalf("Validate() = %v, want error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestEqual(t *testing.T) {
+	a, b := validState(), validState()
+	if !a.Equal(&b) {
+		t.Fatal("equal states compare unequal")
+	}
+	p := b.Policies[PolicyID{Tier: "default", Name: "db", Namespace: "prod", Kind: "NetworkPolicy"}]
+	p.Inbound[0].Protocol = u8(ProtoUDP)
+	if a.Equal(&b) {
+		t.Fatal("states with different rule protocols compare equal")
+	}
+	c := validState()
+	c.IPSets["s:front"].Members[AddrMember(netip.MustParseAddr("10.0.0.9"))] = struct{}{}
+	if a.Equal(&c) {
+		t.Fatal("states with different set members compare equal")
+	}
+}
+
+func TestCIDRSetID(t *testing.T) {
+	x := CIDRSetID([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/24")})
+	y := CIDRSetID([]netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8")})
+	if x != y {
+		t.Fatalf("same CIDRs gave %q and %q", x, y)
+	}
+	if z := CIDRSetID([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}); z == x || !strings.HasPrefix(z, "c:") {
+		t.Fatalf("CIDRSetID = %q", z)
+	}
+}
