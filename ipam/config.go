@@ -216,12 +216,12 @@ func parsePool(ip *api.IPPool) (*pool, error) {
 
 // snapshot is one consistent read of the Source.
 type snapshot struct {
-	pools    []*pool
-	rs       reservations
-	strict   bool
+	pools     []*pool
+	rs        reservations
+	strict    bool
 	autoAlloc bool
 	maxBlocks int
-	cooldown time.Duration
+	cooldown  time.Duration
 }
 
 func (m *IPAM) snapshot(ctx context.Context) (*snapshot, error) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -109,7 +110,7 @@ func (m *IPAM) AutoAssign(ctx context.Context, args AutoAssignArgs) (out []netip
 		got, err := m.autoAssignFamily(ctx, snap, args, node, attrs, fam.v4, fam.n)
 		out = append(out, got...)
 		if err != nil {
-			return out, err
+			return out, fmt.Errorf("ipam: auto-assign: %w", err)
 		}
 	}
 	return out, nil
@@ -219,7 +220,7 @@ func (m *IPAM) usablePools(ctx context.Context, snap *snapshot, args AutoAssignA
 	}
 	if len(out) == 0 {
 		if len(skipped) > 0 {
-			return nil, fmt.Errorf("no enabled %s pool usable by node %q (%v)", fam, node, skipped)
+			return nil, fmt.Errorf("no enabled %s pool usable by node %q (%s)", fam, node, strings.Join(skipped, "; "))
 		}
 		return nil, fmt.Errorf("no enabled %s pool usable by node %q", fam, node)
 	}
@@ -607,7 +608,9 @@ func (m *IPAM) assignFromBlock(ctx context.Context, snap *snapshot, cidr netip.P
 			return nil, nil
 		}
 		b := cur.clone()
-		b.expireCooldowns(snap.cooldown, m.cfg.Now())
+		if b.expireCooldowns(snap.cooldown, m.cfg.Now()) {
+			b.compact()
+		}
 		ords := b.take(cidr, n, handle, attrs, snap.rs)
 		if len(ords) == 0 {
 			return nil, nil
@@ -752,7 +755,9 @@ func (m *IPAM) AssignIP(ctx context.Context, args AssignIPArgs) error {
 			continue
 		}
 		b := cur.clone()
-		b.expireCooldowns(snap.cooldown, m.cfg.Now())
+		if b.expireCooldowns(snap.cooldown, m.cfg.Now()) {
+			b.compact()
+		}
 		if a := b.Allocations[o]; a != nil {
 			if b.Attributes[*a].ReleasedAt != nil {
 				return fmt.Errorf("ipam: assign %s: %w (released at %s, in cooldown)", ip, ErrAlreadyAllocated,

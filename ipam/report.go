@@ -105,9 +105,14 @@ func (m *IPAM) Show(ctx context.Context) (*ShowReport, error) {
 		pu.Reserved -= min(pu.Reserved, inUseReserved) // counted as in use
 		pu.Blocks = append(pu.Blocks, bu)
 	}
+	byAddr := func(a, b BlockUsage) int {
+		return netip.MustParsePrefix(a.CIDR).Addr().Compare(netip.MustParsePrefix(b.CIDR).Addr())
+	}
 	for i := range rep.Pools {
 		rep.Pools[i].finish()
+		slices.SortFunc(rep.Pools[i].Blocks, byAddr)
 	}
+	slices.SortFunc(rep.Orphans, byAddr)
 	return rep, nil
 }
 
