@@ -1,0 +1,198 @@
+package netnstest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// DefaultProbeTimeout is how long a probe waits when given a timeout of 0.
+// It is what a negative (blocked) probe costs.
+const DefaultProbeTimeout = 300 * time.Millisecond
+
+// ErrSCTPUnavailable is returned by SCTP probes and servers when the kernel
+// cannot open SCTP sockets (no sctp module). Callers should t.Skip with it.
+var ErrSCTPUnavailable = errors.New("netnstest: the kernel has no SCTP support (socket(IPPROTO_SCTP) failed)")
+
+// ServeTCP starts a TCP echo server on port (all addresses, both families)
+// inside the workload and returns the bound port (useful with port 0). It
+// stops on cleanup.
+func (w *Workload) ServeTCP(port uint16) uint16 {
+	w.t.Helper()
+	var ln net.Listener
+	err := w.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", ":"+strconv.Itoa(int(port)))
+		return err
+	})
+	if err != nil {
+		w.t.Fatalf("netnstest: ServeTCP %d in %s: %v", port, w.Name(), err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return // closed
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	w.t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// ServeUDP starts a UDP echo server on port (all addresses, both families)
+// inside the workload and returns the bound port. It stops on cleanup.
+func (w *Workload) ServeUDP(port uint16) uint16 {
+	w.t.Helper()
+	var pc net.PacketConn
+	err := w.Do(func() error {
+		var err error
+		pc, err = net.ListenPacket("udp", ":"+strconv.Itoa(int(port)))
+		return err
+	})
+	if err != nil {
+		w.t.Fatalf("netnstest: ServeUDP %d in %s: %v", port, w.Name(), err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}()
+	w.t.Cleanup(func() {
+		pc.Close()
+		<-done
+	})
+	return uint16(pc.LocalAddr().(*net.UDPAddr).Port)
+}
+
+// Probe reports whether a connection from namespace from to dst:port gets
+// through: "TCP" connects and checks a one-byte echo; "UDP" sends a datagram
+// and waits for its echo; "SCTP" connects and checks a one-byte echo, or
+// returns ErrSCTPUnavailable. A blocked, refused, reset or unreachable probe
+// is (false, nil); an error means the probe itself could not run. timeout 0
+// means DefaultProbeTimeout.
+func Probe(from *NS, dst netip.Addr, port uint16, proto string, timeout time.Duration) (bool, error) {
+	if timeout <= 0 {
+		timeout = DefaultProbeTimeout
+	}
+	if !dst.IsValid() {
+		return false, fmt.Errorf("netnstest: probe: invalid destination address")
+	}
+	ap := netip.AddrPortFrom(dst.Unmap(), port)
+	var ok bool
+	var perr error
+	err := from.Do(func() error {
+		switch proto {
+		case "TCP", "tcp":
+			ok, perr = probeTCP(ap, timeout)
+		case "UDP", "udp":
+			ok, perr = probeUDP(ap, timeout)
+		case "SCTP", "sctp":
+			ok, perr = probeSCTP(ap, timeout)
+		default:
+			perr = fmt.Errorf("netnstest: probe: protocol %q: want TCP, UDP or SCTP", proto)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("netnstest: probe from %s: %w", from.Name(), err)
+	}
+	return ok, perr
+}
+
+func probeTCP(ap netip.AddrPort, timeout time.Duration) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", ap.String())
+	if err != nil {
+		return verdict(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte{'p'}); err != nil {
+		return verdict(err)
+	}
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(c, b); err != nil {
+		return verdict(err)
+	}
+	return b[0] == 'p', nil
+}
+
+func probeUDP(ap netip.AddrPort, timeout time.Duration) (bool, error) {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ap))
+	if err != nil {
+		return verdict(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	msg := make([]byte, 16)
+	_, _ = rand.Read(msg)
+	if _, err := c.Write(msg); err != nil {
+		return verdict(err)
+	}
+	buf := make([]byte, 64)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			return verdict(err)
+		}
+		if bytes.Equal(buf[:n], msg) {
+			return true, nil
+		}
+	}
+}
+
+// verdict turns a socket error into a probe result: errors that mean the
+// network said no are (false, nil); anything else is an error.
+func verdict(err error) (bool, error) {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout(),
+		errors.Is(err, os.ErrDeadlineExceeded),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, io.EOF),
+		errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EHOSTUNREACH),
+		errors.Is(err, syscall.ENETUNREACH),
+		errors.Is(err, syscall.EPERM), // dropped by netfilter on output
+		errors.Is(err, syscall.ETIMEDOUT):
+		return false, nil
+	}
+	return false, err
+}
