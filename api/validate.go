@@ -1,0 +1,4 @@
+package api
+
+// Validate checks a defaulted object.
+func Validate(obj Object) error { return nil }
