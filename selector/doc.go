@@ -1,0 +1,44 @@
+// Package selector implements Calico's label-selector language exactly:
+// parsing, evaluation against labels, the canonical string form and the
+// unique ID derived from it, plus an incremental index of which labelled
+// items each selector matches.
+//
+// # Language
+//
+// A selector is a boolean expression over an item's labels:
+//
+//	k == "v"   k != "v"   k in {"a", "b"}   k not in {"a"}   has(k)
+//	k contains "s"   k starts with "s"   k ends with "s"   all()   global()
+//	!e   e && e   e || e   ( e )
+//
+// Precedence is ! > && > ||. Strings use single or double quotes with no
+// escapes. The empty (or blank) selector is all(). Only space and tab are
+// whitespace. Label keys are runs of [a-zA-Z0-9_./-] of 1 to 512
+// characters. A comparison is always label OP literal. When the label is
+// absent, != and "not in" are true and every other comparison is false.
+// These are the rules of libcalico-go/lib/selector, reproduced token for
+// token: the same inputs are accepted and rejected.
+//
+// # Canonical form and identity
+//
+// String returns Calico's canonical form, and UniqueID returns
+// "s:" + base64url(SHA-224("s:" + String())) without padding. These define
+// IP-set identity, so they match Calico byte for byte, including its quirks:
+// set values are sorted and deduplicated, each And/Or node with two or more
+// operands is wrapped in parentheses (nested groups are not flattened), a
+// run of "!" is folded into at most one negation, but a negation of a
+// parenthesised negation, as in "!(!has(a))", renders as "!!has(a)", which
+// re-parses to has(a). String is therefore idempotent after at most one
+// re-parse.
+//
+// # Errors
+//
+// Parse never panics. A bad selector yields a *ParseError naming the
+// selector, the 1-based character position and what was expected there.
+//
+// # Concurrency
+//
+// A *Selector is immutable after Parse and safe for concurrent use. An
+// *Index is not safe for concurrent use; its owner serialises calls, and the
+// callbacks run synchronously inside the call that caused them.
+package selector

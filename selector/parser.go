@@ -1,0 +1,242 @@
+package selector
+
+import (
+	"fmt"
+	"slices"
+)
+
+// ParseError describes why a selector was rejected.
+type ParseError struct {
+	Selector string // the selector as given
+	Pos      int    // 1-based character (byte) position of the problem
+	Msg      string // what was wrong there
+}
+
+func (e *ParseError) Error() string {
+	return fmt.Sprintf("selector %q: at character %d: %s", e.Selector, e.Pos, e.Msg)
+}
+
+// Parse parses a selector. The empty or blank selector is all().
+func Parse(s string) (*Selector, error) {
+	p := parser{lex: lexer{s: s}}
+	if err := p.advance(); err != nil {
+		return nil, err
+	}
+	if p.tok.kind == tokEOF {
+		return &Selector{root: allNode}, nil
+	}
+	root, err := p.parseOr()
+	if err != nil {
+		return nil, err
+	}
+	if p.tok.kind != tokEOF {
+		return nil, p.errorf("expected \"&&\", \"||\" or the end of the selector, found %s", p.tok.describe())
+	}
+	return newSelector(root), nil
+}
+
+// MustParse is Parse for selectors known to be valid; it panics otherwise.
+// Use it only for constants.
+func MustParse(s string) *Selector {
+	sel, err := Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return sel
+}
+
+type parser struct {
+	lex lexer
+	tok token
+}
+
+func (p *parser) advance() error {
+	t, err := p.lex.next()
+	if err != nil {
+		return err
+	}
+	p.tok = t
+	return nil
+}
+
+func (p *parser) errorf(format string, args ...any) error {
+	return &ParseError{Selector: p.lex.s, Pos: p.tok.pos + 1, Msg: fmt.Sprintf(format, args...)}
+}
+
+// parseOr parses andExpr ("||" andExpr)*. A single operand is returned
+// as is; two or more make an Or node (never flattened into a parent Or).
+func (p *parser) parseOr() (*node, error) {
+	first, err := p.parseAnd()
+	if err != nil || p.tok.kind != tokOr {
+		return first, err
+	}
+	kids := []*node{first}
+	for p.tok.kind == tokOr {
+		if err := p.advance(); err != nil {
+			return nil, err
+		}
+		n, err := p.parseAnd()
+		if err != nil {
+			return nil, err
+		}
+		kids = append(kids, n)
+	}
+	return &node{op: opOr, kids: kids}, nil
+}
+
+func (p *parser) parseAnd() (*node, error) {
+	first, err := p.parseUnary()
+	if err != nil || p.tok.kind != tokAnd {
+		return first, err
+	}
+	kids := []*node{first}
+	for p.tok.kind == tokAnd {
+		if err := p.advance(); err != nil {
+			return nil, err
+		}
+		n, err := p.parseUnary()
+		if err != nil {
+			return nil, err
+		}
+		kids = append(kids, n)
+	}
+	return &node{op: opAnd, kids: kids}, nil
+}
+
+// parseUnary folds a run of "!" into at most one negation, as Calico does.
+func (p *parser) parseUnary() (*node, error) {
+	negated := false
+	for p.tok.kind == tokNot {
+		negated = !negated
+		if err := p.advance(); err != nil {
+			return nil, err
+		}
+	}
+	n, err := p.parsePrimary()
+	if err != nil || !negated {
+		return n, err
+	}
+	return &node{op: opNot, kids: []*node{n}}, nil
+}
+
+func (p *parser) parsePrimary() (*node, error) {
+	t := p.tok
+	switch t.kind {
+	case tokHas, tokAll, tokGlobal:
+		if err := p.advance(); err != nil {
+			return nil, err
+		}
+		switch t.kind {
+		case tokHas:
+			return &node{op: opHas, key: t.val}, nil
+		case tokAll:
+			return allNode, nil
+		}
+		return globalNode, nil
+	case tokLParen:
+		if err := p.advance(); err != nil {
+			return nil, err
+		}
+		n, err := p.parseOr()
+		if err != nil {
+			return nil, err
+		}
+		if p.tok.kind != tokRParen {
+			return nil, p.errorf("expected \")\" to close the \"(\" at character %d, found %s", t.pos+1, p.tok.describe())
+		}
+		return n, p.advance()
+	case tokLabel:
+		return p.parseComparison()
+	case tokString:
+		return nil, p.errorf("a comparison must be label OP literal; found %s where a label was expected", t.describe())
+	}
+	return nil, p.errorf("expected a label, has(…), all(), global(), \"!\" or \"(\", found %s", t.describe())
+}
+
+// parseComparison parses label OP literal, with p.tok on the label.
+func (p *parser) parseComparison() (*node, error) {
+	key := p.tok.val
+	if err := p.advance(); err != nil {
+		return nil, err
+	}
+	opTok := p.tok
+	var o op
+	switch opTok.kind {
+	case tokEq:
+		o = opEq
+	case tokNe:
+		o = opNe
+	case tokContains:
+		o = opContains
+	case tokStartsWith:
+		o = opStartsWith
+	case tokEndsWith:
+		o = opEndsWith
+	case tokIn, tokNotIn:
+		return p.parseSet(key, opTok.kind == tokNotIn)
+	default:
+		return nil, p.errorf("expected an operator after label %q, found %s", key, opTok.describe())
+	}
+	if err := p.advance(); err != nil {
+		return nil, err
+	}
+	if p.tok.kind != tokString {
+		return nil, p.errorf("expected a quoted string after %s, found %s", opTok.describe(), p.tok.describe())
+	}
+	val := p.tok.val
+	if err := p.advance(); err != nil {
+		return nil, err
+	}
+	return &node{op: o, key: key, val: val}, nil
+}
+
+func (p *parser) parseSet(key string, negated bool) (*node, error) {
+	if err := p.advance(); err != nil {
+		return nil, err
+	}
+	if p.tok.kind != tokLBrace {
+		return nil, p.errorf("expected a set literal {\"…\", …} after \"in\", found %s", p.tok.describe())
+	}
+	if err := p.advance(); err != nil {
+		return nil, err
+	}
+	var values []string
+	for p.tok.kind == tokString {
+		values = append(values, p.tok.val)
+		if err := p.advance(); err != nil {
+			return nil, err
+		}
+		if p.tok.kind != tokComma {
+			break
+		}
+		if err := p.advance(); err != nil {
+			return nil, err
+		}
+	}
+	if p.tok.kind != tokRBrace {
+		return nil, p.errorf("expected a quoted string, \",\" or \"}\" in set literal, found %s", p.tok.describe())
+	}
+	if err := p.advance(); err != nil {
+		return nil, err
+	}
+	o := opIn
+	if negated {
+		o = opNotIn
+	}
+	return newSetNode(o, key, values), nil
+}
+
+// newSetNode sorts and deduplicates values (in place) and builds the
+// lookup structure.
+func newSetNode(o op, key string, values []string) *node {
+	slices.Sort(values)
+	values = slices.Compact(values)
+	n := &node{op: o, key: key, set: values}
+	if len(values) > linearSetMax {
+		n.lookup = make(map[string]struct{}, len(values))
+		for _, v := range values {
+			n.lookup[v] = struct{}{}
+		}
+	}
+	return n
+}
