@@ -2,7 +2,9 @@ package selector
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxLabelLength is the longest label key the language accepts.
@@ -237,7 +239,7 @@ func (l *lexer) scanOperator(start int) (token, error) {
 				break
 			}
 			p += len(w)
-			if op.words[1] != "" {
+			if op.words[1] != "" && w == op.words[0] {
 				for p < len(l.s) && (l.s[p] == ' ' || l.s[p] == '\t') {
 					p++
 				}
@@ -248,14 +250,22 @@ func (l *lexer) scanOperator(start int) (token, error) {
 			return token{kind: op.kind, pos: start}, nil
 		}
 	}
-	return token{}, l.errAt(start, "expected an operator (==, !=, in, not in, contains, starts with, ends with) after label %q, found %s",
-		l.lastToken.val, quoteChar(l.s, start))
+	return token{}, l.errAt(start, "expected an operator %s after label %q, found %s",
+		operatorList, l.lastToken.val, quoteChar(l.s, start))
 }
 
+const operatorList = "(==, !=, in, not in, contains, starts with, ends with)"
+
+// quoteChar quotes the word (up to 16 label characters) or the single
+// character at pos, for error messages.
 func quoteChar(s string, pos int) string {
+	if !isIdentChar(s[pos]) {
+		r, _ := utf8.DecodeRuneInString(s[pos:])
+		return strconv.QuoteRune(r)
+	}
 	end := pos + 1
-	for end < len(s) && end-pos < 12 && isIdentChar(s[end]) && isIdentChar(s[pos]) {
+	for end < len(s) && end-pos < 16 && isIdentChar(s[end]) {
 		end++
 	}
-	return fmt.Sprintf("%q", s[pos:end])
+	return strconv.Quote(s[pos:end])
 }

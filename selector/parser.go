@@ -175,7 +175,11 @@ func (p *parser) parseComparison() (*node, error) {
 	case tokIn, tokNotIn:
 		return p.parseSet(key, opTok.kind == tokNotIn)
 	default:
-		return nil, p.errorf("expected an operator after label %q, found %s", key, opTok.describe())
+		hint := ""
+		if opTok.kind == tokLParen && (key == "has" || key == "all" || key == "global") {
+			hint = fmt.Sprintf(" (write %s( with no space before the parenthesis)", key)
+		}
+		return nil, p.errorf("expected an operator %s after label %q, found %s%s", operatorList, key, opTok.describe(), hint)
 	}
 	if err := p.advance(); err != nil {
 		return nil, err
