@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // sysctl is one per-interface setting; path has one %s for the name.
@@ -93,22 +93,25 @@ func (d *Dataplane) syncSysctls(links []netlink.Link, recheck bool) error {
 }
 
 // ensureSysctls reads each setting of iface and writes those that differ.
-// gone reports that the interface no longer exists.
+// gone reports that the interface no longer exists. Raw system calls: a
+// resync reads thousands of these, and os.File's poller registration would
+// double the cost.
 func ensureSysctls(iface string, list []sysctl) (writes uint64, gone bool, err error) {
+	var buf [32]byte
 	for _, s := range list {
 		p := fmt.Sprintf(s.path, iface)
-		cur, err := os.ReadFile(p)
-		if errors.Is(err, fs.ErrNotExist) {
+		n, err := readSmall(p, buf[:])
+		if errors.Is(err, unix.ENOENT) {
 			return writes, true, nil
 		}
 		if err != nil {
 			return writes, false, fmt.Errorf("route: read %s: %w", p, err)
 		}
-		if string(bytes.TrimSpace(cur)) == s.value {
+		if string(bytes.TrimSpace(buf[:n])) == s.value {
 			continue
 		}
-		if err := os.WriteFile(p, []byte(s.value), 0o644); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
+		if err := writeSmall(p, s.value); err != nil {
+			if errors.Is(err, unix.ENOENT) {
 				return writes, true, nil
 			}
 			return writes, false, fmt.Errorf("route: write %s=%s: %w", p, s.value, err)
@@ -116,4 +119,31 @@ func ensureSysctls(iface string, list []sysctl) (writes uint64, gone bool, err e
 		writes++
 	}
 	return writes, false, nil
+}
+
+func readSmall(path string, buf []byte) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	for {
+		n, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		return n, err
+	}
+}
+
+func writeSmall(path, value string) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	_, werr := unix.Write(fd, []byte(value))
+	if cerr := unix.Close(fd); werr == nil {
+		werr = cerr
+	}
+	return werr
 }
