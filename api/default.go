@@ -16,8 +16,8 @@ const (
 
 // IPPool defaults.
 const (
-	DefaultIPv4BlockSize = 26
-	DefaultIPv6BlockSize = 122
+	DefaultIPv4BlockSize      = 26
+	DefaultIPv6BlockSize      = 122
 	IPPoolAssignmentAutomatic = "Automatic"
 	IPPoolAssignmentManual    = "Manual"
 )
