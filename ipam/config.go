@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/brindle-net/brindle/api"
+	"github.com/brindle-net/brindle/selector"
 )
 
 // DefaultMaxRetries is how many times a conflicting write is retried.
@@ -32,10 +33,6 @@ type Config struct {
 	// Source supplies pools, reservations, IPAM configuration and node
 	// labels. Required.
 	Source Source
-	// MatchNodeSelector evaluates a pool's nodeSelector against a node's
-	// labels. nil accepts only "" and "all()" and rejects any other
-	// selector with an error (the agent wires in the selector package).
-	MatchNodeSelector func(selector string, labels map[string]string) (bool, error)
 	// Now is the clock (cooldowns, claim times); nil means time.Now.
 	Now func() time.Time
 }
@@ -62,17 +59,7 @@ func (c *Config) Validate() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.MatchNodeSelector == nil {
-		c.MatchNodeSelector = matchAllOnly
-	}
 	return nil
-}
-
-func matchAllOnly(sel string, _ map[string]string) (bool, error) {
-	if s := strings.TrimSpace(sel); s == "" || s == "all()" {
-		return true, nil
-	}
-	return false, fmt.Errorf("nodeSelector %q needs a selector evaluator (Config.MatchNodeSelector)", sel)
 }
 
 func validNode(n string) error {
@@ -138,7 +125,7 @@ type pool struct {
 	cidr      netip.Prefix
 	blockBits int
 	disabled  bool
-	nodeSel   string
+	nodeSel   *selector.Selector
 	uses      []string
 }
 
@@ -190,8 +177,12 @@ func parsePool(ip *api.IPPool) (*pool, error) {
 	if c.Masked() != c {
 		return nil, fmt.Errorf("ippool %q: cidr %s has host bits set", name, c)
 	}
+	sel, err := selector.Parse(ip.Spec.NodeSelector) // "" is all()
+	if err != nil {
+		return nil, fmt.Errorf("ippool %q: nodeSelector: %w", name, err)
+	}
 	p := &pool{name: name, cidr: c, blockBits: ip.Spec.BlockSize, disabled: ip.Spec.Disabled,
-		nodeSel: ip.Spec.NodeSelector, uses: ip.Spec.AllowedUses}
+		nodeSel: sel, uses: ip.Spec.AllowedUses}
 	lo, hi := 20, 32
 	if c.Addr().Is6() {
 		lo, hi = 116, 128

@@ -26,7 +26,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite testdata expectations with th
 // TestDataDriven runs testdata/*.txt. Each case is a command line, "----",
 // the expected output, and a blank line. Commands:
 //
-//	pool name=N cidr=C [blockSize=B] [disabled] [nodeSelector=k=v] [uses=A,B]
+//	pool name=N cidr=C [blockSize=B] [disabled] [nodeSelector=SEL (_ for space)] [uses=A,B]
 //	reserve C...            config [strict] [maxBlocks=N] [noAutoAlloc] [cooldown=S]
 //	labels node=N k=v...    clock +Ns
 //	auto node=N handle=H [num=K] [num6=K] [pools=a,b] [max=M] [use=U]
@@ -45,6 +45,7 @@ func TestDataDriven(t *testing.T) {
 }
 
 type ddCase struct {
+	comments  []string // lines starting with # just before the command
 	cmd, want string
 	line      int
 }
@@ -59,13 +60,19 @@ func parseDD(t *testing.T, path string) []ddCase {
 	var cases []ddCase
 	sc := bufio.NewScanner(fh)
 	ln := 0
+	var comments []string
 	for sc.Scan() {
 		ln++
 		l := sc.Text()
-		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
+		if strings.HasPrefix(l, "#") {
+			comments = append(comments, l)
 			continue
 		}
-		c := ddCase{cmd: l, line: ln}
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		c := ddCase{cmd: l, line: ln, comments: comments}
+		comments = nil
 		if !sc.Scan() {
 			t.Fatalf("%s:%d: command without ----", path, ln)
 		}
@@ -100,27 +107,11 @@ func newDDEnv(t *testing.T) *ddEnv {
 	e := &ddEnv{st: NewMemStore(), src: &StaticSource{Labels: map[string]map[string]string{}},
 		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), ctx: context.Background()}
 	var err error
-	e.ipam, err = New(e.st, Config{Node: "host-a", Source: e.src, Now: func() time.Time { return e.now },
-		MatchNodeSelector: testSelector})
+	e.ipam, err = New(e.st, Config{Node: "host-a", Source: e.src, Now: func() time.Time { return e.now }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return e
-}
-
-// testSelector understands "", "all()" and "k == 'v'" (the real evaluator
-// is the selector package, wired in by the agent).
-func testSelector(sel string, labels map[string]string) (bool, error) {
-	sel = strings.TrimSpace(sel)
-	if sel == "" || sel == "all()" {
-		return true, nil
-	}
-	k, v, ok := strings.Cut(sel, "==")
-	if !ok {
-		return false, fmt.Errorf("test selector %q unsupported", sel)
-	}
-	v = strings.Trim(strings.TrimSpace(v), "'\"")
-	return labels[strings.TrimSpace(k)] == v, nil
 }
 
 func runFile(t *testing.T, path string) {
@@ -130,6 +121,9 @@ func runFile(t *testing.T, path string) {
 	failed := false
 	for _, c := range cases {
 		got := e.run(t, c.cmd)
+		for _, l := range c.comments {
+			fmt.Fprintln(&b, l)
+		}
 		fmt.Fprintf(&b, "%s\n----\n%s\n\n", c.cmd, got)
 		if !*rewrite && got != c.want {
 			failed = true
@@ -166,8 +160,7 @@ func (e *ddEnv) run(t *testing.T, line string) string {
 		p.Spec.BlockSize, _ = strconv.Atoi(a["blockSize"])
 		_, p.Spec.Disabled = a["disabled"]
 		if s, ok := a["nodeSelector"]; ok {
-			k, v, _ := strings.Cut(s, "=")
-			p.Spec.NodeSelector = k + " == '" + v + "'"
+			p.Spec.NodeSelector = strings.ReplaceAll(s, "_", " ")
 		}
 		if u := a["uses"]; u != "" {
 			p.Spec.AllowedUses = strings.Split(u, ",")

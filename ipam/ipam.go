@@ -189,7 +189,7 @@ func (m *IPAM) usablePools(ctx context.Context, snap *snapshot, args AutoAssignA
 	var labels map[string]string
 	var out []*pool
 	var skipped []string
-	for i, p := range cands {
+	for _, p := range cands {
 		okUse := false
 		for _, u := range p.uses {
 			okUse = okUse || u == use
@@ -198,7 +198,7 @@ func (m *IPAM) usablePools(ctx context.Context, snap *snapshot, args AutoAssignA
 			skipped = append(skipped, p.String()+": allowedUses has no "+use)
 			continue
 		}
-		if i == 0 || labels == nil {
+		if labels == nil {
 			l, err := m.cfg.Source.NodeLabels(ctx, node)
 			if err != nil {
 				return nil, fmt.Errorf("read labels of node %q: %w", node, err)
@@ -208,11 +208,7 @@ func (m *IPAM) usablePools(ctx context.Context, snap *snapshot, args AutoAssignA
 				labels = map[string]string{}
 			}
 		}
-		ok, err := m.cfg.MatchNodeSelector(p.nodeSel, labels)
-		if err != nil {
-			return nil, fmt.Errorf("pool %s: %w", p, err)
-		}
-		if !ok {
+		if !p.nodeSel.Evaluate(labels) {
 			skipped = append(skipped, p.String()+": nodeSelector does not match node "+node)
 			continue
 		}
