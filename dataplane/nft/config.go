@@ -1,0 +1,82 @@
+package nft
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Config configures a Dataplane. The zero value is usable: defaults fill in.
+type Config struct {
+	// TableName is our table's name (family inet). Default "brindle".
+	TableName string
+	// AcceptMark and PassMark are the packet-mark bits used to carry
+	// "allowed" and "passed" from policy chains back to the endpoint
+	// chain. They must be distinct single bits. Defaults 0x01000000 and
+	// 0x02000000 (clear of kube-proxy's 0x4000/0x8000).
+	AcceptMark uint32
+	PassMark   uint32
+	// LogPrefix is the log prefix of rules with action Log. Default
+	// "brindle-packet: ".
+	LogPrefix string
+	// NetNSFd, when non-zero, is an open file descriptor of the network
+	// namespace to program; zero means the caller's namespace.
+	NetNSFd int
+	// SocketBuffer is the netlink socket send and receive buffer size in
+	// bytes, large enough for one transaction's batch and its acks.
+	// Default 64 MiB.
+	SocketBuffer int
+}
+
+// Defaults for Config.
+const (
+	DefaultTableName    = "brindle"
+	DefaultAcceptMark   = 0x01000000
+	DefaultPassMark     = 0x02000000
+	DefaultLogPrefix    = "brindle-packet: "
+	DefaultSocketBuffer = 64 << 20
+)
+
+func (c Config) withDefaults() Config {
+	if c.TableName == "" {
+		c.TableName = DefaultTableName
+	}
+	if c.AcceptMark == 0 {
+		c.AcceptMark = DefaultAcceptMark
+	}
+	if c.PassMark == 0 {
+		c.PassMark = DefaultPassMark
+	}
+	if c.LogPrefix == "" {
+		c.LogPrefix = DefaultLogPrefix
+	}
+	if c.SocketBuffer == 0 {
+		c.SocketBuffer = DefaultSocketBuffer
+	}
+	return c
+}
+
+// Validate checks a Config (after defaults are applied).
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	single := func(v uint32) bool { return v != 0 && v&(v-1) == 0 }
+	if !single(c.AcceptMark) {
+		errs = append(errs, fmt.Errorf("AcceptMark %#x is not a single bit", c.AcceptMark))
+	}
+	if !single(c.PassMark) {
+		errs = append(errs, fmt.Errorf("PassMark %#x is not a single bit", c.PassMark))
+	}
+	if c.AcceptMark == c.PassMark {
+		errs = append(errs, fmt.Errorf("AcceptMark and PassMark are both %#x", c.AcceptMark))
+	}
+	if len(c.TableName) > 64 {
+		errs = append(errs, fmt.Errorf("TableName %q is longer than 64 bytes", c.TableName))
+	}
+	if len(c.LogPrefix) > 127 {
+		errs = append(errs, errors.New("LogPrefix is longer than 127 bytes"))
+	}
+	if c.SocketBuffer < 0 {
+		errs = append(errs, fmt.Errorf("SocketBuffer %d is negative", c.SocketBuffer))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,513 @@
+package nft
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// kernel reads our table back and writes transactions. It holds one
+// lasting netlink connection.
+type kernel struct {
+	conn  *nftables.Conn
+	table *nftables.Table
+}
+
+func newKernel(cfg Config) (*kernel, error) {
+	buf := cfg.SocketBuffer
+	opts := []nftables.ConnOption{
+		nftables.AsLasting(),
+		nftables.WithSockOptions(func(c *netlink.Conn) error {
+			// A whole ruleset is one batch: the send buffer must hold it
+			// and the receive buffer its acks. FORCE variants lift the
+			// rmem_max/wmem_max caps (we run as root / CAP_NET_ADMIN).
+			raw, err := c.SyscallConn()
+			if err != nil {
+				return err
+			}
+			var serr error
+			if err := raw.Control(func(fd uintptr) {
+				for _, o := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
+					if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o, buf); e != nil {
+						serr = errors.Join(serr, e)
+					}
+				}
+				// Acks need not echo the request payload.
+				if e := unix.SetsockoptInt(int(fd), unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1); e != nil {
+					serr = errors.Join(serr, e)
+				}
+			}); err != nil {
+				return err
+			}
+			if serr != nil {
+				return fmt.Errorf("set netlink socket options: %w", serr)
+			}
+			return nil
+		}),
+	}
+	if cfg.NetNSFd != 0 {
+		opts = append(opts, nftables.WithNetNSFd(cfg.NetNSFd))
+	}
+	conn, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("open nftables netlink connection: %w", err)
+	}
+	return &kernel{conn: conn, table: &nftables.Table{Name: cfg.TableName, Family: nftables.TableFamilyINet}}, nil
+}
+
+func (k *kernel) close() error { return k.conn.CloseLasting() }
+
+// read returns our table as a model, or nil when the table does not exist.
+func (k *kernel) read() (*model, error) {
+	tables, err := k.conn.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == k.table.Name }) {
+		return nil, nil
+	}
+	m := &model{sets: map[string]*setSpec{}, chains: map[string]*chainSpec{}}
+	sets, err := k.conn.GetSets(k.table)
+	if err != nil {
+		return nil, fmt.Errorf("list sets: %w", err)
+	}
+	for _, s := range sets {
+		if s.Anonymous {
+			continue
+		}
+		s.Table = k.table
+		spec := &setSpec{name: s.Name, kind: kindOf(s), elems: map[string]elem{}}
+		els, err := k.conn.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("list elements of set %s: %w", s.Name, err)
+		}
+		for _, e := range elemsFromKernel(spec.kind, els) {
+			spec.elems[e.mapKey()] = e
+		}
+		m.sets[s.Name] = spec
+	}
+	chains, err := k.conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, fmt.Errorf("list chains: %w", err)
+	}
+	for _, c := range chains {
+		if c.Table.Name != k.table.Name {
+			continue
+		}
+		c.Table = k.table
+		spec := &chainSpec{name: c.Name, hook: hookOf(c)}
+		rules, err := k.conn.GetRules(k.table, c)
+		if err != nil {
+			return nil, fmt.Errorf("list rules of chain %s: %w", c.Name, err)
+		}
+		for _, r := range rules {
+			id, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+			id, _, _ = strings.Cut(id, " ")
+			spec.rules = append(spec.rules, &ruleSpec{id: id})
+		}
+		m.chains[c.Name] = spec
+	}
+	return m, nil
+}
+
+// hookUnknown marks a base chain that is not one we would create.
+const hookUnknown hook = 0xff
+
+func hookOf(c *nftables.Chain) hook {
+	if c.Hooknum == nil {
+		return hookNone
+	}
+	if c.Type != nftables.ChainTypeFilter || c.Priority == nil || *c.Priority != *nftables.ChainPriorityFilter ||
+		(c.Policy != nil && *c.Policy != nftables.ChainPolicyAccept) {
+		return hookUnknown
+	}
+	switch *c.Hooknum {
+	case *nftables.ChainHookForward:
+		return hookForward
+	case *nftables.ChainHookInput:
+		return hookInput
+	}
+	return hookUnknown
+}
+
+// kindUnknown marks a set that is not one we would create.
+const kindUnknown setKind = 0xff
+
+func kindOf(s *nftables.Set) setKind {
+	switch {
+	case s.IsMap:
+		return kindVmap
+	case s.Concatenation && strings.HasPrefix(s.KeyType.Name, "ipv4_addr") && s.KeyType.Bytes == 12:
+		return kindNamedPort4
+	case s.Concatenation && strings.HasPrefix(s.KeyType.Name, "ipv6_addr") && s.KeyType.Bytes == 24:
+		return kindNamedPort6
+	case s.Concatenation:
+		return kindUnknown
+	case s.KeyType.Name == "ipv4_addr" && s.Interval:
+		return kindNet4
+	case s.KeyType.Name == "ipv4_addr":
+		return kindAddr4
+	case s.KeyType.Name == "ipv6_addr" && s.Interval:
+		return kindNet6
+	case s.KeyType.Name == "ipv6_addr":
+		return kindAddr6
+	}
+	return kindUnknown
+}
+
+// elemsFromKernel converts kernel elements to ours; interval sets pair each
+// start element with the end element that follows it.
+func elemsFromKernel(kind setKind, els []nftables.SetElement) []elem {
+	var out []elem
+	switch kind {
+	case kindVmap:
+		for _, e := range els {
+			out = append(out, elem{key: e.Key, jump: verdictChain(e.Val)})
+		}
+	case kindNet4, kindNet6:
+		slices.SortFunc(els, func(a, b nftables.SetElement) int {
+			if c := strings.Compare(string(a.Key), string(b.Key)); c != 0 {
+				return c
+			}
+			// An end element sorts before a start element with the same key.
+			if a.IntervalEnd != b.IntervalEnd {
+				if a.IntervalEnd {
+					return -1
+				}
+				return 1
+			}
+			return 0
+		})
+		for i := 0; i < len(els); i++ {
+			e := els[i]
+			if e.IntervalEnd {
+				// An end with no start: keep it visible so the set
+				// compares unequal and is repaired.
+				out = append(out, elem{end: e.Key})
+				continue
+			}
+			x := elem{key: e.Key}
+			if i+1 < len(els) && els[i+1].IntervalEnd {
+				x.end = els[i+1].Key
+				i++
+			}
+			out = append(out, x)
+		}
+	default:
+		for _, e := range els {
+			out = append(out, elem{key: e.Key})
+		}
+	}
+	return out
+}
+
+// verdictChain extracts the chain of a goto verdict from element data.
+func verdictChain(b []byte) string {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return ""
+	}
+	var code uint32
+	var chain string
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_VERDICT_CODE:
+			code = ad.Uint32()
+		case unix.NFTA_VERDICT_CHAIN:
+			chain = ad.String()
+		}
+	}
+	if int32(code) != unix.NFT_GOTO {
+		return "!" + chain
+	}
+	return chain
+}
+
+// batch accumulates one transaction and counts its operations.
+type batch struct {
+	k       *kernel
+	ops     int
+	created map[string]*nftables.Set // sets created in this batch
+	err     error
+}
+
+func (b *batch) fail(err error) {
+	if b.err == nil && err != nil {
+		b.err = err
+	}
+}
+
+func (b *batch) nfSet(s *setSpec) *nftables.Set {
+	if c := b.created[s.name]; c != nil {
+		return c
+	}
+	return &nftables.Set{Table: b.k.table, Name: s.name}
+}
+
+func (b *batch) nfChain(name string) *nftables.Chain {
+	return &nftables.Chain{Table: b.k.table, Name: name}
+}
+
+func (b *batch) addSet(s *setSpec, withElems bool) {
+	set := &nftables.Set{Table: b.k.table, Name: s.name, Comment: s.comment}
+	switch s.kind {
+	case kindAddr4:
+		set.KeyType = nftables.TypeIPAddr
+	case kindAddr6:
+		set.KeyType = nftables.TypeIP6Addr
+	case kindNet4:
+		set.KeyType, set.Interval = nftables.TypeIPAddr, true
+	case kindNet6:
+		set.KeyType, set.Interval = nftables.TypeIP6Addr, true
+	case kindNamedPort4:
+		set.KeyType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+		set.Concatenation = true
+	case kindNamedPort6:
+		set.KeyType = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)
+		set.Concatenation = true
+	case kindVmap:
+		set.KeyType, set.IsMap, set.DataType = nftables.TypeIFName, true, nftables.TypeVerdict
+	}
+	var els []nftables.SetElement
+	if withElems {
+		els = toKernelElems(s.kind, slices.Collect(maps.Values(s.elems)))
+	}
+	b.fail(b.k.conn.AddSet(set, els))
+	b.ops++
+	b.created[s.name] = set
+}
+
+func toKernelElems(kind setKind, es []elem) []nftables.SetElement {
+	slices.SortFunc(es, func(a, b elem) int { return strings.Compare(string(a.key), string(b.key)) })
+	out := make([]nftables.SetElement, 0, len(es))
+	for _, e := range es {
+		switch {
+		case kind == kindVmap:
+			out = append(out, nftables.SetElement{Key: e.key, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.jump}})
+		case e.key == nil: // a stray end element read back from the kernel
+			out = append(out, nftables.SetElement{Key: e.end, IntervalEnd: true})
+		default:
+			out = append(out, nftables.SetElement{Key: e.key})
+			if e.end != nil {
+				out = append(out, nftables.SetElement{Key: e.end, IntervalEnd: true})
+			}
+		}
+	}
+	return out
+}
+
+func (b *batch) addElems(s *setSpec, es []elem) {
+	if len(es) == 0 {
+		return
+	}
+	b.fail(b.k.conn.SetAddElements(b.nfSet(s), toKernelElems(s.kind, es)))
+	b.ops++
+}
+
+func (b *batch) delElems(s *setSpec, es []elem) {
+	if len(es) == 0 {
+		return
+	}
+	b.fail(b.k.conn.SetDeleteElements(b.nfSet(s), toKernelElems(s.kind, es)))
+	b.ops++
+}
+
+func (b *batch) addChain(c *chainSpec) {
+	ch := &nftables.Chain{Table: b.k.table, Name: c.name}
+	switch c.hook {
+	case hookForward, hookInput:
+		ch.Type = nftables.ChainTypeFilter
+		ch.Priority = nftables.ChainPriorityFilter
+		ch.Hooknum = nftables.ChainHookForward
+		if c.hook == hookInput {
+			ch.Hooknum = nftables.ChainHookInput
+		}
+		p := nftables.ChainPolicyAccept
+		ch.Policy = &p
+	}
+	b.k.conn.AddChain(ch)
+	b.ops++
+}
+
+func (b *batch) addRule(chain string, r *ruleSpec) {
+	exprs := r.exprs
+	if len(r.anon) > 0 {
+		exprs = slices.Clone(exprs)
+		for _, a := range r.anon {
+			set := &nftables.Set{Table: b.k.table, Anonymous: true, Constant: true, Interval: true,
+				KeyType: nftables.TypeInetService}
+			b.fail(b.k.conn.AddSet(set, a.elems))
+			b.ops++
+			l := *exprs[a.lookup].(*expr.Lookup)
+			l.SetName, l.SetID = set.Name, set.ID
+			exprs[a.lookup] = &l
+		}
+	}
+	for i, e := range exprs {
+		// Lookups of named sets created in this batch also carry the set's
+		// batch ID.
+		if l, ok := e.(*expr.Lookup); ok && l.SetID == 0 {
+			if s := b.created[l.SetName]; s != nil {
+				if len(r.anon) == 0 {
+					exprs = slices.Clone(exprs)
+				}
+				c := *l
+				c.SetID = s.ID
+				exprs[i] = &c
+			}
+		}
+	}
+	b.k.conn.AddRule(&nftables.Rule{Table: b.k.table, Chain: b.nfChain(chain), Exprs: exprs,
+		UserData: userdata.AppendString(nil, userdata.TypeComment, r.userdataComment())})
+	b.ops++
+}
+
+func (b *batch) flushChain(name string) {
+	b.k.conn.FlushChain(b.nfChain(name))
+	b.ops++
+}
+
+func (b *batch) delChain(name string) {
+	b.k.conn.DelChain(b.nfChain(name))
+	b.ops++
+}
+
+func (b *batch) delSet(name string) {
+	b.k.conn.DelSet(&nftables.Set{Table: b.k.table, Name: name})
+	b.ops++
+}
+
+// plan queues the transaction that turns have into want: have is nil
+// when the table does not exist. Order (make before break): table; new
+// sets and element changes (verdict maps excepted); new chains; rewritten
+// chains; verdict-map elements; obsolete chains flushed, then deleted;
+// obsolete sets deleted.
+func (k *kernel) plan(want, have *model) *batch {
+	b := &batch{k: k, created: map[string]*nftables.Set{}}
+	if have == nil {
+		k.conn.AddTable(k.table)
+		b.ops++
+		have = &model{sets: map[string]*setSpec{}, chains: map[string]*chainSpec{}}
+	}
+	// A set or chain of ours with the wrong shape cannot be altered in
+	// place; rebuild the whole table atomically instead.
+	for name, h := range have.sets {
+		if w := want.sets[name]; w != nil && w.kind != h.kind {
+			return k.rebuild(want)
+		}
+	}
+	for name, h := range have.chains {
+		if w := want.chains[name]; w != nil && w.hook != h.hook {
+			return k.rebuild(want)
+		}
+	}
+
+	for _, name := range slices.Sorted(maps.Keys(want.sets)) {
+		w, h := want.sets[name], have.sets[name]
+		switch {
+		case h == nil:
+			b.addSet(w, w.kind != kindVmap)
+		case w.kind != kindVmap && w != h:
+			b.diffElems(w, h)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(want.chains)) {
+		if have.chains[name] == nil {
+			b.addChain(want.chains[name])
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(want.chains)) {
+		w, h := want.chains[name], have.chains[name]
+		if h == w || (h != nil && w.sameRules(h)) {
+			continue
+		}
+		if h != nil && len(h.rules) > 0 {
+			b.flushChain(name)
+		}
+		for _, r := range w.rules {
+			b.addRule(name, r)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(want.sets)) {
+		if w, h := want.sets[name], have.sets[name]; w.kind == kindVmap && w != h {
+			if h == nil {
+				b.addElems(w, slices.Collect(maps.Values(w.elems)))
+			} else {
+				b.diffElems(w, h)
+			}
+		}
+	}
+	var obsolete []string
+	for _, name := range slices.Sorted(maps.Keys(have.chains)) {
+		if want.chains[name] == nil {
+			obsolete = append(obsolete, name)
+			if len(have.chains[name].rules) > 0 {
+				b.flushChain(name)
+			}
+		}
+	}
+	for _, name := range obsolete {
+		b.delChain(name)
+	}
+	for _, name := range slices.Sorted(maps.Keys(have.sets)) {
+		if want.sets[name] == nil {
+			b.delSet(name)
+		}
+	}
+	return b
+}
+
+// diffElems deletes the elements of h that w lacks, then adds the ones w
+// has and h lacks. An interval is one element (start and end together).
+func (b *batch) diffElems(w, h *setSpec) {
+	var del, add []elem
+	for key, e := range h.elems {
+		if _, ok := w.elems[key]; !ok {
+			del = append(del, e)
+		}
+	}
+	for key, e := range w.elems {
+		if _, ok := h.elems[key]; !ok {
+			add = append(add, e)
+		}
+	}
+	if (w.kind == kindNet4 || w.kind == kindNet6) && len(del) > 0 {
+		// Interval sets: deleting part of what the kernel holds can leave
+		// it inconsistent when the read-back was odd; flush and refill.
+		if slices.ContainsFunc(del, func(e elem) bool { return e.key == nil }) {
+			b.k.conn.FlushSet(b.nfSet(w))
+			b.ops++
+			b.addElems(w, slices.Collect(maps.Values(w.elems)))
+			return
+		}
+	}
+	b.delElems(w, del)
+	b.addElems(w, add)
+}
+
+// rebuild deletes the table and creates it again with want, in one
+// transaction.
+func (k *kernel) rebuild(want *model) *batch {
+	k.conn.DelTable(k.table)
+	b := k.plan(want, nil)
+	b.ops++
+	return b
+}
+
+func (b *batch) flush() error {
+	if b.err != nil {
+		return fmt.Errorf("build nftables batch: %w", b.err)
+	}
+	if err := b.k.conn.Flush(); err != nil {
+		return fmt.Errorf("nftables transaction (%d operations): %w", b.ops, err)
+	}
+	return nil
+}

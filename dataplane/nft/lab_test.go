@@ -1,0 +1,174 @@
+package nft
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/brindle-net/brindle/desired"
+	"github.com/brindle-net/brindle/internal/netnstest"
+	"golang.org/x/sys/unix"
+)
+
+// lab is a host namespace with workloads and a Dataplane programming it.
+type lab struct {
+	t    *testing.T
+	host *netnstest.NS
+	dp   *Dataplane
+	wl   map[string]*netnstest.Workload
+}
+
+// newLab builds a host namespace with one workload per name, each with the
+// IPv4 address 10.65.0.<i+1> on interface "cali<name>".
+func newLab(t *testing.T, names ...string) *lab {
+	t.Helper()
+	netnstest.RequireRoot(t)
+	host := netnstest.NewHostNS(t, "nft")
+	if err := netnstest.EnableForwarding(host); err != nil {
+		t.Fatal(err)
+	}
+	l := &lab{t: t, host: host, wl: map[string]*netnstest.Workload{}}
+	for i, n := range names {
+		w := netnstest.AddWorkload(t, host, netnstest.WorkloadOpts{
+			Name: n, IfName: "cali" + n,
+			IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 65, 0, byte(i + 1)})},
+		})
+		w.HostRoutes()
+		l.wl[n] = w
+	}
+	dp, err := New(Config{NetNSFd: int(host.NsHandle())}, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dp.Close() })
+	l.dp = dp
+	return l
+}
+
+func (l *lab) ip(name string) netip.Addr { return l.wl[name].IPs[0] }
+
+func (l *lab) iface(name string) string { return l.wl[name].IfName }
+
+func (l *lab) apply(s *desired.State) {
+	l.t.Helper()
+	if err := l.dp.Apply(s); err != nil {
+		l.t.Fatalf("Apply: %v", err)
+	}
+}
+
+// probe is one expected connectivity result.
+type probe struct {
+	from, to string
+	proto    string // TCP, UDP or ICMP
+	port     uint16
+	want     bool
+}
+
+func (p probe) String() string {
+	return fmt.Sprintf("%s %s->%s:%d", p.proto, p.from, p.to, p.port)
+}
+
+// check runs the probes and reports each one that disagrees.
+func (l *lab) check(probes ...probe) {
+	l.t.Helper()
+	for _, p := range probes {
+		var got bool
+		var err error
+		timeout := 400 * time.Millisecond
+		if p.want {
+			timeout = 2 * time.Second
+		}
+		switch p.proto {
+		case "ICMP":
+			got, err = ping(l.wl[p.from].NS, l.ip(p.to), timeout)
+		default:
+			got, err = netnstest.Probe(l.wl[p.from].NS, l.ip(p.to), p.port, p.proto, timeout)
+		}
+		if err != nil {
+			l.t.Errorf("%v: probe error: %v", p, err)
+			continue
+		}
+		if got != p.want {
+			l.t.Errorf("%v: connected=%v, want %v", p, got, p.want)
+		}
+	}
+}
+
+// nft runs the nft CLI inside the host namespace.
+func (l *lab) nft(args ...string) string {
+	l.t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", l.host.Name(), "nft"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("nft %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// ping sends one ICMP echo request from namespace ns and waits for the
+// reply.
+func ping(ns *netnstest.NS, dst netip.Addr, timeout time.Duration) (bool, error) {
+	var ok bool
+	err := ns.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+		if err != nil {
+			return fmt.Errorf("raw icmp socket: %w", err)
+		}
+		defer unix.Close(fd)
+		id := uint16(os.Getpid())
+		pkt := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 'b', 'r', 'i', 'n'}
+		cs := icmpChecksum(pkt)
+		pkt[2], pkt[3] = byte(cs>>8), byte(cs)
+		if err := unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: dst.As4()}); err != nil {
+			return fmt.Errorf("send echo: %w", err)
+		}
+		deadline := time.Now().Add(timeout)
+		buf := make([]byte, 1500)
+		for {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return nil
+			}
+			tv := unix.NsecToTimeval(left.Nanoseconds())
+			if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+				return err
+			}
+			n, from, err := unix.Recvfrom(fd, buf, 0)
+			if err != nil {
+				if err == unix.EAGAIN || err == unix.EINTR {
+					continue
+				}
+				return err
+			}
+			sa, _ := from.(*unix.SockaddrInet4)
+			if sa == nil || netip.AddrFrom4(sa.Addr) != dst || n < 28 {
+				continue
+			}
+			ihl := int(buf[0]&0x0f) * 4
+			if n >= ihl+8 && buf[ihl] == 0 && buf[ihl+4] == byte(id>>8) && buf[ihl+5] == byte(id) {
+				ok = true
+				return nil
+			}
+		}
+	})
+	return ok, err
+}
+
+func icmpChecksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
+}

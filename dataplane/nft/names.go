@@ -1,0 +1,91 @@
+package nft
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+
+	"github.com/brindle-net/brindle/desired"
+)
+
+// Every object in our table carries this prefix; an object without it is
+// not ours and is removed by the first Apply.
+const prefix = "brindle-"
+
+// Fixed chain and map names.
+const (
+	chainForward    = prefix + "forward"
+	chainInput      = prefix + "input"
+	chainFromWLDisp = prefix + "from-wl-dispatch"
+	chainToWLDisp   = prefix + "to-wl-dispatch"
+	chainWLToHost   = prefix + "wl-to-host"
+	mapFromWL       = prefix + "from-wl"
+	mapToWL         = prefix + "to-wl"
+)
+
+// hashID is a short stable hash: 16 hex digits of SHA-256.
+func hashID(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:8])
+}
+
+// endpointChain names the chain for traffic from (egress, "fw") or to
+// (ingress, "tw") a workload interface.
+func endpointChain(iface string, ingress bool) string {
+	if ingress {
+		return prefix + "tw-" + iface
+	}
+	return prefix + "fw-" + iface
+}
+
+// policyChain names a policy's inbound ("pi") or outbound ("po") chain.
+func policyChain(id desired.PolicyID, inbound bool) string {
+	k := id.Tier + "\x00" + id.Namespace + "\x00" + id.Name + "\x00" + id.Kind
+	if inbound {
+		return prefix + "pi-" + hashID(k)
+	}
+	return prefix + "po-" + hashID(k)
+}
+
+// profileChain names a profile's inbound ("pri") or outbound ("pro") chain.
+func profileChain(name string, inbound bool) string {
+	if inbound {
+		return prefix + "pri-" + hashID(name)
+	}
+	return prefix + "pro-" + hashID(name)
+}
+
+// setKind is the kernel shape of a set.
+type setKind uint8
+
+const (
+	kindAddr4 setKind = iota + 1
+	kindAddr6
+	kindNet4
+	kindNet6
+	kindNamedPort4
+	kindNamedPort6
+	kindVmap
+)
+
+var kindTags = map[setKind]string{
+	kindAddr4: "a4", kindAddr6: "a6", kindNet4: "c4", kindNet6: "c6",
+	kindNamedPort4: "n4", kindNamedPort6: "n6",
+}
+
+func setKindFor(t desired.IPSetType, family int) setKind {
+	k := map[desired.IPSetType]setKind{desired.Addrs: kindAddr4, desired.Nets: kindNet4, desired.NamedPorts: kindNamedPort4}[t]
+	if family == 6 {
+		k++
+	}
+	return k
+}
+
+// setName derives the kernel set name for one family of a desired set:
+// the prefix, a tag for type and family, and a hash of the ID. The full ID
+// is the set's comment. Equal IDs (equal selectors) share one set.
+func setName(id string, t desired.IPSetType, family int) string {
+	return prefix + kindTags[setKindFor(t, family)] + "-" + hashID(id)
+}
+
+func isOurs(name string) bool { return strings.HasPrefix(name, prefix) }

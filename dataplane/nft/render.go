@@ -1,0 +1,138 @@
+package nft
+
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/brindle-net/brindle/desired"
+)
+
+// Render returns the ruleset Apply would program for s, as readable
+// nft-like text (`nft list table` style, with each rule's origin as its
+// comment). It is pure: it touches no kernel. It is what `brindle node
+// --dump` prints and what the golden tests compare.
+func Render(cfg Config, s *desired.State) (string, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return "", fmt.Errorf("nft config: %w", err)
+	}
+	if err := s.Validate(); err != nil {
+		return "", fmt.Errorf("desired state: %w", err)
+	}
+	return newBuilder(cfg).build(s).render(cfg.TableName), nil
+}
+
+func (m *model) render(table string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table inet %s {\n", table)
+	for _, name := range slices.Sorted(maps.Keys(m.sets)) {
+		m.sets[name].render(&b)
+	}
+	chains := slices.Collect(maps.Values(m.chains))
+	slices.SortFunc(chains, func(a, b *chainSpec) int {
+		return cmp.Or(cmp.Compare(a.rank, b.rank), strings.Compare(a.name, b.name))
+	})
+	for _, c := range chains {
+		fmt.Fprintf(&b, "\tchain %s {\n", c.name)
+		switch c.hook {
+		case hookForward:
+			b.WriteString("\t\ttype filter hook forward priority filter; policy accept;\n")
+		case hookInput:
+			b.WriteString("\t\ttype filter hook input priority filter; policy accept;\n")
+		}
+		for _, r := range c.rules {
+			b.WriteString("\t\t" + r.text)
+			if r.comment != "" {
+				fmt.Fprintf(&b, " comment %q", r.comment)
+			}
+			b.WriteString("\n")
+		}
+		b.WriteString("\t}\n")
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+var kindTypes = map[setKind]string{
+	kindAddr4: "ipv4_addr", kindAddr6: "ipv6_addr",
+	kindNet4: "ipv4_addr", kindNet6: "ipv6_addr",
+	kindNamedPort4: "ipv4_addr . inet_proto . inet_service",
+	kindNamedPort6: "ipv6_addr . inet_proto . inet_service",
+	kindVmap:       "ifname : verdict",
+}
+
+func (s *setSpec) render(b *strings.Builder) {
+	word := "set"
+	if s.kind == kindVmap {
+		word = "map"
+	}
+	fmt.Fprintf(b, "\t%s %s {\n\t\ttype %s\n", word, s.name, kindTypes[s.kind])
+	if s.kind == kindNet4 || s.kind == kindNet6 {
+		b.WriteString("\t\tflags interval\n")
+	}
+	if s.comment != "" {
+		fmt.Fprintf(b, "\t\tcomment %q\n", s.comment)
+	}
+	if len(s.elems) > 0 {
+		var parts []string
+		for _, e := range s.elems {
+			parts = append(parts, s.renderElem(e))
+		}
+		slices.Sort(parts)
+		fmt.Fprintf(b, "\t\telements = { %s }\n", strings.Join(parts, ", "))
+	}
+	b.WriteString("\t}\n")
+}
+
+func (s *setSpec) renderElem(e elem) string {
+	addr := func(k []byte) string {
+		a, ok := netip.AddrFromSlice(k)
+		if !ok {
+			return fmt.Sprintf("%x", k)
+		}
+		return a.String()
+	}
+	switch s.kind {
+	case kindVmap:
+		return fmt.Sprintf("%q : goto %s", strings.TrimRight(string(e.key), "\x00"), e.jump)
+	case kindNet4, kindNet6:
+		start := addr(e.key)
+		last := mustAddr(lastOfFamily(len(e.key)))
+		if e.end != nil {
+			last = mustAddr(e.end).Prev()
+		}
+		// Show a CIDR when the interval is one.
+		for bits := 0; bits <= len(e.key)*8; bits++ {
+			p := netip.PrefixFrom(mustAddr(e.key), bits)
+			if p.Masked().Addr() == mustAddr(e.key) && lastAddr(p) == last {
+				if bits == len(e.key)*8 {
+					return start
+				}
+				return p.String()
+			}
+		}
+		return start + "-" + last.String()
+	case kindNamedPort4, kindNamedPort6:
+		n := len(e.key) - 8
+		return fmt.Sprintf("%s . %s . %d", addr(e.key[:n]), protoName(e.key[n]), binary.BigEndian.Uint16(e.key[n+4:]))
+	}
+	return addr(e.key)
+}
+
+func mustAddr(k []byte) netip.Addr {
+	a, _ := netip.AddrFromSlice(k)
+	return a
+}
+
+func lastOfFamily(n int) []byte {
+	k := make([]byte, n)
+	for i := range k {
+		k[i] = 0xff
+	}
+	return k
+}
