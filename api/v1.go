@@ -605,7 +605,8 @@ func v1Selector(sel, path string, fe *fieldErrs) string {
 	return strings.ReplaceAll(sel, "calico/k8s_ns", LabelNamespace)
 }
 
-// v1TagSelector ANDs the v3 form of a v1 tag, "<tag> == ”", into sel.
+// v1TagSelector ANDs the v3 form of a v1 tag (the tag label equal to the
+// empty string) into sel.
 func v1TagSelector(sel, tag, path string, fe *fieldErrs) string {
 	if tag == "" {
 		return sel
