@@ -9,6 +9,7 @@ import (
 	"github.com/brindle-net/brindle/api"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Op is what a batch does with each of its objects.
@@ -215,6 +216,9 @@ func expand(op Op, objs []api.Object) ([]*item, error) {
 			var tr *api.NetworkPolicy
 			tr, err = api.TranslateNetworkPolicy(np)
 			if err == nil {
+				// The translation is ours: it gets its own identity, and
+				// its revision is the one read, not the original's.
+				tr.UID, tr.ResourceVersion, tr.CreationTimestamp = "", "", metav1.Time{}
 				der.obj = tr
 				_, der.key, err = KeyOf(tr)
 			}

@@ -11,3 +11,6 @@ func SetBeforeWatch(c *Client, f func(rev int64)) { c.beforeWatch = f }
 // Etcd exposes the underlying etcd client for tests that write behind the
 // datastore's back.
 func Etcd(c *Client) any { return c.etcd }
+
+// Encode is the JSON the datastore stores for obj.
+var Encode = encode
