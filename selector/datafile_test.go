@@ -22,10 +22,11 @@ type directive struct {
 }
 
 // readCases splits a testdata file into cases: each case starts at a line
-// whose key is start (or start+"q") and runs to the next such line. Blank
+// whose key is start (or start+"q") and runs to the next such line; with
+// start "" the whole file is one case. Blank
 // lines and lines starting with # are kept verbatim for rewriting but are
 // not directives.
-func readCases(t *testing.T, path, start string) (cases [][]directive, lines []string) {
+func readCases(t testing.TB, path, start string) (cases [][]directive, lines []string) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -58,7 +59,7 @@ func readCases(t *testing.T, path, start string) (cases [][]directive, lines []s
 			key, val = strings.TrimSuffix(key, "q"), uq
 		}
 		d := directive{line: n, key: key, val: val}
-		if key == start {
+		if key == start || start == "" && len(cases) == 0 {
 			cases = append(cases, []directive{d})
 			continue
 		}

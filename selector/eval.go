@@ -1,6 +1,9 @@
 package selector
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Labels is a source of labels. Get reports a label's value and whether it
 // is present. An endpoint's labels are typically its own labels layered
@@ -31,8 +34,8 @@ func (s *Selector) EvaluateLabels(labels Labels) bool {
 }
 
 func (n *node) setContains(v string) bool {
-	if n.lookup != nil {
-		_, ok := n.lookup[v]
+	if len(n.set) > linearSetMax {
+		_, ok := slices.BinarySearch(n.set, v)
 		return ok
 	}
 	for _, s := range n.set {
@@ -80,6 +83,10 @@ func evalMap(n *node, m map[string]string) bool {
 		}
 		return true
 	case opOr:
+		if n.key != "" {
+			v, ok := m[n.key]
+			return ok && n.setContains(v)
+		}
 		for _, k := range n.kids {
 			if evalMap(k, m) {
 				return true
@@ -108,6 +115,10 @@ func evalLabels(n *node, l Labels) bool {
 		}
 		return true
 	case opOr:
+		if n.key != "" {
+			v, ok := l.Get(n.key)
+			return ok && n.setContains(v)
+		}
 		for _, k := range n.kids {
 			if evalLabels(k, l) {
 				return true

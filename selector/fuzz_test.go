@@ -3,6 +3,7 @@ package selector
 import (
 	"bufio"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -70,9 +71,9 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("UniqueID(%q) = %q, want %q", s, sel.UniqueID(), wantUID(canon))
 		}
 		for _, l := range fuzzLabels {
-			want := sel.Evaluate(l)
-			if again.Evaluate(l) != want || sel.EvaluateLabels(Map(l)) != want {
-				t.Fatalf("%q and its canonical form %q disagree on %v", s, canon, l)
+			want := refEval(sel.root, l)
+			if sel.Evaluate(l) != want || again.Evaluate(l) != want || sel.EvaluateLabels(Map(l)) != want {
+				t.Fatalf("%q (canonical %q) on %v: want %v from the reference evaluator", s, canon, l, want)
 			}
 		}
 		mapped := sel.MapKeys(func(k string) string { return "p." + k })
@@ -80,4 +81,38 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("MapKeys result %q of %q does not parse: %v", mapped.String(), s, err)
 		}
 	})
+}
+
+// refEval is a deliberately naive evaluator of the semantics table (compat
+// §1.3): no folded Or, linear set search.
+func refEval(n *node, l map[string]string) bool {
+	v, ok := l[n.key]
+	switch n.op {
+	case opAll, opGlobal:
+		return true
+	case opNot:
+		return !refEval(n.kids[0], l)
+	case opAnd, opOr:
+		for _, k := range n.kids {
+			if refEval(k, l) == (n.op == opOr) {
+				return n.op == opOr
+			}
+		}
+		return n.op == opAnd
+	case opHas:
+		return ok
+	case opEq:
+		return ok && v == n.val
+	case opNe:
+		return !ok || v != n.val
+	case opIn, opNotIn:
+		return (ok && slices.Contains(n.set, v)) == (n.op == opIn)
+	case opContains:
+		return ok && strings.Contains(v, n.val)
+	case opStartsWith:
+		return ok && strings.HasPrefix(v, n.val)
+	case opEndsWith:
+		return ok && strings.HasSuffix(v, n.val)
+	}
+	panic("unknown op")
 }

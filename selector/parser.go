@@ -81,7 +81,7 @@ func (p *parser) parseOr() (*node, error) {
 		}
 		kids = append(kids, n)
 	}
-	return &node{op: opOr, kids: kids}, nil
+	return newOr(kids), nil
 }
 
 func (p *parser) parseAnd() (*node, error) {
@@ -230,17 +230,10 @@ func (p *parser) parseSet(key string, negated bool) (*node, error) {
 	return newSetNode(o, key, values), nil
 }
 
-// newSetNode sorts and deduplicates values (in place) and builds the
-// lookup structure.
+// newSetNode sorts and deduplicates values in place.
 func newSetNode(o op, key string, values []string) *node {
-	slices.Sort(values)
-	values = slices.Compact(values)
-	n := &node{op: o, key: key, set: values}
-	if len(values) > linearSetMax {
-		n.lookup = make(map[string]struct{}, len(values))
-		for _, v := range values {
-			n.lookup[v] = struct{}{}
-		}
+	if !slices.IsSorted(values) {
+		slices.Sort(values)
 	}
-	return n
+	return &node{op: o, key: key, set: slices.Compact(values)}
 }

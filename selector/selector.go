@@ -26,19 +26,46 @@ const (
 	opOr
 )
 
-// linearSetMax is the largest "in" set searched linearly; bigger sets get
-// a hash set.
+// linearSetMax is the largest "in" set searched linearly; bigger sets are
+// binary searched (a hash set would cost more to build at parse time than
+// it saves at evaluation).
 const linearSetMax = 8
 
 // node is one AST node. Nodes are immutable once built and may be shared
 // between selectors.
 type node struct {
-	op     op
-	key    string              // label key (has and comparisons)
-	val    string              // literal (==, !=, contains, starts/ends with)
-	set    []string            // sorted, deduplicated (in, not in)
-	lookup map[string]struct{} // set as a hash set when len(set) > linearSetMax
-	kids   []*node             // operands (not: exactly one; and/or: two or more)
+	op   op
+	key  string   // label key (has, comparisons, folded or)
+	val  string   // literal (==, !=, contains, starts/ends with)
+	set  []string // sorted, deduplicated (in, not in, folded or)
+	kids []*node  // operands (not: exactly one; and/or: two or more)
+}
+
+// minOrEqFold is the shortest Or of "k == v" terms on one key that is
+// evaluated as a single lookup of k in a set (see newOr).
+const minOrEqFold = 3
+
+// newOr builds an Or node. When every operand is k == v on the same key k,
+// it also records k and the sorted values in key and set, so evaluation
+// does one label lookup instead of one per operand. Rendering always uses
+// kids, so the canonical form is unaffected.
+func newOr(kids []*node) *node {
+	n := &node{op: opOr, kids: kids}
+	if len(kids) < minOrEqFold {
+		return n
+	}
+	for _, k := range kids {
+		if k.op != opEq || k.key != kids[0].key {
+			return n
+		}
+	}
+	vals := make([]string, len(kids))
+	for i, k := range kids {
+		vals[i] = k.val
+	}
+	slices.Sort(vals)
+	n.key, n.set = kids[0].key, slices.Compact(vals)
+	return n
 }
 
 var (
@@ -109,9 +136,12 @@ func mapKeys(n *node, f func(string) string) *node {
 		for i, k := range n.kids {
 			kids[i] = mapKeys(k, f)
 		}
+		if n.op == opOr {
+			return newOr(kids)
+		}
 		return &node{op: n.op, kids: kids}
 	}
-	c := *n // set and lookup are immutable and shared
+	c := *n // set is immutable and shared
 	c.key = f(n.key)
 	return &c
 }
@@ -122,7 +152,7 @@ func (s *Selector) LabelKeys() []string {
 	var keys []string
 	var walk func(n *node)
 	walk = func(n *node) {
-		if n.key != "" {
+		if n.key != "" && n.op != opOr {
 			keys = append(keys, n.key)
 		}
 		for _, k := range n.kids {

@@ -79,6 +79,7 @@ func TestMatch(t *testing.T) {
 				i++
 			}
 			got := map[string]bool{
+				"reference":              refEval(sel.root, labels),
 				"Evaluate":               sel.Evaluate(labels),
 				"EvaluateLabels":         sel.EvaluateLabels(Map(labels)),
 				"EvaluateLabels/layered": sel.EvaluateLabels(layered{own, parent}),
