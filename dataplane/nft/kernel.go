@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -215,6 +216,7 @@ func verdictChain(b []byte) string {
 	if err != nil {
 		return ""
 	}
+	ad.ByteOrder = binary.BigEndian
 	var code uint32
 	var chain string
 	for ad.Next() {
