@@ -11,6 +11,7 @@ import (
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
@@ -119,7 +120,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		DialTimeout: cfg.DialTimeout,
 		Username:    cfg.Username,
 		Password:    cfg.Password,
-		Logger:      zapToSlog(cfg.Logger, zapcore.ErrorLevel),
+		Logger:      zapToSlog(cfg.Logger, zap.NewAtomicLevelAt(zapcore.ErrorLevel)),
 		// Resumed watches and big snapshots are allowed to be large.
 		MaxCallRecvMsgSize: 512 << 20,
 	}

@@ -57,7 +57,7 @@
 // StartServer runs a single etcd member (brindle datastore uses it; tests
 // use it through package datastoretest on random loopback ports), with
 // automatic compaction off by default and etcd's logs routed to a
-// *slog.Logger at warn level and above.
+// *slog.Logger at error level.
 //
 // # Failure behaviour
 //

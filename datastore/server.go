@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
@@ -36,7 +37,7 @@ type ServerConfig struct {
 	UnsafeNoFsync bool
 	// StartTimeout bounds waiting for the member to be ready. Default 60s.
 	StartTimeout time.Duration
-	// Logger receives etcd's warnings and errors. Default: discard.
+	// Logger receives etcd's errors. Default: discard.
 	Logger *slog.Logger
 }
 
@@ -64,6 +65,7 @@ func (c ServerConfig) Validate() error {
 type Server struct {
 	etcd      *embed.Etcd
 	clientURL string
+	level     zap.AtomicLevel // of etcd's logger
 }
 
 // StartServer starts a member and waits until it serves clients.
@@ -110,7 +112,10 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapToSlog(logger, zapcore.WarnLevel))
+	// etcd warns about things a single loopback member does on purpose
+	// (one port for gRPC and HTTP, simple tokens): errors only.
+	level := zap.NewAtomicLevelAt(zapcore.ErrorLevel)
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapToSlog(logger, level))
 
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
@@ -130,7 +135,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		e.Close()
 		return nil, ctx.Err()
 	}
-	return &Server{etcd: e, clientURL: cfg.ClientURL}, nil
+	return &Server{etcd: e, clientURL: cfg.ClientURL, level: level}, nil
 }
 
 // Endpoint returns the client URL.
@@ -142,6 +147,9 @@ func (s *Server) Err() <-chan error { return s.etcd.Err() }
 // Close stops the member cleanly (in-flight requests finish, data is
 // synced). It is safe to call more than once.
 func (s *Server) Close() {
+	// Closing listeners makes etcd log "use of closed network connection"
+	// errors: expected during a shutdown, so not logged.
+	s.level.SetLevel(zapcore.FatalLevel)
 	s.etcd.Close()
 }
 

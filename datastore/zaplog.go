@@ -12,7 +12,7 @@ import (
 // that forwards entries at min or above to l. etcd is chatty: the client
 // logs every retried call at warn, the server logs its whole startup at
 // info, so callers normally pass zapcore.ErrorLevel.
-func zapToSlog(l *slog.Logger, min zapcore.Level) *zap.Logger {
+func zapToSlog(l *slog.Logger, min zap.AtomicLevel) *zap.Logger {
 	if l == nil {
 		return zap.NewNop()
 	}
@@ -22,11 +22,11 @@ func zapToSlog(l *slog.Logger, min zapcore.Level) *zap.Logger {
 // slogCore is a zapcore.Core writing to a *slog.Logger.
 type slogCore struct {
 	l     *slog.Logger
-	min   zapcore.Level
+	min   zap.AtomicLevel // may be raised at run time (to hush a shutdown)
 	attrs []slog.Attr
 }
 
-func (c *slogCore) Enabled(l zapcore.Level) bool { return l >= c.min }
+func (c *slogCore) Enabled(l zapcore.Level) bool { return c.min.Enabled(l) }
 
 func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
 	return &slogCore{l: c.l, min: c.min, attrs: append(append([]slog.Attr(nil), c.attrs...), toAttrs(fields)...)}
