@@ -354,20 +354,42 @@ func TestPrivilegedInterfaceAppearsAfterApply(t *testing.T) {
 
 	netnstest.AddWorkload(t, host, netnstest.WorkloadOpts{Name: "late", IfName: "calilate", IPs: []netip.Addr{ip("10.73.0.1")}})
 	want := []string{"10.73.0.1/32 dev calilate proto brindle scope link"}
-	deadline := time.Now().Add(5 * time.Second)
-	var got []string
-	for time.Now().Before(deadline) {
-		if got = kernelRoutes(t, host); cmp.Equal(want, got) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Fatalf("route after the interface appeared (-want +got):\n%s", diff)
-	}
+	waitFor(t, func() bool { return cmp.Equal(want, kernelRoutes(t, host)) }, "route after calilate appeared")
 	checkSysctls(t, host, "calilate")
 	s := d.Stats()
 	if s.Resyncs != 0 || s.LinkEvents == 0 || s.Pending != 0 {
 		t.Errorf("Stats = %+v, want the link event (not a resync) to have done it", s)
 	}
+
+	// The kernel drops IPv4 routes of an interface that goes down; the route
+	// is pending while it is down and comes back with the link.
+	l, err := host.Handle().LinkByName("calilate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := host.Handle().LinkSetDown(l); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		dump, err := d.Dump()
+		return err == nil && dump == "pending 10.73.0.1/32 dev calilate (interface down)\n"
+	}, "route pending while calilate is down")
+	if err := host.Handle().LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return cmp.Equal(want, kernelRoutes(t, host)) }, "route back after calilate came up")
+	if s := d.Stats(); s.Resyncs != 0 {
+		t.Errorf("Stats = %+v, want no resync", s)
+	}
+}
+
+// waitFor polls cond for up to 5 s: link events are asynchronous.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for: %s", what)
 }
