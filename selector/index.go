@@ -1,0 +1,683 @@
+package selector
+
+import (
+	"maps"
+	"slices"
+)
+
+// Index maintains which items each selector matches, as items, their
+// parents' labels and selectors come, change and go, and reports each
+// change of membership through the callbacks given to NewIndex.
+//
+// Items are labelled things (endpoints, network sets). An item's labels
+// are its own labels layered over those of its parents (profiles, whose
+// labelsToApply are inherited): own labels win, then parents in the order
+// given. Selector and item IDs are the caller's strings; one *Selector may
+// be registered under several selector IDs.
+//
+// Selectors are indexed on a label (key, value) or key that any item they
+// match must carry, taken from the AST: k == v, k in {…}, an Or of such
+// terms, or has(k) / contains / starts with / ends with, and for an And
+// the most selective of its operands. Selectors with no such requirement
+// (for example !has(k) or k != v) sit in a fallback set that every item
+// change re-evaluates. One item's change therefore re-evaluates only the
+// selectors indexed on its new labels, the fallback set and the selectors
+// it currently matches. A selector's index entry is re-chosen from current
+// label statistics when it keeps being evaluated without matching.
+//
+// Callbacks run synchronously inside the call that caused them and must
+// not call back into the Index. An Index is not safe for concurrent use.
+// Label maps passed in are kept, not copied: do not modify them afterwards.
+type Index struct {
+	onStart, onStop func(selID, itemID string)
+
+	selIDs   map[string]uint32
+	sels     []*selEntry // indexed by selector number; nil when free
+	freeSels []uint32
+	byKV     map[kv]*idSet     // selectors indexed on a (key, value)
+	byKey    map[string]*idSet // selectors indexed on a key's presence
+	fallback idSet             // selectors with no index requirement
+
+	itemIDs    map[string]uint32
+	items      []itemEntry // indexed by item number; id == "" when free
+	freeItems  []uint32
+	itemsByKV  map[kv]*idSet     // items carrying (key, value)
+	itemsByKey map[string]*idSet // items carrying key
+
+	parents map[string]*parentEntry
+
+	// Scratch state reused across calls.
+	selMark  []uint32 // selector number → epoch when last collected
+	itemMark []uint32 // item number → epoch when last collected
+	epoch    uint32
+	cand     []uint32
+	oldView  view
+	newView  view
+}
+
+type kv struct{ k, v string }
+
+// requirement is a set of labels one of which every matching item carries.
+type requirement struct {
+	kvs  []kv
+	keys []string
+}
+
+type selEntry struct {
+	id      string
+	sel     *Selector
+	req     requirement
+	indexed bool   // req is entered in byKV/byKey; otherwise in fallback
+	wasted  uint32 // fruitless candidate evaluations since the last re-choice
+	matches idSet  // item numbers
+}
+
+type itemEntry struct {
+	id      string
+	own     map[string]string
+	parents []*parentEntry
+	matches idSet // selector numbers
+}
+
+type parentEntry struct {
+	id       string
+	labels   map[string]string
+	defined  bool  // UpdateParent was called and DeleteParent was not
+	children idSet // item numbers
+}
+
+// reChooseAfter is how many fruitless evaluations of a selector as a
+// candidate trigger re-choosing its index entry.
+const reChooseAfter = 32
+
+// NewIndex returns an empty index reporting membership changes to onStart
+// and onStop (either may be nil).
+func NewIndex(onStart, onStop func(selID, itemID string)) *Index {
+	nop := func(string, string) {}
+	if onStart == nil {
+		onStart = nop
+	}
+	if onStop == nil {
+		onStop = nop
+	}
+	return &Index{
+		onStart:    onStart,
+		onStop:     onStop,
+		selIDs:     map[string]uint32{},
+		byKV:       map[kv]*idSet{},
+		byKey:      map[string]*idSet{},
+		itemIDs:    map[string]uint32{},
+		itemsByKV:  map[kv]*idSet{},
+		itemsByKey: map[string]*idSet{},
+		parents:    map[string]*parentEntry{},
+	}
+}
+
+// view is an item's effective labels: own over parents, in order. While a
+// parent's labels change, swap/swapLabels make it read the parent's
+// previous labels.
+type view struct {
+	own        map[string]string
+	parents    []*parentEntry
+	swap       *parentEntry
+	swapLabels map[string]string
+}
+
+func (v *view) parentLabels(p *parentEntry) map[string]string {
+	if p == v.swap {
+		return v.swapLabels
+	}
+	return p.labels
+}
+
+// Get implements Labels.
+func (v *view) Get(k string) (string, bool) {
+	if val, ok := v.own[k]; ok {
+		return val, true
+	}
+	for _, p := range v.parents {
+		if val, ok := v.parentLabels(p)[k]; ok {
+			return val, true
+		}
+	}
+	return "", false
+}
+
+// each calls fn once for each effective label.
+func (v *view) each(fn func(k, val string)) {
+	for k, val := range v.own {
+		fn(k, val)
+	}
+	for i, p := range v.parents {
+	next:
+		for k, val := range v.parentLabels(p) {
+			if _, ok := v.own[k]; ok {
+				continue
+			}
+			for _, q := range v.parents[:i] {
+				if _, ok := v.parentLabels(q)[k]; ok {
+					continue next
+				}
+			}
+			fn(k, val)
+		}
+	}
+}
+
+func (v *view) eval(s *Selector) bool {
+	if len(v.parents) == 0 {
+		return s.Evaluate(v.own)
+	}
+	return s.EvaluateLabels(v)
+}
+
+func setAdd[K comparable](m map[K]*idSet, k K, id uint32) {
+	s := m[k]
+	if s == nil {
+		s = &idSet{}
+		m[k] = s
+	}
+	s.add(id)
+}
+
+func setRemove[K comparable](m map[K]*idSet, k K, id uint32) {
+	if s := m[k]; s != nil {
+		s.remove(id)
+		if s.len() == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+func setLen[K comparable](m map[K]*idSet, k K) int {
+	if s := m[k]; s != nil {
+		return s.len()
+	}
+	return 0
+}
+
+// ---- Selectors ----
+
+// UpdateSelector adds the selector under id or replaces the one there.
+func (x *Index) UpdateSelector(id string, sel *Selector) {
+	si, exists := x.selIDs[id]
+	var e *selEntry
+	if exists {
+		e = x.sels[si]
+		if e.sel == sel || e.sel.UniqueID() == sel.UniqueID() {
+			e.sel = sel
+			return
+		}
+		x.unindexSelector(si)
+	} else {
+		si = x.allocSelector(id)
+		e = x.sels[si]
+	}
+	e.sel = sel
+	x.indexSelector(si)
+
+	// Candidates: items that may match now, plus those that matched before.
+	x.nextEpoch()
+	if len(x.itemMark) < len(x.items) {
+		x.itemMark = append(x.itemMark, make([]uint32, len(x.items)-len(x.itemMark))...)
+	}
+	x.cand = x.cand[:0]
+	collect := func(s *idSet) {
+		if s == nil {
+			return
+		}
+		n := len(x.cand)
+		x.cand = s.appendTo(x.cand)
+		kept := x.cand[:n]
+		for _, it := range x.cand[n:] {
+			if x.itemMark[it] != x.epoch {
+				x.itemMark[it] = x.epoch
+				kept = append(kept, it)
+			}
+		}
+		x.cand = kept
+	}
+	if e.indexed {
+		for _, p := range e.req.kvs {
+			collect(x.itemsByKV[p])
+		}
+		for _, k := range e.req.keys {
+			collect(x.itemsByKey[k])
+		}
+		collect(&e.matches)
+	} else {
+		for i := range x.items {
+			if x.items[i].id != "" {
+				x.cand = append(x.cand, uint32(i))
+			}
+		}
+	}
+	slices.Sort(x.cand)
+	cand := x.cand
+	for _, it := range cand {
+		item := &x.items[it]
+		x.newView = view{own: item.own, parents: item.parents}
+		now := x.newView.eval(sel)
+		if now == e.matches.has(it) {
+			continue
+		}
+		if now {
+			e.matches.add(it)
+			item.matches.add(si)
+			x.onStart(id, item.id)
+		} else {
+			e.matches.remove(it)
+			item.matches.remove(si)
+			x.onStop(id, item.id)
+		}
+	}
+	x.newView = view{}
+}
+
+// DeleteSelector removes the selector registered under id, reporting the
+// end of each of its matches. Deleting an unknown ID does nothing.
+func (x *Index) DeleteSelector(id string) {
+	si, ok := x.selIDs[id]
+	if !ok {
+		return
+	}
+	e := x.sels[si]
+	matched := e.matches.appendTo(x.cand[:0])
+	slices.Sort(matched)
+	for _, it := range matched {
+		x.items[it].matches.remove(si)
+		x.onStop(id, x.items[it].id)
+	}
+	x.cand = matched[:0]
+	x.unindexSelector(si)
+	delete(x.selIDs, id)
+	x.sels[si] = nil
+	x.freeSels = append(x.freeSels, si)
+}
+
+func (x *Index) allocSelector(id string) uint32 {
+	var si uint32
+	if n := len(x.freeSels); n > 0 {
+		si = x.freeSels[n-1]
+		x.freeSels = x.freeSels[:n-1]
+	} else {
+		si = uint32(len(x.sels))
+		x.sels = append(x.sels, nil)
+		x.selMark = append(x.selMark, 0)
+	}
+	x.sels[si] = &selEntry{id: id}
+	x.selIDs[id] = si
+	return si
+}
+
+func (x *Index) indexSelector(si uint32) {
+	e := x.sels[si]
+	req, _, ok := x.requirementOf(e.sel.root)
+	e.req, e.indexed, e.wasted = req, ok, 0
+	if !ok {
+		e.req = requirement{}
+		x.fallback.add(si)
+		return
+	}
+	for _, p := range req.kvs {
+		setAdd(x.byKV, p, si)
+	}
+	for _, k := range req.keys {
+		setAdd(x.byKey, k, si)
+	}
+}
+
+func (x *Index) unindexSelector(si uint32) {
+	e := x.sels[si]
+	if !e.indexed {
+		x.fallback.remove(si)
+		return
+	}
+	for _, p := range e.req.kvs {
+		setRemove(x.byKV, p, si)
+	}
+	for _, k := range e.req.keys {
+		setRemove(x.byKey, k, si)
+	}
+}
+
+// reChoose re-derives a selector's index entry from current statistics.
+// Its matches do not change, so nothing is re-evaluated.
+func (x *Index) reChoose(si uint32) {
+	x.unindexSelector(si)
+	x.indexSelector(si)
+}
+
+// requirementOf returns labels one of which every item matching n
+// carries, with an estimate of how many items carry them; ok is false
+// when no such requirement can be read from n. An empty requirement with
+// ok true means n can never match.
+func (x *Index) requirementOf(n *node) (r requirement, cost int, ok bool) {
+	kvCost := func(p kv) int { return 1 + setLen(x.itemsByKV, p) }
+	switch n.op {
+	case opEq:
+		p := kv{n.key, n.val}
+		return requirement{kvs: []kv{p}}, kvCost(p), true
+	case opIn:
+		return x.setRequirement(n.key, n.set)
+	case opHas, opContains, opStartsWith, opEndsWith:
+		// Presence is a weaker filter than a value: weigh it so that a
+		// value test wins a tie before any items exist.
+		return requirement{keys: []string{n.key}}, 8 + setLen(x.itemsByKey, n.key), true
+	case opAnd:
+		for _, k := range n.kids {
+			kr, kc, kok := x.requirementOf(k)
+			if kok && (!ok || kc < cost) {
+				r, cost, ok = kr, kc, true
+			}
+		}
+		return r, cost, ok
+	case opOr:
+		if n.key != "" { // folded k == v1 || k == v2 || …
+			return x.setRequirement(n.key, n.set)
+		}
+		for _, k := range n.kids {
+			kr, kc, kok := x.requirementOf(k)
+			if !kok {
+				return requirement{}, 0, false
+			}
+			r.kvs = append(r.kvs, kr.kvs...)
+			r.keys = append(r.keys, kr.keys...)
+			cost += kc
+		}
+		return r, cost, true
+	}
+	return requirement{}, 0, false
+}
+
+func (x *Index) setRequirement(key string, vals []string) (requirement, int, bool) {
+	r := requirement{kvs: make([]kv, len(vals))}
+	cost := 0
+	for i, v := range vals {
+		r.kvs[i] = kv{key, v}
+		cost += 1 + setLen(x.itemsByKV, r.kvs[i])
+	}
+	return r, cost, true
+}
+
+// ---- Items ----
+
+// UpdateItem adds or replaces an item with no parents.
+func (x *Index) UpdateItem(id string, labels map[string]string) {
+	x.UpdateItemWithParents(id, labels, nil)
+}
+
+// UpdateItemWithParents adds or replaces an item whose effective labels
+// are own over the labels of the named parents (first parent first).
+// Parents not yet given to UpdateParent have no labels until they are.
+func (x *Index) UpdateItemWithParents(id string, own map[string]string, parentIDs []string) {
+	it, exists := x.itemIDs[id]
+	if !exists {
+		it = x.allocItem(id)
+	}
+	item := &x.items[it]
+	oldParents := item.parents
+	var parents []*parentEntry
+	if len(parentIDs) > 0 {
+		parents = make([]*parentEntry, len(parentIDs))
+		for i, pid := range parentIDs {
+			parents[i] = x.parent(pid)
+		}
+	}
+	if exists && maps.Equal(item.own, own) && slices.Equal(oldParents, parents) {
+		item.own = own
+		return
+	}
+	x.oldView = view{own: item.own, parents: oldParents}
+	x.newView = view{own: own, parents: parents}
+	item.own, item.parents = own, parents
+	x.relabel(it)
+	for _, p := range oldParents {
+		if !slices.Contains(parents, p) {
+			p.children.remove(it)
+			x.gcParent(p)
+		}
+	}
+	for _, p := range parents {
+		p.children.add(it)
+	}
+}
+
+// DeleteItem removes an item, reporting the end of each of its matches.
+// Deleting an unknown ID does nothing.
+func (x *Index) DeleteItem(id string) {
+	it, ok := x.itemIDs[id]
+	if !ok {
+		return
+	}
+	item := &x.items[it]
+	x.oldView = view{own: item.own, parents: item.parents}
+	x.newView = view{}
+	x.reindexItem(it)
+	x.oldView = view{}
+	matched := item.matches.appendTo(x.cand[:0])
+	slices.Sort(matched)
+	for _, si := range matched {
+		x.sels[si].matches.remove(it)
+		x.onStop(x.sels[si].id, id)
+	}
+	x.cand = matched[:0]
+	for _, p := range item.parents {
+		p.children.remove(it)
+		x.gcParent(p)
+	}
+	*item = itemEntry{}
+	delete(x.itemIDs, id)
+	x.freeItems = append(x.freeItems, it)
+}
+
+func (x *Index) allocItem(id string) uint32 {
+	var it uint32
+	if n := len(x.freeItems); n > 0 {
+		it = x.freeItems[n-1]
+		x.freeItems = x.freeItems[:n-1]
+	} else {
+		it = uint32(len(x.items))
+		x.items = append(x.items, itemEntry{})
+	}
+	x.items[it].id = id
+	x.itemIDs[id] = it
+	return it
+}
+
+// relabel moves item it from x.oldView to x.newView: it updates the
+// label → item indexes and re-evaluates the candidate selectors.
+func (x *Index) relabel(it uint32) {
+	x.reindexItem(it)
+	x.reevaluate(it)
+}
+
+// reindexItem updates the label → item indexes for item it moving from
+// x.oldView to x.newView.
+func (x *Index) reindexItem(it uint32) {
+	oldV, newV := &x.oldView, &x.newView
+	oldV.each(func(k, v string) {
+		nv, ok := newV.Get(k)
+		if !ok {
+			setRemove(x.itemsByKey, k, it)
+		}
+		if !ok || nv != v {
+			setRemove(x.itemsByKV, kv{k, v}, it)
+		}
+	})
+	newV.each(func(k, v string) {
+		ov, ok := oldV.Get(k)
+		if !ok {
+			setAdd(x.itemsByKey, k, it)
+		}
+		if !ok || ov != v {
+			setAdd(x.itemsByKV, kv{k, v}, it)
+		}
+	})
+}
+
+// reevaluate re-evaluates the candidate selectors for item it, whose
+// labels are x.newView.
+func (x *Index) reevaluate(it uint32) {
+	newV := &x.newView
+	x.nextEpoch()
+	x.cand = x.cand[:0]
+	newV.each(func(k, v string) {
+		x.collectSels(x.byKV[kv{k, v}])
+		x.collectSels(x.byKey[k])
+	})
+	x.collectSels(&x.fallback)
+	item := &x.items[it]
+	x.collectSels(&item.matches)
+	slices.Sort(x.cand)
+
+	for _, si := range x.cand {
+		e := x.sels[si]
+		now := newV.eval(e.sel)
+		was := item.matches.has(si)
+		switch {
+		case now && !was:
+			item.matches.add(si)
+			e.matches.add(it)
+			x.onStart(e.id, item.id)
+		case was && !now:
+			item.matches.remove(si)
+			e.matches.remove(it)
+			x.onStop(e.id, item.id)
+		case !now && e.indexed:
+			if e.wasted++; e.wasted >= reChooseAfter {
+				x.reChoose(si)
+			}
+		}
+	}
+	x.oldView, x.newView = view{}, view{}
+}
+
+func (x *Index) collectSels(s *idSet) {
+	if s == nil {
+		return
+	}
+	add := func(si uint32) {
+		if x.selMark[si] != x.epoch {
+			x.selMark[si] = x.epoch
+			x.cand = append(x.cand, si)
+		}
+	}
+	if s.big != nil {
+		for si := range s.big {
+			add(si)
+		}
+		return
+	}
+	for _, si := range s.small {
+		add(si)
+	}
+}
+
+func (x *Index) nextEpoch() {
+	x.epoch++
+	if x.epoch == 0 { // wrapped: forget all marks
+		clear(x.selMark)
+		clear(x.itemMark)
+		x.epoch = 1
+	}
+}
+
+// ---- Parents ----
+
+func (x *Index) parent(id string) *parentEntry {
+	p := x.parents[id]
+	if p == nil {
+		p = &parentEntry{id: id}
+		x.parents[id] = p
+	}
+	return p
+}
+
+// gcParent forgets a parent nobody refers to and nobody defined.
+func (x *Index) gcParent(p *parentEntry) {
+	if !p.defined && p.children.len() == 0 {
+		delete(x.parents, p.id)
+	}
+}
+
+// UpdateParent sets a parent's labels; only its children are re-evaluated.
+func (x *Index) UpdateParent(id string, labels map[string]string) {
+	p := x.parent(id)
+	p.defined = true
+	x.setParentLabels(p, labels)
+}
+
+// DeleteParent removes a parent's labels. Items that name it keep naming
+// it and see no labels from it until it is updated again.
+func (x *Index) DeleteParent(id string) {
+	p, ok := x.parents[id]
+	if !ok {
+		return
+	}
+	p.defined = false
+	x.setParentLabels(p, nil)
+	x.gcParent(p)
+}
+
+func (x *Index) setParentLabels(p *parentEntry, labels map[string]string) {
+	old := p.labels
+	p.labels = labels
+	if maps.Equal(old, labels) {
+		return
+	}
+	children := p.children.appendTo(nil)
+	slices.Sort(children)
+	for _, it := range children {
+		item := &x.items[it]
+		x.oldView = view{own: item.own, parents: item.parents, swap: p, swapLabels: old}
+		x.newView = view{own: item.own, parents: item.parents}
+		x.relabel(it)
+	}
+}
+
+// ---- Queries ----
+
+// Matches returns the sorted IDs of the items the selector registered
+// under selID matches.
+func (x *Index) Matches(selID string) []string {
+	si, ok := x.selIDs[selID]
+	if !ok {
+		return nil
+	}
+	var ids []string
+	for _, it := range x.sels[si].matches.appendTo(nil) {
+		ids = append(ids, x.items[it].id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// SelectorsMatching returns the sorted IDs of the selectors that match the
+// item registered under itemID.
+func (x *Index) SelectorsMatching(itemID string) []string {
+	it, ok := x.itemIDs[itemID]
+	if !ok {
+		return nil
+	}
+	var ids []string
+	for _, si := range x.items[it].matches.appendTo(nil) {
+		ids = append(ids, x.sels[si].id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Labels returns the item's effective labels (own over parents), or nil
+// for an unknown item.
+func (x *Index) Labels(itemID string) map[string]string {
+	it, ok := x.itemIDs[itemID]
+	if !ok {
+		return nil
+	}
+	item := &x.items[it]
+	v := view{own: item.own, parents: item.parents}
+	out := map[string]string{}
+	v.each(func(k, val string) { out[k] = val })
+	return out
+}
