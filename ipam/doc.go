@@ -33,6 +33,13 @@
 //     block is next written.
 //   - IPReservation addresses are never auto-assigned; AssignIP may still
 //     take them.
+//   - A failed claim undoes what it wrote (best effort). A pending or
+//     pendingDeletion affinity left behind counts as absent everywhere;
+//     Check lists it for cleanup.
+//   - A block another node claimed over EmptyBlockMinReclaimAge ago and
+//     that is now empty may be taken over when no unclaimed block is left
+//     (owner's affinity -> pendingDeletion, block deleted at the revision
+//     read empty, affinity deleted).
 //
 // The IPAM keeps no state between calls and is safe for concurrent use, in
 // one process and across hosts. Show and Check are the engines of

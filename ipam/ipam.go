@@ -381,10 +381,15 @@ func seed(node string) uint64 {
 	return uint64(h.Sum32())
 }
 
+// EmptyBlockMinReclaimAge is how long a block must have been claimed
+// before another node may take it over when it is empty.
+const EmptyBlockMinReclaimAge = time.Minute
+
 // findUsableBlock picks an unclaimed block: for each pool in turn, start at
 // a block chosen by a generator seeded with the node name and walk the pool
-// (wrapping), skipping existing and wholly reserved blocks. It returns the
-// zero Prefix if there is none.
+// (wrapping), skipping existing and wholly reserved blocks. If there is
+// none, it takes over an empty block another node claimed more than
+// EmptyBlockMinReclaimAge ago. It returns the zero Prefix if there is none.
 func (m *IPAM) findUsableBlock(ctx context.Context, snap *snapshot, pools []*pool, node string) (netip.Prefix, error) {
 	blocks, err := m.listBlocks(ctx)
 	if err != nil {
@@ -411,7 +416,68 @@ func (m *IPAM) findUsableBlock(ctx context.Context, snap *snapshot, pools []*poo
 			return b, nil
 		}
 	}
+	now := m.cfg.Now()
+	for _, kb := range blocks {
+		owner := kb.block.host()
+		if owner == "" || owner == node || !kb.block.empty() || inPools(pools, kb.cidr) == nil || snap.rs.covers(kb.cidr) {
+			continue
+		}
+		if t := kb.block.AffinityClaimTime; t != nil && now.Sub(*t) < EmptyBlockMinReclaimAge {
+			continue
+		}
+		if err := m.reclaimEmptyBlock(ctx, kb, owner); err != nil {
+			if retryable(err) || errors.Is(err, ErrNotFound) {
+				m.log.Debug("ipam: empty block changed while reclaiming it", "block", kb.cidr, "owner", owner, "err", err)
+				continue
+			}
+			return netip.Prefix{}, fmt.Errorf("reclaim empty block %s from node %q: %w", kb.cidr, owner, err)
+		}
+		m.log.Info("ipam: reclaimed empty block", "block", kb.cidr, "from", owner, "for", node)
+		return kb.cidr, nil
+	}
 	return netip.Prefix{}, nil
+}
+
+// reclaimEmptyBlock removes owner's claim on an empty block so another node
+// can claim it: the owner's affinity goes to pendingDeletion (so the owner
+// stops using the block), the block is deleted at the revision it was read
+// empty at, then the affinity is deleted. If the block changed, the
+// affinity is put back.
+func (m *IPAM) reclaimEmptyBlock(ctx context.Context, kb keyedBlock, owner string) error {
+	akey := AffinityKey(owner, kb.cidr)
+	raw, arev, err := m.store.Get(ctx, akey)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	var a Affinity
+	if err == nil {
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return fmt.Errorf("affinity %s: %w", akey, err)
+		}
+		pd := a
+		pd.State = AffinityPendingDeletion
+		val, _ := json.Marshal(pd)
+		if arev, err = m.store.Update(ctx, akey, val, arev); err != nil {
+			return err
+		}
+	} else {
+		arev = 0
+	}
+	if err := m.store.Delete(ctx, BlockKey(kb.cidr), kb.rev); err != nil {
+		if arev != 0 {
+			val, _ := json.Marshal(a)
+			if _, rerr := m.store.Update(context.WithoutCancel(ctx), akey, val, arev); rerr != nil {
+				m.log.Warn("ipam: could not restore affinity after a failed reclaim", "key", akey, "err", rerr)
+			}
+		}
+		return err
+	}
+	if arev != 0 {
+		if err := m.store.Delete(ctx, akey, arev); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
 }
 
 var errClaimedByOther = errors.New("block claimed by another node")
