@@ -9,12 +9,11 @@ import (
 type Config struct {
 	// TableName is our table's name (family inet). Default "brindle".
 	TableName string
-	// AcceptMark and PassMark are the packet-mark bits used to carry
-	// "allowed" and "passed" from policy chains back to the endpoint
-	// chain. They must be distinct single bits. Defaults 0x01000000 and
-	// 0x02000000 (clear of kube-proxy's 0x4000/0x8000).
-	AcceptMark uint32
-	PassMark   uint32
+	// PassMark is the packet-mark bit a policy chain sets to say "Pass"
+	// (leave the tier) to the endpoint chain. It must be a single bit.
+	// Default 0x02000000 (clear of kube-proxy's 0x4000/0x8000). It is
+	// cleared again before the next tier.
+	PassMark uint32
 	// LogPrefix is the log prefix of rules with action Log. Default
 	// "brindle-packet: ".
 	LogPrefix string
@@ -30,7 +29,6 @@ type Config struct {
 // Defaults for Config.
 const (
 	DefaultTableName    = "brindle"
-	DefaultAcceptMark   = 0x01000000
 	DefaultPassMark     = 0x02000000
 	DefaultLogPrefix    = "brindle-packet: "
 	DefaultSocketBuffer = 64 << 20
@@ -39,9 +37,6 @@ const (
 func (c Config) withDefaults() Config {
 	if c.TableName == "" {
 		c.TableName = DefaultTableName
-	}
-	if c.AcceptMark == 0 {
-		c.AcceptMark = DefaultAcceptMark
 	}
 	if c.PassMark == 0 {
 		c.PassMark = DefaultPassMark
@@ -60,14 +55,8 @@ func (c Config) Validate() error {
 	c = c.withDefaults()
 	var errs []error
 	single := func(v uint32) bool { return v != 0 && v&(v-1) == 0 }
-	if !single(c.AcceptMark) {
-		errs = append(errs, fmt.Errorf("AcceptMark %#x is not a single bit", c.AcceptMark))
-	}
 	if !single(c.PassMark) {
 		errs = append(errs, fmt.Errorf("PassMark %#x is not a single bit", c.PassMark))
-	}
-	if c.AcceptMark == c.PassMark {
-		errs = append(errs, fmt.Errorf("AcceptMark and PassMark are both %#x", c.AcceptMark))
 	}
 	if len(c.TableName) > 64 {
 		errs = append(errs, fmt.Errorf("TableName %q is longer than 64 bytes", c.TableName))

@@ -126,17 +126,29 @@ func hookOf(c *nftables.Chain) hook {
 	if c.Hooknum == nil {
 		return hookNone
 	}
-	if c.Type != nftables.ChainTypeFilter || c.Priority == nil || *c.Priority != *nftables.ChainPriorityFilter ||
-		(c.Policy != nil && *c.Policy != nftables.ChainPolicyAccept) {
-		return hookUnknown
-	}
-	switch *c.Hooknum {
-	case *nftables.ChainHookForward:
-		return hookForward
-	case *nftables.ChainHookInput:
-		return hookInput
+	for _, h := range []hook{hookForwardEgress, hookForwardIngress, hookInputEgress, hookInputHost} {
+		num, prio := h.attach()
+		if *c.Hooknum == *num && c.Priority != nil && *c.Priority == prio &&
+			c.Type == nftables.ChainTypeFilter && (c.Policy == nil || *c.Policy == nftables.ChainPolicyAccept) {
+			return h
+		}
 	}
 	return hookUnknown
+}
+
+// attach returns the netfilter hook and priority of a base chain.
+func (h hook) attach() (*nftables.ChainHook, nftables.ChainPriority) {
+	switch h {
+	case hookForwardEgress:
+		return nftables.ChainHookForward, *nftables.ChainPriorityFilter
+	case hookForwardIngress:
+		return nftables.ChainHookForward, *nftables.ChainPriorityFilter + 1
+	case hookInputEgress:
+		return nftables.ChainHookInput, *nftables.ChainPriorityFilter
+	case hookInputHost:
+		return nftables.ChainHookInput, *nftables.ChainPriorityFilter + 1
+	}
+	return nil, 0
 }
 
 // kindUnknown marks a set that is not one we would create.
@@ -324,14 +336,9 @@ func (b *batch) delElems(s *setSpec, es []elem) {
 
 func (b *batch) addChain(c *chainSpec) {
 	ch := &nftables.Chain{Table: b.k.table, Name: c.name}
-	switch c.hook {
-	case hookForward, hookInput:
-		ch.Type = nftables.ChainTypeFilter
-		ch.Priority = nftables.ChainPriorityFilter
-		ch.Hooknum = nftables.ChainHookForward
-		if c.hook == hookInput {
-			ch.Hooknum = nftables.ChainHookInput
-		}
+	if c.hook != hookNone {
+		num, prio := c.hook.attach()
+		ch.Type, ch.Hooknum, ch.Priority = nftables.ChainTypeFilter, num, &prio
 		p := nftables.ChainPolicyAccept
 		ch.Policy = &p
 	}

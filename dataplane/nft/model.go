@@ -37,13 +37,20 @@ type elem struct {
 
 func (e elem) mapKey() string { return string(e.key) + "\x00" + string(e.end) + "\x00" + e.jump }
 
-// hook is where a base chain attaches.
+// hook is where a base chain attaches. Egress (from-workload) and
+// ingress/host processing are separate base chains on the same hook, the
+// egress one first: an Allow is a plain accept, which ends only the base
+// chain it is in, so a packet allowed out of one workload still meets the
+// next base chain (the destination's ingress policy, or the
+// workload-to-host action).
 type hook uint8
 
 const (
-	hookNone hook = iota
-	hookForward
-	hookInput
+	hookNone           hook = iota
+	hookForwardEgress       // forward, priority filter
+	hookForwardIngress      // forward, priority filter + 1
+	hookInputEgress         // input, priority filter
+	hookInputHost           // input, priority filter + 1
 )
 
 // chainSpec is one chain and its rules in order.
@@ -82,16 +89,38 @@ type builder struct {
 	statics  *staticEntry
 }
 
+// Family bits: which address families a set has members of.
+const (
+	fam4 uint8 = 1 << iota
+	fam6
+)
+
 type setEntry struct {
 	set   desired.IPSet
 	specs [2]*setSpec // v4, v6
+	fams  uint8
 }
 
-// rulesEntry caches a policy's or profile's two chains; refs records the
-// types of the sets its rules name, since set names depend on them.
+// setRef is what a compiled rule depends on about a set: its type (set
+// names depend on it) and which families it has members of (a rule
+// variant for a family in which a set it requires is empty can never
+// match and is left out).
+type setRef struct {
+	typ  desired.IPSetType
+	fams uint8
+}
+
+// setUse names one kernel set a chain uses.
+type setUse struct {
+	id string
+	v6 bool
+}
+
+// rulesEntry caches a policy's or profile's two chains.
 type rulesEntry struct {
 	in, out []desired.Rule
-	refs    map[string]desired.IPSetType
+	refs    map[string]setRef
+	uses    map[setUse]struct{}
 	chains  [2]*chainSpec // inbound, outbound
 }
 
@@ -115,42 +144,54 @@ func newBuilder(cfg Config) *builder {
 func (b *builder) build(s *desired.State) *model {
 	m := &model{sets: map[string]*setSpec{}, chains: map[string]*chainSpec{}}
 
-	// IP sets.
+	// IP sets. Only the kernel sets some rule uses are programmed.
 	sets := make(map[string]*setEntry, len(s.IPSets))
 	for id, set := range s.IPSets {
 		e := b.sets[id]
 		if e == nil || !e.set.Equal(set) {
 			e = &setEntry{set: set.Clone()}
 			e.specs[0], e.specs[1] = buildSets(id, set)
+			if len(e.specs[0].elems) > 0 {
+				e.fams |= fam4
+			}
+			if len(e.specs[1].elems) > 0 {
+				e.fams |= fam6
+			}
 		}
 		sets[id] = e
-		m.sets[e.specs[0].name] = e.specs[0]
-		m.sets[e.specs[1].name] = e.specs[1]
 	}
 	b.sets = sets
+	use := func(e *rulesEntry) {
+		m.chains[e.chains[0].name] = e.chains[0]
+		m.chains[e.chains[1].name] = e.chains[1]
+		for u := range e.uses {
+			spec := sets[u.id].specs[0]
+			if u.v6 {
+				spec = sets[u.id].specs[1]
+			}
+			m.sets[spec.name] = spec
+		}
+	}
 
 	// Policies and profiles.
 	pols := make(map[desired.PolicyID]*rulesEntry, len(s.Policies))
 	for id, p := range s.Policies {
 		e := b.policies[id]
-		if e == nil || !e.fresh(p.Inbound, p.Outbound, s) {
-			what := "policy " + id.String()
-			e = b.buildRules(s, p.Inbound, p.Outbound, policyChain(id, true), policyChain(id, false), what, 3)
+		if e == nil || !e.fresh(p.Inbound, p.Outbound, s, sets) {
+			e = b.buildRules(s, p.Inbound, p.Outbound, policyChain(id, true), policyChain(id, false), "policy "+id.String(), 3, false)
 		}
 		pols[id] = e
-		m.chains[e.chains[0].name] = e.chains[0]
-		m.chains[e.chains[1].name] = e.chains[1]
+		use(e)
 	}
 	b.policies = pols
 	profs := make(map[string]*rulesEntry, len(s.Profiles))
 	for name, p := range s.Profiles {
 		e := b.profiles[name]
-		if e == nil || !e.fresh(p.Inbound, p.Outbound, s) {
-			e = b.buildRules(s, p.Inbound, p.Outbound, profileChain(name, true), profileChain(name, false), "profile "+name, 4)
+		if e == nil || !e.fresh(p.Inbound, p.Outbound, s, sets) {
+			e = b.buildRules(s, p.Inbound, p.Outbound, profileChain(name, true), profileChain(name, false), "profile "+name, 4, true)
 		}
 		profs[name] = e
-		m.chains[e.chains[0].name] = e.chains[0]
-		m.chains[e.chains[1].name] = e.chains[1]
+		use(e)
 	}
 	b.profiles = profs
 
@@ -192,12 +233,12 @@ func (b *builder) build(s *desired.State) *model {
 
 // fresh reports whether a cached entry still renders the given rules in
 // state s.
-func (e *rulesEntry) fresh(in, out []desired.Rule, s *desired.State) bool {
+func (e *rulesEntry) fresh(in, out []desired.Rule, s *desired.State, sets map[string]*setEntry) bool {
 	if !slices.EqualFunc(e.in, in, desired.Rule.Equal) || !slices.EqualFunc(e.out, out, desired.Rule.Equal) {
 		return false
 	}
-	for id, t := range e.refs {
-		if s.IPSets[id].Type != t {
+	for id, r := range e.refs {
+		if s.IPSets[id].Type != r.typ || sets[id].fams != r.fams {
 			return false
 		}
 	}
@@ -298,34 +339,82 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return a
 }
 
-func (b *builder) buildRules(s *desired.State, in, out []desired.Rule, inName, outName, what string, rank int) *rulesEntry {
+func (b *builder) buildRules(s *desired.State, in, out []desired.Rule, inName, outName, what string, rank int, profile bool) *rulesEntry {
 	e := &rulesEntry{
 		in:   desired.Policy{Inbound: in}.Clone().Inbound,
 		out:  desired.Policy{Outbound: out}.Clone().Outbound,
-		refs: map[string]desired.IPSetType{},
+		refs: map[string]setRef{},
+		uses: map[setUse]struct{}{},
 	}
-	e.chains[0] = &chainSpec{name: inName, rank: rank, rules: b.compileRules(s, in, what+" inbound", e.refs)}
-	e.chains[1] = &chainSpec{name: outName, rank: rank, rules: b.compileRules(s, out, what+" outbound", e.refs)}
+	c := compiler{b: b, s: s, e: e, profile: profile}
+	e.chains[0] = &chainSpec{name: inName, rank: rank, rules: c.rules(in, what+" inbound")}
+	e.chains[1] = &chainSpec{name: outName, rank: rank, rules: c.rules(out, what+" outbound")}
 	return e
 }
 
-// compileRules renders desired rules; one desired rule becomes one nft
-// rule per address family it needs (when it names IP sets and has no
-// IPVersion, a v4 and a v6 rule) and per port alternative (numeric ports
-// and each named-port set are ORed, so each is its own rule).
-func (b *builder) compileRules(s *desired.State, rules []desired.Rule, what string, refs map[string]desired.IPSetType) []*ruleSpec {
+// compiler renders one policy's or profile's rules.
+type compiler struct {
+	b       *builder
+	s       *desired.State
+	e       *rulesEntry
+	profile bool
+}
+
+// rules renders desired rules. One desired rule becomes one nft rule per
+// address family it needs and per port alternative: a rule that names IP
+// sets and has no IPVersion gets a v4 and a v6 variant, except that a
+// variant is left out when a set the rule requires has no members of that
+// family (it could never match); numeric ports and each named-port set
+// are ORed, so each is its own rule.
+func (c *compiler) rules(rules []desired.Rule, what string) []*ruleSpec {
 	var out []*ruleSpec
 	for i, r := range rules {
 		comment := fmt.Sprintf("%s #%d", what, i)
 		for _, fam := range families(r) {
-			for _, sa := range portAlts(r.Src) {
-				for _, da := range portAlts(r.Dst) {
-					out = append(out, b.compileRule(s, r, fam, sa, da, comment, refs))
+			if !c.possible(fam, r.Src) || !c.possible(fam, r.Dst) {
+				continue
+			}
+			for _, sa := range c.portAlts(fam, r.Src) {
+				for _, da := range c.portAlts(fam, r.Dst) {
+					out = append(out, c.rule(r, fam, sa, da, comment))
 				}
 			}
 		}
 	}
 	return out
+}
+
+// famBit returns the family bit of fam (0 for family-agnostic).
+func famBit(fam int) uint8 {
+	switch fam {
+	case 4:
+		return fam4
+	case 6:
+		return fam6
+	}
+	return 0
+}
+
+// ref records a dependency on set id and reports whether it has members
+// of the family.
+func (c *compiler) ref(id string, fam int) bool {
+	e := c.b.sets[id]
+	c.e.refs[id] = setRef{typ: e.set.Type, fams: e.fams}
+	bit := famBit(fam)
+	return bit == 0 || e.fams&bit != 0
+}
+
+// possible reports whether a side's required sets all have members of the
+// family.
+func (c *compiler) possible(fam int, m desired.Match) bool {
+	ok := true
+	for _, id := range m.IPSetIDs {
+		ok = c.ref(id, fam) && ok
+	}
+	if m.NetsIPSetID != "" {
+		ok = c.ref(m.NetsIPSetID, fam) && ok
+	}
+	return ok
 }
 
 func families(r desired.Rule) []int {
@@ -342,23 +431,24 @@ func families(r desired.Rule) []int {
 }
 
 // portAlt is one alternative of a side's ORed ports: the numeric ranges
-// (namedSet == "") or one named-port set; the zero portAlt with numeric
-// false means "no port constraint".
+// or one named-port set; the zero portAlt means "no port constraint".
 type portAlt struct {
 	numeric  bool
 	namedSet string
 }
 
-func portAlts(m desired.Match) []portAlt {
+func (c *compiler) portAlts(fam int, m desired.Match) []portAlt {
+	if len(m.Ports) == 0 && len(m.NamedPortIPSetIDs) == 0 {
+		return []portAlt{{}}
+	}
 	var alts []portAlt
 	if len(m.Ports) > 0 {
 		alts = append(alts, portAlt{numeric: true})
 	}
 	for _, id := range m.NamedPortIPSetIDs {
-		alts = append(alts, portAlt{namedSet: id})
-	}
-	if len(alts) == 0 {
-		alts = []portAlt{{}}
+		if c.ref(id, fam) {
+			alts = append(alts, portAlt{namedSet: id})
+		}
 	}
 	return alts
 }
@@ -371,7 +461,7 @@ func ranges(ps []desired.PortRange) []portRange {
 	return out
 }
 
-func (b *builder) compileRule(s *desired.State, r desired.Rule, fam int, sa, da portAlt, comment string, refs map[string]desired.IPSetType) *ruleSpec {
+func (c *compiler) rule(r desired.Rule, fam int, sa, da portAlt, comment string) *ruleSpec {
 	var x rb
 	x.nfproto(fam)
 	if r.Protocol != nil {
@@ -381,9 +471,9 @@ func (b *builder) compileRule(s *desired.State, r desired.Rule, fam int, sa, da 
 		x.l4proto(*r.NotProtocol, true)
 	}
 	name := func(id string) string {
-		t := s.IPSets[id].Type
-		refs[id] = t
-		return setName(id, t, fam)
+		c.ref(id, fam)
+		c.e.uses[setUse{id: id, v6: fam == 6}] = struct{}{}
+		return setName(id, c.b.sets[id].set.Type, fam)
 	}
 	for _, side := range []struct {
 		src bool
@@ -425,23 +515,26 @@ func (b *builder) compileRule(s *desired.State, r desired.Rule, fam int, sa, da 
 	}
 	switch r.Action {
 	case desired.Allow:
-		x.markSet(b.cfg.AcceptMark)
-		x.verdict(expr.VerdictReturn, "")
+		x.verdict(expr.VerdictAccept, "")
 	case desired.Deny:
 		x.verdict(expr.VerdictDrop, "")
 	case desired.Log:
-		x.log(b.cfg.LogPrefix)
+		x.log(c.b.cfg.LogPrefix)
 	case desired.Pass:
-		x.markSet(b.cfg.PassMark)
+		if !c.profile {
+			x.markSet(c.b.cfg.PassMark)
+		}
 		x.verdict(expr.VerdictReturn, "")
 	}
 	return x.done(comment)
 }
 
 // endpointChain renders one endpoint's chain for one direction: the
-// Calico evaluation order (compat §2.5) with the accept and pass marks.
+// Calico evaluation order (compat §2.5). Allow is an accept inside the
+// policy chain; Pass sets the pass mark and returns, and the mark makes
+// the rest of the tier's policies and its default deny be skipped.
 func (b *builder) endpointChain(iface string, ep desired.Endpoint, have []bool, ingress bool) *chainSpec {
-	A, P := b.cfg.AcceptMark, b.cfg.PassMark
+	P := b.cfg.PassMark
 	dir := "egress"
 	if ingress {
 		dir = "ingress"
@@ -449,12 +542,17 @@ func (b *builder) endpointChain(iface string, ep desired.Endpoint, have []bool, 
 	c := &chainSpec{name: endpointChain(iface, ingress), rank: 2}
 	add := func(x *rb, comment string) { c.rules = append(c.rules, x.done(comment)) }
 	var x rb
-	x.markClear(A | P)
-	add(&x, fmt.Sprintf("%s %s of %s", dir, iface, ep.WorkloadID))
+	first := true
 	for _, t := range ep.Tiers {
 		pols := t.Policies(ingress)
 		if len(pols) == 0 {
 			continue
+		}
+		if first {
+			x = rb{}
+			x.markClear(P)
+			add(&x, fmt.Sprintf("%s %s of %s", dir, iface, ep.WorkloadID))
+			first = false
 		}
 		for j, pid := range pols {
 			x = rb{}
@@ -463,10 +561,6 @@ func (b *builder) endpointChain(iface string, ep desired.Endpoint, have []bool, 
 			}
 			x.verdict(expr.VerdictJump, policyChain(pid, ingress))
 			add(&x, "policy "+pid.String())
-			x = rb{}
-			x.markTest(A, false)
-			x.verdict(expr.VerdictReturn, "")
-			add(&x, "")
 		}
 		if t.DefaultAction == desired.Deny {
 			x = rb{}
@@ -487,75 +581,60 @@ func (b *builder) endpointChain(iface string, ep desired.Endpoint, have []bool, 
 		}
 		x.verdict(expr.VerdictJump, profileChain(prof, ingress))
 		add(&x, "profile "+prof)
-		x = rb{}
-		x.markTest(A, false)
-		x.verdict(expr.VerdictReturn, "")
-		add(&x, "")
 	}
 	x = rb{}
 	x.verdict(expr.VerdictDrop, "")
-	add(&x, "no profile allowed")
+	add(&x, fmt.Sprintf("%s %s: no profile allowed", dir, iface))
 	return c
 }
 
-// staticChains are the base chains, dispatch chains and workload-to-host
-// chain.
+// staticChains are the base chains and the dispatch chains.
 func (b *builder) staticChains(cfg desired.Config) []*chainSpec {
-	A, P := b.cfg.AcceptMark, b.cfg.PassMark
-	established := func(c *chainSpec) {
-		var x rb
-		x.ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED, "established,related")
-		x.verdict(expr.VerdictAccept, "")
-		c.rules = append(c.rules, x.done(""))
-		x = rb{}
-		x.ctState(expr.CtStateBitINVALID, "invalid")
-		x.verdict(expr.VerdictDrop, "")
-		c.rules = append(c.rules, x.done(""))
-	}
 	rule := func(c *chainSpec, comment string, f func(x *rb)) {
 		var x rb
 		f(&x)
 		c.rules = append(c.rules, x.done(comment))
 	}
-	fwd := &chainSpec{name: chainForward, hook: hookForward, rank: 0}
-	for _, p := range cfg.Prefixes() {
-		rule(fwd, "", func(x *rb) { x.ifname(true, p, true); x.verdict(expr.VerdictJump, chainFromWLDisp) })
-	}
-	for _, p := range cfg.Prefixes() {
-		rule(fwd, "", func(x *rb) { x.ifname(false, p, true); x.verdict(expr.VerdictJump, chainToWLDisp) })
-	}
-	rule(fwd, "", func(x *rb) { x.markClear(A | P) })
-
-	in := &chainSpec{name: chainInput, hook: hookInput, rank: 0}
-	for _, p := range cfg.Prefixes() {
-		rule(in, "", func(x *rb) { x.ifname(true, p, true); x.verdict(expr.VerdictGoto, chainWLToHost) })
-	}
-
-	from := &chainSpec{name: chainFromWLDisp, rank: 1}
-	established(from)
-	rule(from, "", func(x *rb) { x.vmap(true, mapFromWL) })
-	for _, p := range cfg.Prefixes() {
-		rule(from, "unknown workload interface", func(x *rb) { x.ifname(true, p, true); x.verdict(expr.VerdictDrop, "") })
-	}
-	to := &chainSpec{name: chainToWLDisp, rank: 1}
-	established(to)
-	rule(to, "", func(x *rb) { x.vmap(false, mapToWL) })
-	for _, p := range cfg.Prefixes() {
-		rule(to, "unknown workload interface", func(x *rb) { x.ifname(false, p, true); x.verdict(expr.VerdictDrop, "") })
-	}
-
-	wlHost := &chainSpec{name: chainWLToHost, rank: 1}
-	rule(wlHost, "", func(x *rb) { x.verdict(expr.VerdictJump, chainFromWLDisp) })
-	rule(wlHost, "", func(x *rb) { x.markClear(A | P) })
-	rule(wlHost, "DefaultEndpointToHostAction", func(x *rb) {
-		switch cfg.DefaultEndpointToHostAction {
-		case desired.EndpointToHostAccept:
-			x.verdict(expr.VerdictAccept, "")
-		case desired.EndpointToHostReturn:
-			x.verdict(expr.VerdictReturn, "")
-		default:
-			x.verdict(expr.VerdictDrop, "")
+	base := func(name string, h hook, in bool, target string) *chainSpec {
+		c := &chainSpec{name: name, hook: h, rank: 0}
+		for _, p := range cfg.Prefixes() {
+			rule(c, "", func(x *rb) { x.ifname(in, p, true); x.verdict(expr.VerdictJump, target) })
 		}
-	})
-	return []*chainSpec{fwd, in, from, to, wlHost}
+		return c
+	}
+	fwdEgress := base(chainFwdEgress, hookForwardEgress, true, chainFromWLDisp)
+	fwdIngress := base(chainFwdIngress, hookForwardIngress, false, chainToWLDisp)
+	inEgress := base(chainInEgress, hookInputEgress, true, chainFromWLDisp)
+	inHost := &chainSpec{name: chainInHost, hook: hookInputHost, rank: 0}
+	for _, p := range cfg.Prefixes() {
+		rule(inHost, "DefaultEndpointToHostAction", func(x *rb) {
+			x.ifname(true, p, true)
+			switch cfg.DefaultEndpointToHostAction {
+			case desired.EndpointToHostAccept:
+				x.verdict(expr.VerdictAccept, "")
+			case desired.EndpointToHostReturn:
+				x.verdict(expr.VerdictReturn, "")
+			default:
+				x.verdict(expr.VerdictDrop, "")
+			}
+		})
+	}
+	dispatch := func(name string, in bool, vmap string) *chainSpec {
+		c := &chainSpec{name: name, rank: 1}
+		rule(c, "", func(x *rb) {
+			x.ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED, "established,related")
+			x.verdict(expr.VerdictAccept, "")
+		})
+		rule(c, "", func(x *rb) {
+			x.ctState(expr.CtStateBitINVALID, "invalid")
+			x.verdict(expr.VerdictDrop, "")
+		})
+		rule(c, "", func(x *rb) { x.vmap(in, vmap) })
+		for _, p := range cfg.Prefixes() {
+			rule(c, "unknown workload interface", func(x *rb) { x.ifname(in, p, true); x.verdict(expr.VerdictDrop, "") })
+		}
+		return c
+	}
+	return []*chainSpec{fwdEgress, fwdIngress, inEgress, inHost,
+		dispatch(chainFromWLDisp, true, mapFromWL), dispatch(chainToWLDisp, false, mapToWL)}
 }

@@ -14,11 +14,12 @@ const prefix = "brindle-"
 
 // Fixed chain and map names.
 const (
-	chainForward    = prefix + "forward"
-	chainInput      = prefix + "input"
+	chainFwdEgress  = prefix + "forward-egress"
+	chainFwdIngress = prefix + "forward-ingress"
+	chainInEgress   = prefix + "input-egress"
+	chainInHost     = prefix + "input-host"
 	chainFromWLDisp = prefix + "from-wl-dispatch"
 	chainToWLDisp   = prefix + "to-wl-dispatch"
-	chainWLToHost   = prefix + "wl-to-host"
 	mapFromWL       = prefix + "from-wl"
 	mapToWL         = prefix + "to-wl"
 )

@@ -275,7 +275,7 @@ func TestPrivilegedDriftRepair(t *testing.T) {
 	// Foreign objects in our table are removed.
 	l.nft("add", "chain", "inet", "brindle", "intruder")
 	l.nft("add", "set", "inet", "brindle", "brindle-a4-stale", "{ type ipv4_addr; }")
-	l.nft("add", "rule", "inet", "brindle", "brindle-forward", "accept")
+	l.nft("add", "rule", "inet", "brindle", "brindle-forward-ingress", "accept")
 	resync("adding foreign objects")
 }
 

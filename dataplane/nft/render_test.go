@@ -54,7 +54,7 @@ func TestRenderRejectsInvalidState(t *testing.T) {
 	if _, err := Render(Config{}, s); err == nil {
 		t.Fatal("Render accepted a rule naming a missing IP set")
 	}
-	if _, err := Render(Config{AcceptMark: 3}, &desired.State{}); err == nil {
-		t.Fatal("Render accepted a two-bit accept mark")
+	if _, err := Render(Config{PassMark: 3}, &desired.State{}); err == nil {
+		t.Fatal("Render accepted a two-bit pass mark")
 	}
 }
