@@ -1,7 +1,6 @@
 package api
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-var rewriteK8sGolden = flag.Bool("rewrite-k8snetpol", false, "rewrite api/testdata/k8snetpol/*.golden from the current output")
 
 // TestTranslateNetworkPolicyGolden translates every
 // testdata/k8snetpol/<name>.yaml and compares the result, as YAML, with
@@ -41,7 +39,7 @@ func TestTranslateNetworkPolicyGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden := strings.TrimSuffix(in, ".yaml") + ".golden"
-			if *rewriteK8sGolden {
+			if *update {
 				if err := os.WriteFile(golden, out, 0o644); err != nil {
 					t.Fatal(err)
 				}
@@ -49,7 +47,7 @@ func TestTranslateNetworkPolicyGolden(t *testing.T) {
 			}
 			want, err := os.ReadFile(golden)
 			if err != nil {
-				t.Fatalf("%v (run with -rewrite-k8snetpol to create it)", err)
+				t.Fatalf("%v (run with -update to create it)", err)
 			}
 			if diff := cmp.Diff(string(want), string(out)); diff != "" {
 				t.Errorf("translation of %s differs from %s (-want +got):\n%s", in, golden, diff)

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-var update = flag.Bool("update", false, "rewrite api/testdata/v1/*.golden.yaml from the current output")
+var update = flag.Bool("update", false, "rewrite the golden files under api/testdata from the current output")
 
 // TestV1Golden converts every testdata/v1/<name>.yaml (v1 documents), then
 // defaults and validates the result, and compares it, marshalled to YAML,
