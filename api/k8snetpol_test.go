@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-
 // TestTranslateNetworkPolicyGolden translates every
 // testdata/k8snetpol/<name>.yaml and compares the result, as YAML, with
 // <name>.golden.
