@@ -1,0 +1,264 @@
+package calc
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/brindle-net/brindle/desired"
+	"github.com/brindle-net/brindle/policy"
+	"github.com/brindle-net/brindle/selector"
+)
+
+// entity is anything a rule selector can match: a workload or host
+// endpoint (addresses and named ports) or a network set (CIDRs), anywhere
+// in the cluster. Its labels and parents live in the global index.
+type entity struct {
+	labels  map[string]string
+	parents []string
+	addrs   []netip.Addr
+	nets    []netip.Prefix
+	ports   []policy.NamedPort
+}
+
+// sameMembers reports whether two versions of an entity give the same IP
+// set members.
+func (e *entity) sameMembers(o *entity) bool {
+	return slices.Equal(e.addrs, o.addrs) && slices.Equal(e.nets, o.nets) && slices.Equal(e.ports, o.ports)
+}
+
+// addrMembers calls f for each member the entity gives a selector's set:
+// its addresses, or its CIDRs.
+func (e *entity) addrMembers(f func(desired.Member)) {
+	for _, a := range e.addrs {
+		f(desired.AddrMember(a))
+	}
+	for _, n := range e.nets {
+		f(desired.NetMember(n))
+	}
+}
+
+// namedPortMembers calls f for each address+protocol+port the entity
+// serves under name.
+func (e *entity) namedPortMembers(name string, f func(desired.Member)) {
+	for _, p := range e.ports {
+		if p.Name != name {
+			continue
+		}
+		for _, a := range e.addrs {
+			f(desired.NamedPortMember(a, p.Protocol, p.Port))
+		}
+	}
+}
+
+// updateEntity adds, replaces or (e == nil) removes an entity.
+func (c *Calc) updateEntity(key string, e *entity) {
+	old := c.entities[key]
+	switch {
+	case e == nil:
+		if old != nil {
+			c.global.DeleteItem(old)
+			delete(c.entities, key)
+		}
+	case old != nil && old.sameMembers(e):
+		// Keep the old identity so that only label changes are
+		// re-evaluated and members do not churn.
+		old.labels, old.parents = e.labels, e.parents
+		c.global.UpdateItem(old, old.labels, old.parents)
+	default:
+		if old != nil {
+			c.global.DeleteItem(old)
+		}
+		c.entities[key] = e
+		c.global.UpdateItem(e, e.labels, e.parents)
+	}
+}
+
+// refKind is what an IP set is built from.
+type refKind uint8
+
+const (
+	refSelector  refKind = iota + 1 // addresses and CIDRs of what a selector matches
+	refNamedPort                    // address+protocol+port of a named port of what a selector matches
+	refCIDRs                        // a rule's literal CIDR list
+)
+
+// setRef is a rule's use of an IP set, with what is needed to build it.
+type setRef struct {
+	id   string
+	kind refKind
+	sel  *selector.Selector
+	port string
+	nets []netip.Prefix
+}
+
+// namedPortSetID is "n:" plus a hash of the selector's canonical form and
+// the port name, so equal (selector, port) pairs share one set.
+func namedPortSetID(sel *selector.Selector, port string) string {
+	sum := sha256.Sum224([]byte("n:" + sel.String() + "\x00" + port))
+	return "n:" + base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+func (r setRef) describe() string {
+	switch r.kind {
+	case refSelector:
+		return "selector " + r.sel.String()
+	case refNamedPort:
+		return "named port " + r.port + " of " + r.sel.String()
+	}
+	var b strings.Builder
+	b.WriteString("cidrs")
+	for _, n := range r.nets {
+		b.WriteString(" " + n.String())
+	}
+	return b.String()
+}
+
+// ipSet is an active IP set: one or more rules of active policies or
+// profiles use it.
+type ipSet struct {
+	ref  setRef
+	typ  desired.IPSetType
+	refs int
+	// members counts, for each member, the entities giving it.
+	members map[desired.Member]int32
+	snap    desired.IPSet
+	dirty   bool
+}
+
+func (s *ipSet) add(m desired.Member, delta int32) {
+	n := s.members[m] + delta
+	switch {
+	case n <= 0:
+		delete(s.members, m)
+		s.dirty = true
+	case n == delta:
+		s.members[m] = n
+		s.dirty = true
+	default:
+		s.members[m] = n
+	}
+}
+
+// snapshot returns the set as desired state, rebuilt only after a change.
+func (s *ipSet) snapshot() desired.IPSet {
+	if s.dirty {
+		m := make(map[desired.Member]struct{}, len(s.members))
+		for x := range s.members {
+			m[x] = struct{}{}
+		}
+		s.snap = desired.IPSet{Type: s.typ, Members: m}
+		s.dirty = false
+	}
+	return s.snap
+}
+
+// selUse is a selector held in the global index and the sets built on it.
+type selUse struct {
+	sel   *selector.Selector
+	set   *ipSet
+	named map[string]*ipSet
+}
+
+func (u *selUse) empty() bool { return u.set == nil && len(u.named) == 0 }
+
+func (c *Calc) onGlobalMatch(selID string, e *entity, matched bool) {
+	u := c.selUses[selID]
+	if u == nil {
+		return
+	}
+	delta := int32(1)
+	if !matched {
+		delta = -1
+	}
+	if u.set != nil {
+		e.addrMembers(func(m desired.Member) { u.set.add(m, delta) })
+	}
+	for name, s := range u.named {
+		e.namedPortMembers(name, func(m desired.Member) { s.add(m, delta) })
+	}
+}
+
+// acquire takes one reference on a set, building it when it becomes
+// active.
+func (c *Calc) acquire(r setRef) {
+	if s := c.sets[r.id]; s != nil {
+		s.refs++
+		return
+	}
+	s := &ipSet{ref: r, refs: 1, members: map[desired.Member]int32{}, dirty: true}
+	c.sets[r.id] = s
+	switch r.kind {
+	case refCIDRs:
+		s.typ = desired.Nets
+		for _, n := range r.nets {
+			s.add(desired.NetMember(n), 1)
+		}
+	case refSelector:
+		s.typ = desired.Nets
+		u := c.useSelector(r.sel)
+		u.set = s
+		for e := range c.global.Matches(r.sel.UniqueID()) {
+			e.addrMembers(func(m desired.Member) { s.add(m, 1) })
+		}
+	case refNamedPort:
+		s.typ = desired.NamedPorts
+		u := c.useSelector(r.sel)
+		if u.named == nil {
+			u.named = map[string]*ipSet{}
+		}
+		u.named[r.port] = s
+		for e := range c.global.Matches(r.sel.UniqueID()) {
+			e.namedPortMembers(r.port, func(m desired.Member) { s.add(m, 1) })
+		}
+	}
+}
+
+func (c *Calc) useSelector(sel *selector.Selector) *selUse {
+	uid := sel.UniqueID()
+	u := c.selUses[uid]
+	if u == nil {
+		u = &selUse{sel: sel}
+		c.selUses[uid] = u
+		c.global.UpdateSelector(uid, sel)
+	}
+	return u
+}
+
+// release drops one reference on a set, removing it when none is left.
+func (c *Calc) release(id string) {
+	s := c.sets[id]
+	if s == nil {
+		return
+	}
+	if s.refs--; s.refs > 0 {
+		return
+	}
+	delete(c.sets, id)
+	if s.ref.kind == refCIDRs {
+		return
+	}
+	uid := s.ref.sel.UniqueID()
+	u := c.selUses[uid]
+	if s.ref.kind == refSelector {
+		u.set = nil
+	} else {
+		delete(u.named, s.ref.port)
+	}
+	if u.empty() {
+		delete(c.selUses, uid)
+		c.global.DeleteSelector(uid)
+	}
+}
+
+// DescribeIPSet says what an active IP set holds ("selector ...", "named
+// port <name> of ...", "cidrs ..."), for logs and debugging.
+func (c *Calc) DescribeIPSet(id string) (string, bool) {
+	s := c.sets[id]
+	if s == nil {
+		return "", false
+	}
+	return s.ref.describe(), true
+}
