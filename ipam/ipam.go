@@ -496,6 +496,9 @@ func (m *IPAM) claimBlock(ctx context.Context, block netip.Prefix, node string) 
 	arev, err := m.store.Create(ctx, akey, pending)
 	if errors.Is(err, ErrExists) {
 		raw, rev, gerr := m.store.Get(ctx, akey)
+		if errors.Is(gerr, ErrNotFound) {
+			return errClaimedByOther // another request on this node undid its claim: start over
+		}
 		if gerr != nil {
 			return fmt.Errorf("claim block %s: read affinity: %w", block, gerr)
 		}
