@@ -130,7 +130,9 @@ func readConfigFile(path string, explicit bool) (*ConfigFileSpec, error) {
 }
 
 // ConnectionConfig works out the datastore configuration for cmd from, in
-// order of precedence, its flags, the environment and the config file.
+// order of precedence, its flags, the environment (the BRINDLE_ETCD_*
+// variables, looked up through Options.Getenv; with a nil Getenv the
+// environment is not consulted) and the config file.
 func (o *Options) ConnectionConfig(cmd *cobra.Command) (datastore.Config, error) {
 	flags := cmd.Flags()
 	get := func(name string) string {
@@ -151,8 +153,10 @@ func (o *Options) ConnectionConfig(cmd *cobra.Command) (datastore.Config, error)
 		if v := get(flag); v != "" {
 			return v
 		}
-		if v := os.Getenv(env); v != "" {
-			return v
+		if o.Getenv != nil {
+			if v := o.Getenv(env); v != "" {
+				return v
+			}
 		}
 		return fromFile
 	}

@@ -19,6 +19,7 @@ type Streams struct {
 type Options struct {
 	Streams Streams
 	Logger  *slog.Logger
+	Getenv  func(string) string // BRINDLE_ETCD_* lookup (os.Getenv in cmd/); nil: no environment
 }
 
 // NewRootCommand builds the brindlectl command tree.

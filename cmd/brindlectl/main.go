@@ -14,6 +14,7 @@ func main() {
 	opts := &ctl.Options{
 		Streams: ctl.Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr},
 		Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Getenv:  os.Getenv,
 	}
 	err := ctl.NewRootCommand(opts).Execute()
 	if err == nil {
