@@ -27,7 +27,8 @@ func ProtocolHasPorts(p uint8) bool {
 const MaxInterfaceNameLen = 15
 
 // Validate checks the invariants listed in the package documentation and
-// returns every violation found, each naming the object and field.
+// returns every violation found, each naming the object and field, in a
+// stable order.
 func (s *State) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -40,8 +41,7 @@ func (s *State) Validate() error {
 	if s.Config.DefaultEndpointToHostAction > EndpointToHostReturn {
 		add("config: bad DefaultEndpointToHostAction %d", s.Config.DefaultEndpointToHostAction)
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.IPSets)) {
-		set := s.IPSets[id]
+	for id, set := range s.IPSets {
 		if id == "" {
 			add("ip set with an empty ID")
 		}
@@ -52,19 +52,15 @@ func (s *State) Validate() error {
 			}
 		}
 	}
-	for _, id := range slices.SortedFunc(maps.Keys(s.Policies), comparePolicyIDs) {
-		p := s.Policies[id]
-		where := "policy " + id.String()
-		s.checkRules(where+" inbound", p.Inbound, add)
-		s.checkRules(where+" outbound", p.Outbound, add)
+	for id, p := range s.Policies {
+		s.checkRules(func() string { return "policy " + id.String() + " inbound" }, p.Inbound, add)
+		s.checkRules(func() string { return "policy " + id.String() + " outbound" }, p.Outbound, add)
 	}
-	for _, name := range slices.Sorted(maps.Keys(s.Profiles)) {
-		p := s.Profiles[name]
-		s.checkRules("profile "+name+" inbound", p.Inbound, add)
-		s.checkRules("profile "+name+" outbound", p.Outbound, add)
+	for name, p := range s.Profiles {
+		s.checkRules(func() string { return "profile " + name + " inbound" }, p.Inbound, add)
+		s.checkRules(func() string { return "profile " + name + " outbound" }, p.Outbound, add)
 	}
-	for _, iface := range slices.Sorted(maps.Keys(s.Endpoints)) {
-		ep := s.Endpoints[iface]
+	for iface, ep := range s.Endpoints {
 		if iface == "" || len(iface) > MaxInterfaceNameLen || strings.ContainsRune(iface, 0) {
 			add("endpoint %q: interface name must be 1-%d bytes", iface, MaxInterfaceNameLen)
 		}
@@ -84,12 +80,10 @@ func (s *State) Validate() error {
 			}
 		}
 	}
+	// Maps iterate in random order: sort the messages so the error is
+	// stable.
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errors.Join(errs...)
-}
-
-func comparePolicyIDs(a, b PolicyID) int {
-	return strings.Compare(a.Tier+"\x00"+a.Namespace+"\x00"+a.Name+"\x00"+a.Kind,
-		b.Tier+"\x00"+b.Namespace+"\x00"+b.Name+"\x00"+b.Kind)
 }
 
 func checkMember(t IPSetType, m Member) error {
@@ -119,9 +113,11 @@ func checkMember(t IPSetType, m Member) error {
 	return nil
 }
 
-func (s *State) checkRules(where string, rules []Rule, add func(string, ...any)) {
+// checkRules checks rules; where names them, lazily (it is only needed
+// for an error).
+func (s *State) checkRules(where func() string, rules []Rule, add func(string, ...any)) {
 	for i, r := range rules {
-		at := fmt.Sprintf("%s rule [%d]", where, i)
+		at := lazyString(func() string { return fmt.Sprintf("%s rule [%d]", where(), i) })
 		switch r.Action {
 		case Allow, Deny, Log, Pass:
 		default:
@@ -140,10 +136,10 @@ func (s *State) checkRules(where string, rules []Rule, add func(string, ...any))
 				add("%s: protocol %d does not fit ipVersion %d", at, *r.Protocol, r.IPVersion)
 			}
 		}
-		for _, side := range []struct {
+		for _, side := range [2]struct {
 			name string
-			m    Match
-		}{{"source", r.Src}, {"destination", r.Dst}} {
+			m    *Match
+		}{{"source", &r.Src}, {"destination", &r.Dst}} {
 			ref := func(field, id string, ok func(IPSetType) bool) {
 				set, found := s.IPSets[id]
 				switch {
@@ -174,9 +170,11 @@ func (s *State) checkRules(where string, rules []Rule, add func(string, ...any))
 			for _, id := range side.m.NotNamedPortIPSetIDs {
 				ref("notNamedPorts", id, nps)
 			}
-			for j, pr := range append(slices.Clone(side.m.Ports), side.m.NotPorts...) {
-				if pr.Min > pr.Max {
-					add("%s: %s port range [%d] %d:%d has min > max", at, side.name, j, pr.Min, pr.Max)
+			for _, ports := range [][]PortRange{side.m.Ports, side.m.NotPorts} {
+				for j, pr := range ports {
+					if pr.Min > pr.Max {
+						add("%s: %s port range [%d] %d:%d has min > max", at, side.name, j, pr.Min, pr.Max)
+					}
 				}
 			}
 		}
@@ -191,3 +189,8 @@ func (s *State) Equal(o *State) bool {
 		maps.EqualFunc(s.Profiles, o.Profiles, Profile.Equal) &&
 		maps.EqualFunc(s.Endpoints, o.Endpoints, Endpoint.Equal)
 }
+
+// lazyString defers building a string until it is formatted.
+type lazyString func() string
+
+func (l lazyString) String() string { return l() }

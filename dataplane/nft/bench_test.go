@@ -10,12 +10,13 @@ import (
 	"github.com/brindle-net/brindle/internal/netnstest"
 )
 
-// bigState is a synthetic host: nPol policies in the default tier, each
-// with its own selector set of 4 addresses, two inbound rules (TCP to a
-// port from the policy's set; UDP from the next policy's set, with a port
-// range) and one outbound rule; nEp endpoints, each selected by
-// nPol/nEp policies in both directions.
-func bigState(nPol, nEp int) *desired.State {
+// bigState is a synthetic host: nPol policies in the default tier, using
+// nSets distinct selector sets of 4 addresses each (policy i uses set
+// i%nSets); each policy has two inbound rules (TCP to a port from its set;
+// UDP from the next set, to a port range) and one outbound rule (to its
+// set); nEp endpoints, each selected by nPol/nEp policies in both
+// directions.
+func bigState(nPol, nSets, nEp int) *desired.State {
 	s := &desired.State{
 		IPSets:    make(map[string]desired.IPSet, nPol),
 		Policies:  make(map[desired.PolicyID]desired.Policy, nPol),
@@ -24,14 +25,16 @@ func bigState(nPol, nEp int) *desired.State {
 	}
 	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
 	ids := make([]desired.PolicyID, nPol)
-	for i := range nPol {
-		set := fmt.Sprintf("s:bench-selector-%d", i)
+	for i := range nSets {
 		var ms []desired.Member
 		for j := range 4 {
 			ms = append(ms, desired.AddrMember(addr(i*4+j+1)))
 		}
-		s.IPSets[set] = desired.NewIPSet(desired.Addrs, ms...)
-		next := fmt.Sprintf("s:bench-selector-%d", (i+1)%nPol)
+		s.IPSets[fmt.Sprintf("s:bench-selector-%d", i)] = desired.NewIPSet(desired.Addrs, ms...)
+	}
+	for i := range nPol {
+		set := fmt.Sprintf("s:bench-selector-%d", i%nSets)
+		next := fmt.Sprintf("s:bench-selector-%d", (i+1)%nSets)
 		ids[i] = desired.PolicyID{Tier: "default", Name: fmt.Sprintf("pol-%d", i), Namespace: "bench", Kind: "NetworkPolicy"}
 		s.Policies[ids[i]] = desired.Policy{
 			Inbound: []desired.Rule{
@@ -58,7 +61,7 @@ func bigState(nPol, nEp int) *desired.State {
 }
 
 func BenchmarkRender5000Policies(b *testing.B) {
-	s := bigState(5000, 200)
+	s := bigState(5000, 5000, 200)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Render(Config{}, s); err != nil {
@@ -67,13 +70,21 @@ func BenchmarkRender5000Policies(b *testing.B) {
 	}
 }
 
-// BenchmarkPrivilegedFullRuleset5000Policies programs the whole ruleset
-// for 5,000 policies into an empty namespace: one transaction per
-// iteration (a fresh Dataplane each time, the table deleted in between,
-// outside the timer).
-func BenchmarkPrivilegedFullRuleset5000Policies(b *testing.B) {
+// BenchmarkPrivilegedFullRuleset programs the whole ruleset for 5,000
+// policies into an empty namespace: one transaction per iteration (a fresh
+// Dataplane each time, the table deleted in between, outside the timer).
+// Sets500 shares 500 selectors among the policies; Sets5000 gives each
+// policy its own.
+func BenchmarkPrivilegedFullRuleset5000PoliciesSets500(b *testing.B) {
+	benchFull(b, bigState(5000, 500, 200))
+}
+
+func BenchmarkPrivilegedFullRuleset5000PoliciesSets5000(b *testing.B) {
+	benchFull(b, bigState(5000, 5000, 200))
+}
+
+func benchFull(b *testing.B, s *desired.State) {
 	ns := netnstest.NewNS(b, "nftbench")
-	s := bigState(5000, 200)
 	b.ReportAllocs()
 	var ops uint64
 	for b.Loop() {
@@ -109,7 +120,7 @@ func BenchmarkPrivilegedOneElementChange5000Policies(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = dp.Close() })
-	s := bigState(5000, 200)
+	s := bigState(5000, 5000, 200)
 	if err := dp.Apply(s); err != nil {
 		b.Fatal(err)
 	}
@@ -145,7 +156,7 @@ func BenchmarkPrivilegedResync5000Policies(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = dp.Close() })
-	if err := dp.Apply(bigState(5000, 200)); err != nil {
+	if err := dp.Apply(bigState(5000, 5000, 200)); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()

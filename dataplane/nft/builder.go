@@ -3,6 +3,7 @@ package nft
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"strings"
 
 	"github.com/google/nftables"
@@ -14,7 +15,7 @@ import (
 // ruleSpec is one rule of our ruleset: its readable text and the netlink
 // expressions that implement it, built together so they cannot disagree.
 type ruleSpec struct {
-	// id is a hash of text and comment; it is stored in the rule's
+	// id is a 64-bit FNV-1a hash of text and comment; it is stored in the rule's
 	// userdata comment and is how a rule read back from the kernel is
 	// recognised.
 	id string
@@ -58,13 +59,21 @@ type rb struct {
 }
 
 func (b *rb) add(text string, e ...expr.Any) {
+	if b.ex == nil {
+		b.text = make([]string, 0, 8)
+		b.ex = make([]expr.Any, 0, 24)
+	}
 	b.text = append(b.text, text)
 	b.ex = append(b.ex, e...)
 }
 
 func (b *rb) done(comment string) *ruleSpec {
 	text := strings.Join(b.text, " ")
-	return &ruleSpec{id: hashID(text + "\x00" + comment), text: text, comment: comment, exprs: b.ex, anon: b.anon}
+	h := fnv.New64a()
+	h.Write([]byte(text))
+	h.Write([]byte{0})
+	h.Write([]byte(comment))
+	return &ruleSpec{id: fmt.Sprintf("%016x", h.Sum64()), text: text, comment: comment, exprs: b.ex, anon: b.anon}
 }
 
 func cmpEq(data []byte) *expr.Cmp { return &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data} }

@@ -21,9 +21,10 @@ type Dataplane struct {
 	// want is the model of the last state passed to Apply; nil before
 	// the first Apply.
 	want *model
-	// have is what we believe the kernel holds; nil means unknown (before
-	// the first Apply, or after a failed transaction): read it back.
-	have         *model
+	// synced is true when the kernel is known to hold want (after a
+	// committed transaction); false before the first Apply and after a
+	// failure, when the next Apply reads the kernel back.
+	synced       bool
 	writes       uint64
 	transactions uint64
 }
@@ -62,7 +63,11 @@ func (d *Dataplane) Apply(s *desired.State) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	want := d.b.build(s)
-	return d.sync(want, d.have == nil)
+	d.want = want
+	if !d.synced {
+		return d.sync()
+	}
+	return d.commit(d.k.planDelta(want, d.b.dSets, d.b.dChains))
 }
 
 // Resync reads our table back from the kernel and repairs any drift from
@@ -75,7 +80,7 @@ func (d *Dataplane) Resync() error {
 	if d.want == nil {
 		return nil
 	}
-	return d.sync(d.want, true)
+	return d.sync()
 }
 
 // Writes returns the number of nftables operations (netlink messages)
@@ -104,27 +109,27 @@ func (d *Dataplane) Dump() string {
 	return d.want.render(d.cfg.TableName)
 }
 
-func (d *Dataplane) sync(want *model, readBack bool) error {
-	have := d.have
-	if readBack {
-		var err error
-		if have, err = d.k.read(); err != nil {
-			d.have = nil
-			return fmt.Errorf("read nftables table %s: %w", d.cfg.TableName, err)
-		}
+// sync reads the kernel back and plans the full difference to d.want.
+func (d *Dataplane) sync() error {
+	have, err := d.k.read()
+	if err != nil {
+		d.synced = false
+		return fmt.Errorf("read nftables table %s: %w", d.cfg.TableName, err)
 	}
-	d.want = want
-	b := d.k.plan(want, have)
+	return d.commit(d.k.planFull(d.want, have))
+}
+
+// commit sends a planned transaction. On failure the kernel is unchanged
+// but our idea of it is not: the next Apply reads it back.
+func (d *Dataplane) commit(b *batch) error {
 	if b.ops == 0 {
-		d.have = want
+		d.synced = true
 		return nil
 	}
 	if err := b.flush(); err != nil {
-		// The kernel rejected the whole transaction (or we never sent
-		// it): what it holds is unknown until read back. Start over on a
-		// fresh connection so no queued message leaks into the next
-		// batch.
-		d.have = nil
+		// Start over on fresh connections so no queued message leaks into
+		// the next batch.
+		d.synced = false
 		if k, kerr := newKernel(d.cfg); kerr == nil {
 			_ = d.k.close()
 			d.k = k
@@ -133,9 +138,9 @@ func (d *Dataplane) sync(want *model, readBack bool) error {
 	}
 	d.writes += uint64(b.ops)
 	d.transactions++
-	d.have = want
+	d.synced = true
 	if d.log != nil {
-		d.log.Debug("nftables transaction", "operations", b.ops, "readBack", readBack)
+		d.log.Debug("nftables transaction", "operations", b.ops)
 	}
 	return nil
 }

@@ -18,41 +18,16 @@ import (
 // kernel reads our table back and writes transactions. It holds one
 // lasting netlink connection.
 type kernel struct {
-	conn  *nftables.Conn
+	conn  *nftables.Conn // reads
+	w     *nftables.Conn // builds write batches, delivered by send
+	send  *sender
 	table *nftables.Table
 }
 
 func newKernel(cfg Config) (*kernel, error) {
-	buf := cfg.SocketBuffer
 	opts := []nftables.ConnOption{
 		nftables.AsLasting(),
-		nftables.WithSockOptions(func(c *netlink.Conn) error {
-			// A whole ruleset is one batch: the send buffer must hold it
-			// and the receive buffer its acks. FORCE variants lift the
-			// rmem_max/wmem_max caps (we run as root / CAP_NET_ADMIN).
-			raw, err := c.SyscallConn()
-			if err != nil {
-				return err
-			}
-			var serr error
-			if err := raw.Control(func(fd uintptr) {
-				for _, o := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
-					if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o, buf); e != nil {
-						serr = errors.Join(serr, e)
-					}
-				}
-				// Acks need not echo the request payload.
-				if e := unix.SetsockoptInt(int(fd), unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1); e != nil {
-					serr = errors.Join(serr, e)
-				}
-			}); err != nil {
-				return err
-			}
-			if serr != nil {
-				return fmt.Errorf("set netlink socket options: %w", serr)
-			}
-			return nil
-		}),
+		nftables.WithSockOptions(func(c *netlink.Conn) error { return setBuffers(c, cfg.SocketBuffer) }),
 	}
 	if cfg.NetNSFd != 0 {
 		opts = append(opts, nftables.WithNetNSFd(cfg.NetNSFd))
@@ -61,10 +36,22 @@ func newKernel(cfg Config) (*kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open nftables netlink connection: %w", err)
 	}
-	return &kernel{conn: conn, table: &nftables.Table{Name: cfg.TableName, Family: nftables.TableFamilyINet}}, nil
+	s, err := newSender(cfg.NetNSFd, cfg.SocketBuffer)
+	if err != nil {
+		_ = conn.CloseLasting()
+		return nil, err
+	}
+	w, err := nftables.New(nftables.WithTestDial(s.dial))
+	if err != nil {
+		_ = conn.CloseLasting()
+		_ = s.close()
+		return nil, err
+	}
+	return &kernel{conn: conn, w: w, send: s,
+		table: &nftables.Table{Name: cfg.TableName, Family: nftables.TableFamilyINet}}, nil
 }
 
-func (k *kernel) close() error { return k.conn.CloseLasting() }
+func (k *kernel) close() error { return errors.Join(k.conn.CloseLasting(), k.send.close()) }
 
 // read returns our table as a model, or nil when the table does not exist.
 func (k *kernel) read() (*model, error) {
@@ -245,7 +232,9 @@ func verdictChain(b []byte) string {
 	return chain
 }
 
-// batch accumulates one transaction and counts its operations.
+// batch accumulates one transaction and counts its operations. Rules
+// refer to named sets by name, which the kernel resolves against the
+// transaction's own additions too.
 type batch struct {
 	k       *kernel
 	ops     int
@@ -294,7 +283,7 @@ func (b *batch) addSet(s *setSpec, withElems bool) {
 	if withElems {
 		els = toKernelElems(s.kind, slices.Collect(maps.Values(s.elems)))
 	}
-	b.fail(b.k.conn.AddSet(set, els))
+	b.fail(b.k.w.AddSet(set, els))
 	b.ops++
 	b.created[s.name] = set
 }
@@ -322,7 +311,7 @@ func (b *batch) addElems(s *setSpec, es []elem) {
 	if len(es) == 0 {
 		return
 	}
-	b.fail(b.k.conn.SetAddElements(b.nfSet(s), toKernelElems(s.kind, es)))
+	b.fail(b.k.w.SetAddElements(b.nfSet(s), toKernelElems(s.kind, es)))
 	b.ops++
 }
 
@@ -330,7 +319,7 @@ func (b *batch) delElems(s *setSpec, es []elem) {
 	if len(es) == 0 {
 		return
 	}
-	b.fail(b.k.conn.SetDeleteElements(b.nfSet(s), toKernelElems(s.kind, es)))
+	b.fail(b.k.w.SetDeleteElements(b.nfSet(s), toKernelElems(s.kind, es)))
 	b.ops++
 }
 
@@ -342,7 +331,7 @@ func (b *batch) addChain(c *chainSpec) {
 		p := nftables.ChainPolicyAccept
 		ch.Policy = &p
 	}
-	b.k.conn.AddChain(ch)
+	b.k.w.AddChain(ch)
 	b.ops++
 }
 
@@ -353,56 +342,39 @@ func (b *batch) addRule(chain string, r *ruleSpec) {
 		for _, a := range r.anon {
 			set := &nftables.Set{Table: b.k.table, Anonymous: true, Constant: true, Interval: true,
 				KeyType: nftables.TypeInetService}
-			b.fail(b.k.conn.AddSet(set, a.elems))
+			b.fail(b.k.w.AddSet(set, a.elems))
 			b.ops++
 			l := *exprs[a.lookup].(*expr.Lookup)
 			l.SetName, l.SetID = set.Name, set.ID
 			exprs[a.lookup] = &l
 		}
 	}
-	for i, e := range exprs {
-		// Lookups of named sets created in this batch also carry the set's
-		// batch ID.
-		if l, ok := e.(*expr.Lookup); ok && l.SetID == 0 {
-			if s := b.created[l.SetName]; s != nil {
-				if len(r.anon) == 0 {
-					exprs = slices.Clone(exprs)
-				}
-				c := *l
-				c.SetID = s.ID
-				exprs[i] = &c
-			}
-		}
-	}
-	b.k.conn.AddRule(&nftables.Rule{Table: b.k.table, Chain: b.nfChain(chain), Exprs: exprs,
+	b.k.w.AddRule(&nftables.Rule{Table: b.k.table, Chain: b.nfChain(chain), Exprs: exprs,
 		UserData: userdata.AppendString(nil, userdata.TypeComment, r.userdataComment())})
 	b.ops++
 }
 
 func (b *batch) flushChain(name string) {
-	b.k.conn.FlushChain(b.nfChain(name))
+	b.k.w.FlushChain(b.nfChain(name))
 	b.ops++
 }
 
 func (b *batch) delChain(name string) {
-	b.k.conn.DelChain(b.nfChain(name))
+	b.k.w.DelChain(b.nfChain(name))
 	b.ops++
 }
 
 func (b *batch) delSet(name string) {
-	b.k.conn.DelSet(&nftables.Set{Table: b.k.table, Name: name})
+	b.k.w.DelSet(&nftables.Set{Table: b.k.table, Name: name})
 	b.ops++
 }
 
-// plan queues the transaction that turns have into want: have is nil
-// when the table does not exist. Order (make before break): table; new
-// sets and element changes (verdict maps excepted); new chains; rewritten
-// chains; verdict-map elements; obsolete chains flushed, then deleted;
-// obsolete sets deleted.
-func (k *kernel) plan(want, have *model) *batch {
+// planFull queues the transaction that turns have (read from the kernel;
+// nil when the table does not exist) into want.
+func (k *kernel) planFull(want, have *model) *batch {
 	b := &batch{k: k, created: map[string]*nftables.Set{}}
 	if have == nil {
-		k.conn.AddTable(k.table)
+		k.w.AddTable(k.table)
 		b.ops++
 		have = &model{sets: map[string]*setSpec{}, chains: map[string]*chainSpec{}}
 	}
@@ -418,24 +390,56 @@ func (k *kernel) plan(want, have *model) *batch {
 			return k.rebuild(want)
 		}
 	}
+	setNames := unionKeys(want.sets, have.sets)
+	chainNames := unionKeys(want.chains, have.chains)
+	b.plan(want, have.sets, have.chains, setNames, chainNames)
+	return b
+}
 
-	for _, name := range slices.Sorted(maps.Keys(want.sets)) {
-		w, h := want.sets[name], have.sets[name]
+// planDelta queues the transaction for the changes the builder recorded:
+// dSets and dChains hold the previous value (nil: absent) of every set
+// and chain that changed; want holds the new ones.
+func (k *kernel) planDelta(want *model, dSets map[string]*setSpec, dChains map[string]*chainSpec) *batch {
+	b := &batch{k: k, created: map[string]*nftables.Set{}}
+	b.plan(want, dSets, dChains, slices.Sorted(maps.Keys(dSets)), slices.Sorted(maps.Keys(dChains)))
+	return b
+}
+
+func unionKeys[V any](a, b map[string]V) []string {
+	keys := slices.Collect(maps.Keys(a))
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// plan queues the operations for the named sets and chains (sorted),
+// given what the kernel holds for them. Order (make before break): new
+// sets and element changes (verdict maps excepted); new chains; rewritten
+// chains; verdict-map elements; obsolete chains flushed, then deleted;
+// obsolete sets deleted.
+func (b *batch) plan(want *model, haveSets map[string]*setSpec, haveChains map[string]*chainSpec, setNames, chainNames []string) {
+	for _, name := range setNames {
+		w, h := want.sets[name], haveSets[name]
 		switch {
+		case w == nil:
 		case h == nil:
 			b.addSet(w, w.kind != kindVmap)
 		case w.kind != kindVmap && w != h:
 			b.diffElems(w, h)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(want.chains)) {
-		if have.chains[name] == nil {
-			b.addChain(want.chains[name])
+	for _, name := range chainNames {
+		if w := want.chains[name]; w != nil && haveChains[name] == nil {
+			b.addChain(w)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(want.chains)) {
-		w, h := want.chains[name], have.chains[name]
-		if h == w || (h != nil && w.sameRules(h)) {
+	for _, name := range chainNames {
+		w, h := want.chains[name], haveChains[name]
+		if w == nil || h == w || (h != nil && w.sameRules(h)) {
 			continue
 		}
 		if h != nil && len(h.rules) > 0 {
@@ -445,8 +449,8 @@ func (k *kernel) plan(want, have *model) *batch {
 			b.addRule(name, r)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(want.sets)) {
-		if w, h := want.sets[name], have.sets[name]; w.kind == kindVmap && w != h {
+	for _, name := range setNames {
+		if w, h := want.sets[name], haveSets[name]; w != nil && w.kind == kindVmap && w != h {
 			if h == nil {
 				b.addElems(w, slices.Collect(maps.Values(w.elems)))
 			} else {
@@ -455,10 +459,10 @@ func (k *kernel) plan(want, have *model) *batch {
 		}
 	}
 	var obsolete []string
-	for _, name := range slices.Sorted(maps.Keys(have.chains)) {
-		if want.chains[name] == nil {
+	for _, name := range chainNames {
+		if h := haveChains[name]; h != nil && want.chains[name] == nil {
 			obsolete = append(obsolete, name)
-			if len(have.chains[name].rules) > 0 {
+			if len(h.rules) > 0 {
 				b.flushChain(name)
 			}
 		}
@@ -466,12 +470,11 @@ func (k *kernel) plan(want, have *model) *batch {
 	for _, name := range obsolete {
 		b.delChain(name)
 	}
-	for _, name := range slices.Sorted(maps.Keys(have.sets)) {
-		if want.sets[name] == nil {
+	for _, name := range setNames {
+		if haveSets[name] != nil && want.sets[name] == nil {
 			b.delSet(name)
 		}
 	}
-	return b
 }
 
 // diffElems deletes the elements of h that w lacks, then adds the ones w
@@ -492,7 +495,7 @@ func (b *batch) diffElems(w, h *setSpec) {
 		// Interval sets: deleting part of what the kernel holds can leave
 		// it inconsistent when the read-back was odd; flush and refill.
 		if slices.ContainsFunc(del, func(e elem) bool { return e.key == nil }) {
-			b.k.conn.FlushSet(b.nfSet(w))
+			b.k.w.FlushSet(b.nfSet(w))
 			b.ops++
 			b.addElems(w, slices.Collect(maps.Values(w.elems)))
 			return
@@ -505,8 +508,8 @@ func (b *batch) diffElems(w, h *setSpec) {
 // rebuild deletes the table and creates it again with want, in one
 // transaction.
 func (k *kernel) rebuild(want *model) *batch {
-	k.conn.DelTable(k.table)
-	b := k.plan(want, nil)
+	k.w.DelTable(k.table)
+	b := k.planFull(want, nil)
 	b.ops++
 	return b
 }
@@ -515,7 +518,10 @@ func (b *batch) flush() error {
 	if b.err != nil {
 		return fmt.Errorf("build nftables batch: %w", b.err)
 	}
-	if err := b.k.conn.Flush(); err != nil {
+	if err := b.k.w.Flush(); err != nil {
+		if b.k.send.err != nil {
+			err = b.k.send.err
+		}
 		return fmt.Errorf("nftables transaction (%d operations): %w", b.ops, err)
 	}
 	return nil

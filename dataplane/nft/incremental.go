@@ -1,0 +1,351 @@
+package nft
+
+import (
+	"reflect"
+	"slices"
+
+	"github.com/brindle-net/brindle/desired"
+)
+
+// builder keeps the model of the last desired state and updates it in
+// place from the next one, rebuilding only the sets, policies, profiles
+// and endpoints that changed, and recording what changed (the delta) so a
+// transaction can be planned without walking the whole model. It is owned
+// by the Dataplane and not safe for concurrent use.
+//
+// Values reachable from a State passed to build must not be modified
+// afterwards (replace them in the State's maps instead): unchanged objects
+// are recognised by identity first, then by equality.
+type builder struct {
+	cfg      Config
+	m        *model
+	sets     map[string]*setEntry
+	policies map[desired.PolicyID]*rulesEntry
+	profiles map[string]*rulesEntry
+	eps      map[string]*epEntry
+	statics  *staticEntry
+	// refs counts the chains' uses of each kernel set; a set is in the
+	// model while its count is positive.
+	refs map[setUse]int
+	gen  uint64
+	// dSets and dChains map each set and chain changed by the last build
+	// to its value before that build (nil: it did not exist).
+	dSets   map[string]*setSpec
+	dChains map[string]*chainSpec
+}
+
+// Family bits: which address families a set has members of.
+const (
+	fam4 uint8 = 1 << iota
+	fam6
+)
+
+type setEntry struct {
+	set   desired.IPSet
+	specs [2]*setSpec // v4, v6
+	fams  uint8
+	gen   uint64
+}
+
+// setRef is what a compiled rule depends on about a set: its type (set
+// names depend on it) and which families it has members of (a rule
+// variant for a family in which a set it requires is empty can never
+// match and is left out).
+type setRef struct {
+	typ  desired.IPSetType
+	fams uint8
+}
+
+// setUse names one kernel set a chain uses.
+type setUse struct {
+	id string
+	v6 bool
+}
+
+// rulesEntry caches a policy's or profile's two chains.
+type rulesEntry struct {
+	in, out []desired.Rule
+	refs    map[string]setRef
+	uses    map[setUse]struct{}
+	chains  [2]*chainSpec // inbound, outbound
+	gen     uint64
+}
+
+type epEntry struct {
+	ep          desired.Endpoint
+	haveProfile []bool
+	chains      [2]*chainSpec // tw (ingress), fw (egress)
+	vmap        [2]elem       // to-wl, from-wl
+	gen         uint64
+}
+
+type staticEntry struct {
+	cfg    desired.Config
+	chains []*chainSpec
+}
+
+func newBuilder(cfg Config) *builder {
+	b := &builder{
+		cfg:      cfg,
+		m:        &model{sets: map[string]*setSpec{}, chains: map[string]*chainSpec{}},
+		sets:     map[string]*setEntry{},
+		policies: map[desired.PolicyID]*rulesEntry{},
+		profiles: map[string]*rulesEntry{},
+		eps:      map[string]*epEntry{},
+		refs:     map[setUse]int{},
+	}
+	b.m.sets[mapToWL] = &setSpec{name: mapToWL, kind: kindVmap, comment: "ingress dispatch by oifname", elems: map[string]elem{}}
+	b.m.sets[mapFromWL] = &setSpec{name: mapFromWL, kind: kindVmap, comment: "egress dispatch by iifname", elems: map[string]elem{}}
+	return b
+}
+
+func noteSet(b *builder, name string) {
+	if _, ok := b.dSets[name]; !ok {
+		b.dSets[name] = b.m.sets[name]
+	}
+}
+
+func (b *builder) putSet(s *setSpec) {
+	if b.m.sets[s.name] == s {
+		return
+	}
+	noteSet(b, s.name)
+	b.m.sets[s.name] = s
+}
+
+func (b *builder) dropSet(name string) {
+	if b.m.sets[name] == nil {
+		return
+	}
+	noteSet(b, name)
+	delete(b.m.sets, name)
+}
+
+func (b *builder) putChain(c *chainSpec) {
+	old, ok := b.m.chains[c.name]
+	if ok && old == c {
+		return
+	}
+	if _, seen := b.dChains[c.name]; !seen {
+		b.dChains[c.name] = old
+	}
+	b.m.chains[c.name] = c
+}
+
+func (b *builder) dropChain(name string) {
+	old, ok := b.m.chains[name]
+	if !ok {
+		return
+	}
+	if _, seen := b.dChains[name]; !seen {
+		b.dChains[name] = old
+	}
+	delete(b.m.chains, name)
+}
+
+func (b *builder) spec(u setUse) *setSpec {
+	e := b.sets[u.id]
+	if u.v6 {
+		return e.specs[1]
+	}
+	return e.specs[0]
+}
+
+func (b *builder) use(e *rulesEntry) {
+	b.putChain(e.chains[0])
+	b.putChain(e.chains[1])
+	for u := range e.uses {
+		b.refs[u]++
+		if b.refs[u] == 1 {
+			b.putSet(b.spec(u))
+		}
+	}
+}
+
+func (b *builder) unuse(e *rulesEntry, keepChains bool) {
+	if !keepChains {
+		b.dropChain(e.chains[0].name)
+		b.dropChain(e.chains[1].name)
+	}
+	for u := range e.uses {
+		b.refs[u]--
+		if b.refs[u] == 0 {
+			delete(b.refs, u)
+			b.dropSet(b.spec(u).name)
+		}
+	}
+}
+
+// vmap returns the verdict map for writing in this build: the first write
+// replaces it by a copy, so the delta keeps the old one.
+func (b *builder) vmap(name string) *setSpec {
+	cur := b.m.sets[name]
+	if _, ok := b.dSets[name]; ok {
+		return cur
+	}
+	c := &setSpec{name: cur.name, kind: cur.kind, comment: cur.comment, elems: make(map[string]elem, len(cur.elems))}
+	for k, v := range cur.elems {
+		c.elems[k] = v
+	}
+	b.putSet(c)
+	return c
+}
+
+// build updates the model to state s (which must be valid) and returns
+// it; b.dSets and b.dChains then hold what changed.
+func (b *builder) build(s *desired.State) *model {
+	b.gen++
+	b.dSets, b.dChains = map[string]*setSpec{}, map[string]*chainSpec{}
+
+	// 1. New and changed sets. A referenced kernel set whose members
+	// changed is replaced in the model.
+	for id, set := range s.IPSets {
+		e := b.sets[id]
+		if e != nil && sameIPSet(e.set, set) {
+			e.set = set
+			e.gen = b.gen
+			continue
+		}
+		n := &setEntry{set: set, gen: b.gen}
+		n.specs[0], n.specs[1] = buildSets(id, set)
+		if len(n.specs[0].elems) > 0 {
+			n.fams |= fam4
+		}
+		if len(n.specs[1].elems) > 0 {
+			n.fams |= fam6
+		}
+		b.sets[id] = n
+		for i, v6 := range []bool{false, true} {
+			if b.refs[setUse{id, v6}] > 0 {
+				b.putSet(n.specs[i])
+			}
+		}
+	}
+
+	// 2. Policies and profiles.
+	for id, p := range s.Policies {
+		e := b.policies[id]
+		if e != nil && e.fresh(p.Inbound, p.Outbound, s, b.sets) {
+			e.in, e.out, e.gen = p.Inbound, p.Outbound, b.gen
+			continue
+		}
+		n := b.buildRules(s, p.Inbound, p.Outbound, policyChain(id, true), policyChain(id, false), "policy "+id.String(), 3, false)
+		n.gen = b.gen
+		b.use(n)
+		if e != nil {
+			b.unuse(e, true)
+		}
+		b.policies[id] = n
+	}
+	for id, e := range b.policies {
+		if e.gen != b.gen {
+			b.unuse(e, false)
+			delete(b.policies, id)
+		}
+	}
+	for name, p := range s.Profiles {
+		e := b.profiles[name]
+		if e != nil && e.fresh(p.Inbound, p.Outbound, s, b.sets) {
+			e.in, e.out, e.gen = p.Inbound, p.Outbound, b.gen
+			continue
+		}
+		n := b.buildRules(s, p.Inbound, p.Outbound, profileChain(name, true), profileChain(name, false), "profile "+name, 4, true)
+		n.gen = b.gen
+		b.use(n)
+		if e != nil {
+			b.unuse(e, true)
+		}
+		b.profiles[name] = n
+	}
+	for name, e := range b.profiles {
+		if e.gen != b.gen {
+			b.unuse(e, false)
+			delete(b.profiles, name)
+		}
+	}
+
+	// 3. Sets gone from the state (no rule can use them: s is valid).
+	for id, e := range b.sets {
+		if e.gen != b.gen {
+			delete(b.sets, id)
+		}
+	}
+
+	// 4. Endpoints and the verdict maps that dispatch to them.
+	for iface, ep := range s.Endpoints {
+		have := make([]bool, len(ep.ProfileIDs))
+		for i, p := range ep.ProfileIDs {
+			_, have[i] = s.Profiles[p]
+		}
+		e := b.eps[iface]
+		if e != nil && e.ep.Equal(ep) && slices.Equal(e.haveProfile, have) {
+			e.gen = b.gen
+			continue
+		}
+		n := &epEntry{ep: ep.Clone(), haveProfile: have, gen: b.gen}
+		n.chains[0] = b.endpointChain(iface, ep, have, true)
+		n.chains[1] = b.endpointChain(iface, ep, have, false)
+		n.vmap[0] = elem{key: ifnameKey(iface), jump: n.chains[0].name}
+		n.vmap[1] = elem{key: ifnameKey(iface), jump: n.chains[1].name}
+		b.putChain(n.chains[0])
+		b.putChain(n.chains[1])
+		if e == nil || e.vmap[0].mapKey() != n.vmap[0].mapKey() {
+			b.vmap(mapToWL).elems[n.vmap[0].mapKey()] = n.vmap[0]
+			b.vmap(mapFromWL).elems[n.vmap[1].mapKey()] = n.vmap[1]
+		}
+		b.eps[iface] = n
+	}
+	for iface, e := range b.eps {
+		if e.gen != b.gen {
+			b.dropChain(e.chains[0].name)
+			b.dropChain(e.chains[1].name)
+			delete(b.vmap(mapToWL).elems, e.vmap[0].mapKey())
+			delete(b.vmap(mapFromWL).elems, e.vmap[1].mapKey())
+			delete(b.eps, iface)
+		}
+	}
+
+	// 5. Base and dispatch chains.
+	if b.statics == nil || !b.statics.cfg.Equal(s.Config) {
+		b.statics = &staticEntry{cfg: s.Config, chains: b.staticChains(s.Config)}
+		for _, c := range b.statics.chains {
+			b.putChain(c)
+		}
+	}
+	return b.m
+}
+
+// fresh reports whether a cached entry still renders the given rules in
+// state s.
+func (e *rulesEntry) fresh(in, out []desired.Rule, s *desired.State, sets map[string]*setEntry) bool {
+	if !sameRules(e.in, in) || !sameRules(e.out, out) {
+		return false
+	}
+	for id, r := range e.refs {
+		if s.IPSets[id].Type != r.typ || sets[id].fams != r.fams {
+			return false
+		}
+	}
+	return true
+}
+
+// sameRules reports whether two rule lists are the same: the same backing
+// array, or equal.
+func sameRules(a, b []desired.Rule) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	return slices.EqualFunc(a, b, desired.Rule.Equal)
+}
+
+// sameIPSet reports whether two sets are the same: the same members map,
+// or equal.
+func sameIPSet(a, b desired.IPSet) bool {
+	if a.Type == b.Type && reflect.ValueOf(a.Members).UnsafePointer() == reflect.ValueOf(b.Members).UnsafePointer() {
+		return true
+	}
+	return a.Equal(b)
+}
