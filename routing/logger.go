@@ -13,7 +13,9 @@ type gobgpLogger struct {
 	l *slog.Logger
 }
 
-func newGoBGPLogger(l *slog.Logger) gobgplog.Logger { return gobgpLogger{l: l.With("component", "gobgp")} }
+func newGoBGPLogger(l *slog.Logger) gobgplog.Logger {
+	return gobgpLogger{l: l.With("component", "gobgp")}
+}
 
 func (g gobgpLogger) log(level slog.Level, msg string, f gobgplog.Fields) {
 	if !g.l.Enabled(context.Background(), level) {
