@@ -53,12 +53,12 @@ func (s *State) Validate() error {
 		}
 	}
 	for id, p := range s.Policies {
-		s.checkRules(func() string { return "policy " + id.String() + " inbound" }, p.Inbound, add)
-		s.checkRules(func() string { return "policy " + id.String() + " outbound" }, p.Outbound, add)
+		s.checkRules(&id, "", "inbound", p.Inbound, add)
+		s.checkRules(&id, "", "outbound", p.Outbound, add)
 	}
 	for name, p := range s.Profiles {
-		s.checkRules(func() string { return "profile " + name + " inbound" }, p.Inbound, add)
-		s.checkRules(func() string { return "profile " + name + " outbound" }, p.Outbound, add)
+		s.checkRules(nil, name, "inbound", p.Inbound, add)
+		s.checkRules(nil, name, "outbound", p.Outbound, add)
 	}
 	for iface, ep := range s.Endpoints {
 		if iface == "" || len(iface) > MaxInterfaceNameLen || strings.ContainsRune(iface, 0) {
@@ -113,11 +113,46 @@ func checkMember(t IPSetType, m Member) error {
 	return nil
 }
 
-// checkRules checks rules; where names them, lazily (it is only needed
-// for an error).
-func (s *State) checkRules(where func() string, rules []Rule, add func(string, ...any)) {
-	for i, r := range rules {
-		at := lazyString(func() string { return fmt.Sprintf("%s rule [%d]", where(), i) })
+// rulePos names a rule for an error message; it is formatted only when
+// there is an error.
+type rulePos struct {
+	policy       *PolicyID // nil for a profile
+	profile, dir string
+	i            int
+}
+
+func (p rulePos) String() string {
+	if p.policy != nil {
+		return fmt.Sprintf("policy %s %s rule [%d]", p.policy, p.dir, p.i)
+	}
+	return fmt.Sprintf("profile %s %s rule [%d]", p.profile, p.dir, p.i)
+}
+
+// setKinds are the set types a reference accepts.
+type setKinds uint8
+
+const (
+	acceptAddrs setKinds = 1 << iota
+	acceptNets
+	acceptNamedPorts
+)
+
+func (k setKinds) accepts(t IPSetType) bool {
+	switch t {
+	case Addrs:
+		return k&acceptAddrs != 0
+	case Nets:
+		return k&acceptNets != 0
+	case NamedPorts:
+		return k&acceptNamedPorts != 0
+	}
+	return false
+}
+
+func (s *State) checkRules(policy *PolicyID, profile, dir string, rules []Rule, add func(string, ...any)) {
+	for i := range rules {
+		r := &rules[i]
+		at := rulePos{policy, profile, dir, i}
 		switch r.Action {
 		case Allow, Deny, Log, Pass:
 		default:
@@ -136,47 +171,47 @@ func (s *State) checkRules(where func() string, rules []Rule, add func(string, .
 				add("%s: protocol %d does not fit ipVersion %d", at, *r.Protocol, r.IPVersion)
 			}
 		}
-		for _, side := range [2]struct {
-			name string
-			m    *Match
-		}{{"source", &r.Src}, {"destination", &r.Dst}} {
-			ref := func(field, id string, ok func(IPSetType) bool) {
-				set, found := s.IPSets[id]
-				switch {
-				case !found:
-					add("%s: %s %s: ip set %q does not exist", at, side.name, field, id)
-				case !ok(set.Type):
-					add("%s: %s %s: ip set %q has type %v", at, side.name, field, id, set.Type)
-				}
-			}
-			addrs := func(t IPSetType) bool { return t == Addrs || t == Nets }
-			nets := func(t IPSetType) bool { return t == Nets }
-			nps := func(t IPSetType) bool { return t == NamedPorts }
-			for _, id := range side.m.IPSetIDs {
-				ref("ipSetIDs", id, addrs)
-			}
-			for _, id := range side.m.NotIPSetIDs {
-				ref("notIPSetIDs", id, addrs)
-			}
-			if side.m.NetsIPSetID != "" {
-				ref("nets", side.m.NetsIPSetID, nets)
-			}
-			if side.m.NotNetsIPSetID != "" {
-				ref("notNets", side.m.NotNetsIPSetID, nets)
-			}
-			for _, id := range side.m.NamedPortIPSetIDs {
-				ref("namedPorts", id, nps)
-			}
-			for _, id := range side.m.NotNamedPortIPSetIDs {
-				ref("notNamedPorts", id, nps)
-			}
-			for _, ports := range [][]PortRange{side.m.Ports, side.m.NotPorts} {
-				for j, pr := range ports {
-					if pr.Min > pr.Max {
-						add("%s: %s port range [%d] %d:%d has min > max", at, side.name, j, pr.Min, pr.Max)
-					}
-				}
-			}
+		s.checkMatch(at, "source", &r.Src, add)
+		s.checkMatch(at, "destination", &r.Dst, add)
+	}
+}
+
+func (s *State) checkMatch(at rulePos, side string, m *Match, add func(string, ...any)) {
+	ref := func(field, id string, ok setKinds) {
+		set, found := s.IPSets[id]
+		switch {
+		case !found:
+			add("%s: %s %s: ip set %q does not exist", at, side, field, id)
+		case !ok.accepts(set.Type):
+			add("%s: %s %s: ip set %q has type %v", at, side, field, id, set.Type)
+		}
+	}
+	for _, id := range m.IPSetIDs {
+		ref("ipSetIDs", id, acceptAddrs|acceptNets)
+	}
+	for _, id := range m.NotIPSetIDs {
+		ref("notIPSetIDs", id, acceptAddrs|acceptNets)
+	}
+	if m.NetsIPSetID != "" {
+		ref("nets", m.NetsIPSetID, acceptNets)
+	}
+	if m.NotNetsIPSetID != "" {
+		ref("notNets", m.NotNetsIPSetID, acceptNets)
+	}
+	for _, id := range m.NamedPortIPSetIDs {
+		ref("namedPorts", id, acceptNamedPorts)
+	}
+	for _, id := range m.NotNamedPortIPSetIDs {
+		ref("notNamedPorts", id, acceptNamedPorts)
+	}
+	for j, pr := range m.Ports {
+		if pr.Min > pr.Max {
+			add("%s: %s port range [%d] %d:%d has min > max", at, side, j, pr.Min, pr.Max)
+		}
+	}
+	for j, pr := range m.NotPorts {
+		if pr.Min > pr.Max {
+			add("%s: %s notPorts range [%d] %d:%d has min > max", at, side, j, pr.Min, pr.Max)
 		}
 	}
 }
@@ -189,8 +224,3 @@ func (s *State) Equal(o *State) bool {
 		maps.EqualFunc(s.Profiles, o.Profiles, Profile.Equal) &&
 		maps.EqualFunc(s.Endpoints, o.Endpoints, Endpoint.Equal)
 }
-
-// lazyString defers building a string until it is formatted.
-type lazyString func() string
-
-func (l lazyString) String() string { return l() }

@@ -5,9 +5,11 @@ import (
 	"net/netip"
 	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/brindle-net/brindle/desired"
 	"github.com/brindle-net/brindle/internal/netnstest"
+	"golang.org/x/sys/unix"
 )
 
 // bigState is a synthetic host: nPol policies in the default tier, using
@@ -60,6 +62,26 @@ func bigState(nPol, nSets, nEp int) *desired.State {
 	return s
 }
 
+// cpuTime returns this process's user+system CPU time. The benchmarks
+// report it per operation next to wall time: the machine they run on is
+// shared, and wall time there includes waiting for a CPU.
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuClock accumulates CPU time over the timed parts of a benchmark.
+type cpuClock struct {
+	start, total time.Duration
+}
+
+func (c *cpuClock) resume() { c.start = cpuTime() }
+func (c *cpuClock) pause()  { c.total += cpuTime() - c.start }
+func (c *cpuClock) report(b *testing.B) {
+	b.ReportMetric(float64(c.total.Microseconds())/1000/float64(b.N), "cpu-ms/op")
+}
+
 func BenchmarkRender5000Policies(b *testing.B) {
 	s := bigState(5000, 5000, 200)
 	b.ReportAllocs()
@@ -87,6 +109,7 @@ func benchFull(b *testing.B, s *desired.State) {
 	ns := netnstest.NewNS(b, "nftbench")
 	b.ReportAllocs()
 	var ops uint64
+	var cpu cpuClock
 	for b.Loop() {
 		b.StopTimer()
 		_ = exec.Command("ip", "netns", "exec", ns.Name(), "nft", "delete", "table", "inet", "brindle").Run()
@@ -95,9 +118,11 @@ func benchFull(b *testing.B, s *desired.State) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
+		cpu.resume()
 		if err := dp.Apply(s); err != nil {
 			b.Fatal(err)
 		}
+		cpu.pause()
 		b.StopTimer()
 		ops = dp.Writes()
 		if dp.Transactions() != 1 {
@@ -107,6 +132,7 @@ func benchFull(b *testing.B, s *desired.State) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(ops), "nft-ops/txn")
+	cpu.report(b)
 }
 
 // BenchmarkPrivilegedOneElementChange5000Policies: with the 5,000-policy
@@ -128,6 +154,8 @@ func BenchmarkPrivilegedOneElementChange5000Policies(b *testing.B) {
 	extra := desired.AddrMember(netip.MustParseAddr("10.250.0.1"))
 	b.ReportAllocs()
 	i := 0
+	var cpu cpuClock
+	cpu.resume()
 	for b.Loop() {
 		set := s.IPSets[id].Clone()
 		if i%2 == 0 {
@@ -145,6 +173,8 @@ func BenchmarkPrivilegedOneElementChange5000Policies(b *testing.B) {
 			b.Fatalf("one-element change sent %d operations, want 1", got)
 		}
 	}
+	cpu.pause()
+	cpu.report(b)
 }
 
 // BenchmarkPrivilegedResync5000Policies reads the 5,000-policy table back
@@ -160,6 +190,9 @@ func BenchmarkPrivilegedResync5000Policies(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
+	var cpu cpuClock
+	cpu.resume()
+	defer func() { cpu.pause(); cpu.report(b) }()
 	for b.Loop() {
 		before := dp.Writes()
 		if err := dp.Resync(); err != nil {

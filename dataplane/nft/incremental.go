@@ -28,6 +28,8 @@ type builder struct {
 	// model while its count is positive.
 	refs map[setUse]int
 	gen  uint64
+	// changed holds the IDs of the sets (re)built by the current build.
+	changed map[string]bool
 	// dSets and dChains map each set and chain changed by the last build
 	// to its value before that build (nil: it did not exist).
 	dSets   map[string]*setSpec
@@ -196,6 +198,7 @@ func (b *builder) vmap(name string) *setSpec {
 func (b *builder) build(s *desired.State) *model {
 	b.gen++
 	b.dSets, b.dChains = map[string]*setSpec{}, map[string]*chainSpec{}
+	b.changed = map[string]bool{}
 
 	// 1. New and changed sets. A referenced kernel set whose members
 	// changed is replaced in the model.
@@ -206,6 +209,7 @@ func (b *builder) build(s *desired.State) *model {
 			e.gen = b.gen
 			continue
 		}
+		b.changed[id] = true
 		n := &setEntry{set: set, gen: b.gen}
 		n.specs[0], n.specs[1] = buildSets(id, set)
 		if len(n.specs[0].elems) > 0 {
@@ -225,7 +229,7 @@ func (b *builder) build(s *desired.State) *model {
 	// 2. Policies and profiles.
 	for id, p := range s.Policies {
 		e := b.policies[id]
-		if e != nil && e.fresh(p.Inbound, p.Outbound, s, b.sets) {
+		if e != nil && b.fresh(e, p.Inbound, p.Outbound) {
 			e.in, e.out, e.gen = p.Inbound, p.Outbound, b.gen
 			continue
 		}
@@ -245,7 +249,7 @@ func (b *builder) build(s *desired.State) *model {
 	}
 	for name, p := range s.Profiles {
 		e := b.profiles[name]
-		if e != nil && e.fresh(p.Inbound, p.Outbound, s, b.sets) {
+		if e != nil && b.fresh(e, p.Inbound, p.Outbound) {
 			e.in, e.out, e.gen = p.Inbound, p.Outbound, b.gen
 			continue
 		}
@@ -278,11 +282,11 @@ func (b *builder) build(s *desired.State) *model {
 			_, have[i] = s.Profiles[p]
 		}
 		e := b.eps[iface]
-		if e != nil && e.ep.Equal(ep) && slices.Equal(e.haveProfile, have) {
-			e.gen = b.gen
+		if e != nil && sameEndpoint(e.ep, ep) && slices.Equal(e.haveProfile, have) {
+			e.ep, e.gen = ep, b.gen
 			continue
 		}
-		n := &epEntry{ep: ep.Clone(), haveProfile: have, gen: b.gen}
+		n := &epEntry{ep: ep, haveProfile: have, gen: b.gen}
 		n.chains[0] = b.endpointChain(iface, ep, have, true)
 		n.chains[1] = b.endpointChain(iface, ep, have, false)
 		n.vmap[0] = elem{key: ifnameKey(iface), jump: n.chains[0].name}
@@ -315,14 +319,27 @@ func (b *builder) build(s *desired.State) *model {
 	return b.m
 }
 
-// fresh reports whether a cached entry still renders the given rules in
-// state s.
-func (e *rulesEntry) fresh(in, out []desired.Rule, s *desired.State, sets map[string]*setEntry) bool {
+// fresh reports whether a cached entry still renders the given rules: the
+// rules are the same, and no set they use changed type or gained or lost
+// its last member of a family (only sets rebuilt by this build can have).
+func (b *builder) fresh(e *rulesEntry, in, out []desired.Rule) bool {
 	if !sameRules(e.in, in) || !sameRules(e.out, out) {
 		return false
 	}
+	stale := func(id string, r setRef) bool {
+		n := b.sets[id]
+		return n == nil || n.set.Type != r.typ || n.fams != r.fams
+	}
+	if len(b.changed) < len(e.refs) {
+		for id := range b.changed {
+			if r, ok := e.refs[id]; ok && stale(id, r) {
+				return false
+			}
+		}
+		return true
+	}
 	for id, r := range e.refs {
-		if s.IPSets[id].Type != r.typ || sets[id].fams != r.fams {
+		if b.changed[id] && stale(id, r) {
 			return false
 		}
 	}
@@ -348,4 +365,17 @@ func sameIPSet(a, b desired.IPSet) bool {
 		return true
 	}
 	return a.Equal(b)
+}
+
+// sameEndpoint reports whether two endpoints are the same: the same
+// backing arrays, or equal.
+func sameEndpoint(a, b desired.Endpoint) bool {
+	if a.WorkloadID == b.WorkloadID && sameSlice(a.IPs, b.IPs) && sameSlice(a.Tiers, b.Tiers) && sameSlice(a.ProfileIDs, b.ProfileIDs) {
+		return true
+	}
+	return a.Equal(b)
+}
+
+func sameSlice[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
