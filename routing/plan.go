@@ -252,7 +252,13 @@ func (p *planner) parseNodes() {
 			if b.ASNumber != nil {
 				info.as = uint32(*b.ASNumber)
 			}
-			info.clusterID = b.RouteReflectorClusterID
+			if id := b.RouteReflectorClusterID; id != "" {
+				if a, err := netip.ParseAddr(id); err != nil || !a.Is4() {
+					p.problem("Node %s: spec.bgp.routeReflectorClusterID %q: want an IPv4 address such as 224.0.0.1; ignored", n.Name, id)
+				} else {
+					info.clusterID = id
+				}
+			}
 			if b.IPv4Address != "" {
 				ip, err := parseNodeIP(b.IPv4Address)
 				if err != nil {
