@@ -277,7 +277,7 @@ func TestPlan(t *testing.T) {
 		{
 			name: "bad resources are skipped and reported",
 			in: Inputs{NodeName: "a",
-				Nodes: []api.Node{nA, node("bad", "10.0.0.x", nil), node("v6", "fd00::1", nil)},
+				Nodes:  []api.Node{nA, node("bad", "10.0.0.x", nil), node("v6", "fd00::1", nil)},
 				Blocks: pfxs("fd00:65::/122"),
 				Peers: []api.BGPPeer{
 					bgpPeer("badip", api.BGPPeerSpec{PeerIP: "10.0.0.300", ASNumber: 1}),
