@@ -228,34 +228,66 @@ type kv struct {
 const listPageSize = 2000
 
 // listPages reads every key under prefix at revision rev (0 = now), page by
-// page, calling fn for each page. It returns the revision read at.
+// page, calling fn for each page in key order. The next page is fetched
+// while fn handles the current one. It returns the revision read at.
 func (c *Client) listPages(ctx context.Context, prefix string, rev int64, fn func([]kv) error) (int64, error) {
-	end := clientv3.GetPrefixRangeEnd(prefix)
-	from := prefix
-	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(listPageSize)}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		page []kv
+		rev  int64
+		err  error
+	}
+	pages := make(chan result, 1)
+	go func() {
+		defer close(pages)
+		end := clientv3.GetPrefixRangeEnd(prefix)
+		from := prefix
+		for {
+			opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(listPageSize)}
+			if rev != 0 {
+				opts = append(opts, clientv3.WithRev(rev))
+			}
+			resp, err := c.etcd.Get(ctx, from, opts...)
+			if err != nil {
+				select {
+				case pages <- result{err: fmt.Errorf("listing %s: %w", prefix, err)}:
+				case <-ctx.Done():
+				}
+				return
+			}
+			if rev == 0 {
+				rev = resp.Header.Revision
+			}
+			page := make([]kv, len(resp.Kvs))
+			for i, e := range resp.Kvs {
+				page[i] = kv{key: string(e.Key), value: e.Value, modRev: e.ModRevision}
+			}
+			select {
+			case pages <- result{page: page, rev: rev}:
+			case <-ctx.Done():
+				return
+			}
+			if !resp.More || len(resp.Kvs) == 0 {
+				return
+			}
+			from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 		}
-		resp, err := c.etcd.Get(ctx, from, opts...)
-		if err != nil {
-			return 0, fmt.Errorf("listing %s: %w", prefix, err)
+	}()
+	var readAt int64
+	for r := range pages {
+		if r.err != nil {
+			return 0, r.err
 		}
-		if rev == 0 {
-			rev = resp.Header.Revision
-		}
-		page := make([]kv, len(resp.Kvs))
-		for i, e := range resp.Kvs {
-			page[i] = kv{key: string(e.Key), value: e.Value, modRev: e.ModRevision}
-		}
-		if len(page) > 0 {
-			if err := fn(page); err != nil {
+		readAt = r.rev
+		if len(r.page) > 0 {
+			if err := fn(r.page); err != nil {
 				return 0, err
 			}
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			return rev, nil
-		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
+	if readAt == 0 {
+		return 0, fmt.Errorf("listing %s: %w", prefix, ctx.Err())
+	}
+	return readAt, nil
 }

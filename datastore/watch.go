@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -52,8 +53,9 @@ type Update struct {
 	// the delete for UpdateDelete (the re-list's revision when a resync
 	// found the key gone) and the snapshot's revision for UpdateInSync.
 	Revision int64
-	// Object is the decoded resource on UpdateSet of a resource key. The
-	// consumer owns it.
+	// Object is the decoded resource on UpdateSet of a resource key. A
+	// Client.Watch consumer owns it; objects from a Hub subscription are
+	// shared by every subscriber and must be treated as read-only.
 	Object api.Object
 	// Value is the raw value on UpdateSet of a raw key.
 	Value []byte
@@ -106,6 +108,32 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error)
 	if len(opts.Kinds) == 0 && len(opts.RawPrefixes) == 0 {
 		return nil, errors.New("watch: no kinds or prefixes given")
 	}
+	s, err := newWatchState(c, opts)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	w := newWatcher(cancel)
+	s.sink = w
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.run(ctx) }()
+	go func() { defer wg.Done(); w.pump(ctx) }()
+	go func() { wg.Wait(); close(w.done) }()
+	return w, nil
+}
+
+func newWatcher(cancel context.CancelFunc) *Watcher {
+	return &Watcher{
+		out:    make(chan []Update),
+		notify: make(chan struct{}, 1),
+		cancel: cancel,
+		done:   make(chan struct{}),
+	}
+}
+
+// newWatchState checks opts and prepares the producer of a watch.
+func newWatchState(c *Client, opts WatchOptions) (*watchState, error) {
 	s := &watchState{c: c, kinds: map[string]api.KindInfo{}, known: map[string]int64{}}
 	var prefixes []string
 	for _, k := range opts.Kinds {
@@ -124,21 +152,7 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error)
 	}
 	s.prefixes = disjoint(prefixes)
 	s.common = commonPrefix(s.prefixes)
-
-	ctx, cancel := context.WithCancel(ctx)
-	w := &Watcher{
-		out:    make(chan []Update),
-		notify: make(chan struct{}, 1),
-		cancel: cancel,
-		done:   make(chan struct{}),
-	}
-	s.w = w
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); s.run(ctx) }()
-	go func() { defer wg.Done(); w.pump(ctx) }()
-	go func() { wg.Wait(); close(w.done) }()
-	return w, nil
+	return s, nil
 }
 
 // push queues updates for the consumer; it never blocks.
@@ -179,10 +193,14 @@ func (w *Watcher) pump(ctx context.Context) {
 	}
 }
 
+// sink receives the producer's batches, in order, from one goroutine: a
+// Watcher (Client.Watch) or a Hub.
+type sink interface{ push(us ...Update) }
+
 // watchState is owned by the producer goroutine (run).
 type watchState struct {
 	c        *Client
-	w        *Watcher
+	sink     sink
 	kinds    map[string]api.KindInfo // by plural
 	raw      []string
 	prefixes []string // disjoint prefixes to list
@@ -218,7 +236,7 @@ func (s *watchState) run(ctx context.Context) {
 				continue
 			}
 			if !synced {
-				s.w.push(Update{Type: UpdateInSync, Revision: s.rev})
+				s.sink.push(Update{Type: UpdateInSync, Revision: s.rev})
 				synced = true
 			}
 			needList = false
@@ -251,7 +269,7 @@ func (s *watchState) snapshot(ctx context.Context) error {
 					batch = append(batch, u)
 				}
 			}
-			s.w.push(batch...)
+			s.sink.push(s.decodeAll(batch)...)
 			return nil
 		})
 		if err != nil {
@@ -315,7 +333,7 @@ func (s *watchState) resync(ctx context.Context) error {
 		}
 	}
 	s.rev = rev
-	s.w.push(batch...)
+	s.sink.push(s.decodeAll(batch)...)
 	return nil
 }
 
@@ -346,7 +364,7 @@ func (s *watchState) watch(ctx context.Context, backoff *backoff) error {
 			}
 			s.rev = ev.Kv.ModRevision
 		}
-		s.w.push(batch...)
+		s.sink.push(s.decodeAll(batch)...)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -355,7 +373,8 @@ func (s *watchState) watch(ctx context.Context, backoff *backoff) error {
 }
 
 // update turns one key change into an Update, and tracks the keys the
-// consumer knows. ok is false for keys the watcher does not deliver.
+// consumer knows. ok is false for keys the watcher does not deliver. The
+// value of a resource is left in Value, undecoded; decodeAll decodes it.
 func (s *watchState) update(key string, value []byte, rev int64, del bool) (Update, bool) {
 	u := Update{Key: key, Revision: rev}
 	k, ns, name, isRes := ParseKey(key)
@@ -380,18 +399,57 @@ func (s *watchState) update(key string, value []byte, rev int64, del bool) (Upda
 	}
 	s.known[key] = rev
 	u.Type = UpdateSet
-	if !isRes {
-		u.Value = value
-		return u, true
-	}
-	obj, err := decode(k, value, rev)
-	if err != nil {
-		s.c.log.Warn("watch: value does not decode; treating it as deleted", "key", key, "revision", rev, "err", err)
-		u.Type, u.Err = UpdateDelete, fmt.Errorf("%s at revision %d: %w", key, rev, err)
-		return u, true
-	}
-	u.Object = obj
+	u.Value = value
 	return u, true
+}
+
+// decodeAll decodes the resources of a batch made by update, in place,
+// spreading a large batch over the available cores. Order is kept.
+func (s *watchState) decodeAll(batch []Update) []Update {
+	const perWorker = 256
+	workers := min(runtime.GOMAXPROCS(0), (len(batch)+perWorker-1)/perWorker)
+	if workers <= 1 {
+		s.decodeRange(batch)
+		return batch
+	}
+	var wg sync.WaitGroup
+	step := (len(batch) + workers - 1) / workers
+	for lo := 0; lo < len(batch); lo += step {
+		part := batch[lo:min(lo+step, len(batch))]
+		wg.Go(func() { s.decodeRange(part) })
+	}
+	wg.Wait()
+	return batch
+}
+
+// decodeRange decodes the resource sets of us. It only reads s.kinds, so
+// several may run at once on disjoint ranges.
+func (s *watchState) decodeRange(us []Update) {
+	for i := range us {
+		u := &us[i]
+		if u.Type != UpdateSet || u.Kind == "" {
+			continue
+		}
+		k, ok := s.kindOf(u.Key)
+		if !ok {
+			continue
+		}
+		obj, err := decode(k, u.Value, u.Revision)
+		u.Value = nil
+		if err != nil {
+			s.c.log.Warn("watch: value does not decode; treating it as deleted", "key", u.Key, "revision", u.Revision, "err", err)
+			u.Type, u.Err = UpdateDelete, fmt.Errorf("%s at revision %d: %w", u.Key, u.Revision, err)
+			continue
+		}
+		u.Object = obj
+	}
+}
+
+// kindOf finds the watched kind of a resource key.
+func (s *watchState) kindOf(key string) (api.KindInfo, bool) {
+	plural, _, _ := strings.Cut(strings.TrimPrefix(key, ResourcePrefix), "/")
+	k, ok := s.kinds[plural]
+	return k, ok
 }
 
 func hasAnyPrefix(key string, prefixes []string) bool {
