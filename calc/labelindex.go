@@ -1,6 +1,8 @@
 package calc
 
 import (
+	"slices"
+
 	"github.com/brindle-net/brindle/selector"
 )
 
@@ -37,8 +39,24 @@ type kv struct{ k, v string }
 type idxItem[T comparable] struct {
 	labels  map[string]string
 	parents []*idxParent[T]
-	// matches are the IDs of the selectors matching the item.
-	matches map[string]struct{}
+	// matches are the IDs of the selectors matching the item: usually
+	// few, so a slice (a map per item costs far more at 100,000 items).
+	matches []string
+}
+
+func (it *idxItem[T]) matched(sid string) bool { return slices.Contains(it.matches, sid) }
+
+func (it *idxItem[T]) addMatch(sid string) { it.matches = append(it.matches, sid) }
+
+func (it *idxItem[T]) removeMatch(sid string) {
+	if i := slices.Index(it.matches, sid); i >= 0 {
+		last := len(it.matches) - 1
+		it.matches[i] = it.matches[last]
+		it.matches = it.matches[:last]
+		if last == 0 {
+			it.matches = nil
+		}
+	}
 }
 
 type idxParent[T comparable] struct {
@@ -181,7 +199,7 @@ func (x *labelIndex[T]) DeleteItem(id T) {
 	if it == nil {
 		return
 	}
-	for sid := range it.matches {
+	for _, sid := range it.matches {
 		delete(x.sels[sid].matches, id)
 		x.onMatch(sid, id, false)
 	}
@@ -219,44 +237,34 @@ func (x *labelIndex[T]) eval(s *selector.Selector, it *idxItem[T]) bool {
 
 // reevaluate brings an item's matches up to date.
 func (x *labelIndex[T]) reevaluate(id T, it *idxItem[T]) {
-	check := func(sid string) {
-		s := x.sels[sid]
-		_, was := it.matches[sid]
-		now := x.eval(s.sel, it)
-		switch {
-		case now && !was:
-			if it.matches == nil {
-				it.matches = map[string]struct{}{}
-			}
-			it.matches[sid] = struct{}{}
-			s.matches[id] = struct{}{}
-			x.onMatch(sid, id, true)
-		case was && !now:
-			delete(it.matches, sid)
+	// Selectors already matching are checked first (they may stop
+	// matching); the others only when they might match.
+	for i := len(it.matches) - 1; i >= 0; i-- {
+		sid := it.matches[i]
+		if s := x.sels[sid]; !x.eval(s.sel, it) {
+			it.removeMatch(sid)
 			delete(s.matches, id)
 			x.onMatch(sid, id, false)
 		}
 	}
-	// A selector already matching is checked first (it may stop
-	// matching); the others are checked only when they might match.
-	for sid := range it.matches {
-		check(sid)
+	check := func(sid string) {
+		if it.matched(sid) {
+			return
+		}
+		if s := x.sels[sid]; x.eval(s.sel, it) {
+			it.addMatch(sid)
+			s.matches[id] = struct{}{}
+			x.onMatch(sid, id, true)
+		}
 	}
 	for sid := range x.unconstrained {
-		if _, done := it.matches[sid]; !done {
-			check(sid)
-		}
+		check(sid)
 	}
 	x.effective(it, func(l kv) {
 		for sid := range x.selsByLabel[l] {
-			if _, done := it.matches[sid]; !done {
-				check(sid)
-			}
+			check(sid)
 		}
 	})
-	if len(it.matches) == 0 {
-		it.matches = nil
-	}
 }
 
 // UpdateSelector adds a selector under id, or replaces the one there.
@@ -297,10 +305,7 @@ func (x *labelIndex[T]) consider(sid string, s *idxSel[T], id T, it *idxItem[T])
 		return
 	}
 	s.matches[id] = struct{}{}
-	if it.matches == nil {
-		it.matches = map[string]struct{}{}
-	}
-	it.matches[sid] = struct{}{}
+	it.addMatch(sid)
 	x.onMatch(sid, id, true)
 }
 
@@ -333,11 +338,7 @@ func (x *labelIndex[T]) DeleteSelector(id string) {
 		return
 	}
 	for iid := range s.matches {
-		it := x.items[iid]
-		delete(it.matches, id)
-		if len(it.matches) == 0 {
-			it.matches = nil
-		}
+		x.items[iid].removeMatch(id)
 		x.onMatch(id, iid, false)
 	}
 	if s.req == nil {

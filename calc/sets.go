@@ -3,6 +3,7 @@ package calc
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -122,37 +123,60 @@ type ipSet struct {
 	ref  setRef
 	typ  desired.IPSetType
 	refs int
-	// members counts, for each member, the entities giving it.
-	members map[desired.Member]int32
-	snap    desired.IPSet
-	dirty   bool
+	// members is the set as desired state. Once a State has handed it out
+	// (shared), it is never written again: the next change writes a clone
+	// (maps.Clone copies the table wholesale, far cheaper than rebuilding).
+	members map[desired.Member]struct{}
+	shared  bool
+	// extra counts, for a member more than one entity gives, the entities
+	// beyond the first; most members have none.
+	extra map[desired.Member]int32
 }
 
+func newIPSet(r setRef, typ desired.IPSetType) *ipSet {
+	return &ipSet{ref: r, typ: typ, refs: 1, members: map[desired.Member]struct{}{}}
+}
+
+func (s *ipSet) writable() {
+	if s.shared {
+		s.members = maps.Clone(s.members)
+		s.shared = false
+	}
+}
+
+// add counts one more (delta 1) or one fewer (delta -1) entity giving m.
 func (s *ipSet) add(m desired.Member, delta int32) {
-	n := s.members[m] + delta
-	switch {
-	case n <= 0:
+	if delta > 0 {
+		if _, ok := s.members[m]; !ok {
+			s.writable()
+			s.members[m] = struct{}{}
+			return
+		}
+		if s.extra == nil {
+			s.extra = map[desired.Member]int32{}
+		}
+		s.extra[m]++
+		return
+	}
+	if n := s.extra[m]; n > 0 {
+		if n == 1 {
+			delete(s.extra, m)
+		} else {
+			s.extra[m] = n - 1
+		}
+		return
+	}
+	if _, ok := s.members[m]; ok {
+		s.writable()
 		delete(s.members, m)
-		s.dirty = true
-	case n == delta:
-		s.members[m] = n
-		s.dirty = true
-	default:
-		s.members[m] = n
 	}
 }
 
-// snapshot returns the set as desired state, rebuilt only after a change.
+// snapshot returns the set as desired state; the map is shared with the
+// caller from then on.
 func (s *ipSet) snapshot() desired.IPSet {
-	if s.dirty {
-		m := make(map[desired.Member]struct{}, len(s.members))
-		for x := range s.members {
-			m[x] = struct{}{}
-		}
-		s.snap = desired.IPSet{Type: s.typ, Members: m}
-		s.dirty = false
-	}
-	return s.snap
+	s.shared = true
+	return desired.IPSet{Type: s.typ, Members: s.members}
 }
 
 // selUse is a selector held in the global index and the sets built on it.
@@ -188,23 +212,24 @@ func (c *Calc) acquire(r setRef) {
 		s.refs++
 		return
 	}
-	s := &ipSet{ref: r, refs: 1, members: map[desired.Member]int32{}, dirty: true}
+	typ := desired.Nets
+	if r.kind == refNamedPort {
+		typ = desired.NamedPorts
+	}
+	s := newIPSet(r, typ)
 	c.sets[r.id] = s
 	switch r.kind {
 	case refCIDRs:
-		s.typ = desired.Nets
 		for _, n := range r.nets {
 			s.add(desired.NetMember(n), 1)
 		}
 	case refSelector:
-		s.typ = desired.Nets
 		u := c.useSelector(r.sel)
 		u.set = s
 		for e := range c.global.Matches(r.sel.UniqueID()) {
 			e.addrMembers(func(m desired.Member) { s.add(m, 1) })
 		}
 	case refNamedPort:
-		s.typ = desired.NamedPorts
 		u := c.useSelector(r.sel)
 		if u.named == nil {
 			u.named = map[string]*ipSet{}
