@@ -90,18 +90,22 @@ func (k *kernel) read() (*model, error) {
 		if c.Table.Name != k.table.Name {
 			continue
 		}
-		c.Table = k.table
-		spec := &chainSpec{name: c.Name, hook: hookOf(c)}
-		rules, err := k.conn.GetRules(k.table, c)
-		if err != nil {
-			return nil, fmt.Errorf("list rules of chain %s: %w", c.Name, err)
+		m.chains[c.Name] = &chainSpec{name: c.Name, hook: hookOf(c)}
+	}
+	// One dump of every rule in the table, in chain order; only the chain
+	// and the userdata comment are decoded.
+	rules, err := k.send.dumpRules(k.table)
+	if err != nil {
+		return nil, fmt.Errorf("list rules: %w", err)
+	}
+	for _, r := range rules {
+		c := m.chains[r.chain]
+		if c == nil {
+			continue // a chain created between the two dumps: next resync
 		}
-		for _, r := range rules {
-			id, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-			id, _, _ = strings.Cut(id, " ")
-			spec.rules = append(spec.rules, &ruleSpec{id: id})
-		}
-		m.chains[c.Name] = spec
+		id, _ := userdata.GetString(r.userdata, userdata.TypeComment)
+		id, _, _ = strings.Cut(id, " ")
+		c.rules = append(c.rules, &ruleSpec{id: id})
 	}
 	return m, nil
 }

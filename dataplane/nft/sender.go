@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -206,4 +207,57 @@ func msgTypeName(t netlink.HeaderType) string {
 		return n
 	}
 	return fmt.Sprintf("message type %#x", int(t))
+}
+
+// ruleInfo is what a rule dump keeps of each rule.
+type ruleInfo struct {
+	chain    string
+	userdata []byte
+}
+
+// dumpRules lists every rule of a table in one netlink dump, decoding only
+// each rule's chain and userdata (the library's GetRules needs one dump per
+// chain and decodes every expression).
+func (s *sender) dumpRules(t *nftables.Table) ([]ruleInfo, error) {
+	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: unix.NFTA_RULE_TABLE, Data: append([]byte(t.Name), 0)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	req := netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETRULE),
+			Flags: netlink.Request | netlink.Dump,
+		},
+		Data: append([]byte{byte(t.Family), unix.NFNETLINK_V0, 0, 0}, attrs...),
+	}
+	msgs, err := s.nl.Execute(req)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ruleInfo, 0, len(msgs))
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return nil, err
+		}
+		var r ruleInfo
+		for ad.Next() {
+			switch ad.Type() {
+			case unix.NFTA_RULE_CHAIN:
+				r.chain = ad.String()
+			case unix.NFTA_RULE_USERDATA:
+				r.userdata = ad.Bytes()
+			}
+		}
+		if err := ad.Err(); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
