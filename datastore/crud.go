@@ -223,9 +223,15 @@ type kv struct {
 	modRev int64
 }
 
-// listPageSize bounds one range read: large lists are read in pages, all at
-// one revision, so memory and message sizes stay bounded.
-const listPageSize = 2000
+// Large lists are read in pages, all at one revision, so memory and
+// message sizes stay bounded. The first page has listPageSize keys and each
+// next one twice as many, up to maxListPageSize: etcd counts every key to
+// the end of the range on each paged read (for the response's Count), so
+// many small pages of a big prefix cost time quadratic in its size.
+const (
+	listPageSize    = 2000
+	maxListPageSize = 32000
+)
 
 // listPages reads every key under prefix at revision rev (0 = now), page by
 // page, calling fn for each page in key order. The next page is fetched
@@ -243,8 +249,8 @@ func (c *Client) listPages(ctx context.Context, prefix string, rev int64, fn fun
 		defer close(pages)
 		end := clientv3.GetPrefixRangeEnd(prefix)
 		from := prefix
-		for {
-			opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(listPageSize)}
+		for size := int64(listPageSize); ; size = min(2*size, maxListPageSize) {
+			opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(size)}
 			if rev != 0 {
 				opts = append(opts, clientv3.WithRev(rev))
 			}
