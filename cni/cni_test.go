@@ -401,4 +401,3 @@ func TestPrivilegedGC(t *testing.T) {
 	}
 	h.requireNothingLeft(keep, lost, lost2)
 }
-
