@@ -108,3 +108,22 @@ func TestCIDRSetID(t *testing.T) {
 		t.Fatalf("CIDRSetID = %q", z)
 	}
 }
+
+func TestValidateOneObject(t *testing.T) {
+	s := validState()
+	pol := PolicyID{Tier: "default", Name: "db", Namespace: "prod", Kind: "NetworkPolicy"}
+	if err := s.ValidatePolicy(pol); err != nil {
+		t.Fatalf("ValidatePolicy of a valid policy: %v", err)
+	}
+	delete(s.IPSets, "s:front")
+	if err := s.ValidatePolicy(pol); err == nil || !strings.Contains(err.Error(), `ip set "s:front" does not exist`) {
+		t.Fatalf("ValidatePolicy = %v, want the missing set", err)
+	}
+	delete(s.Policies, pol)
+	if err := s.ValidateEndpoint("cali1"); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("ValidateEndpoint = %v, want the missing policy", err)
+	}
+	if err := s.ValidateIPSet("nope"); err == nil {
+		t.Fatal("ValidateIPSet of a missing set succeeded")
+	}
+}

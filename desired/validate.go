@@ -28,11 +28,65 @@ const MaxInterfaceNameLen = 15
 
 // Validate checks the invariants listed in the package documentation and
 // returns every violation found, each naming the object and field, in a
-// stable order.
+// stable order. It is the conjunction of ValidateConfig and the per-object
+// checks below over every object.
 func (s *State) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	s.checkConfig(add)
+	for id := range s.IPSets {
+		s.checkIPSet(id, add)
+	}
+	for id := range s.Policies {
+		s.checkPolicy(id, add)
+	}
+	for name := range s.Profiles {
+		s.checkProfile(name, add)
+	}
+	for iface := range s.Endpoints {
+		s.checkEndpoint(iface, add)
+	}
+	return joinSorted(errs)
+}
 
+// ValidateConfig checks the config.
+func (s *State) ValidateConfig() error { return s.one(s.checkConfig) }
+
+// ValidateIPSet checks one IP set's members.
+func (s *State) ValidateIPSet(id string) error {
+	return s.one(func(add func(string, ...any)) { s.checkIPSet(id, add) })
+}
+
+// ValidatePolicy checks one policy's rules, including that the IP sets
+// they name exist with the right types.
+func (s *State) ValidatePolicy(id PolicyID) error {
+	return s.one(func(add func(string, ...any)) { s.checkPolicy(id, add) })
+}
+
+// ValidateProfile checks one profile's rules, like ValidatePolicy.
+func (s *State) ValidateProfile(name string) error {
+	return s.one(func(add func(string, ...any)) { s.checkProfile(name, add) })
+}
+
+// ValidateEndpoint checks one endpoint, including that the policies its
+// tiers name exist.
+func (s *State) ValidateEndpoint(iface string) error {
+	return s.one(func(add func(string, ...any)) { s.checkEndpoint(iface, add) })
+}
+
+func (s *State) one(check func(add func(string, ...any))) error {
+	var errs []error
+	check(func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) })
+	return joinSorted(errs)
+}
+
+// joinSorted joins errors in a stable order (maps iterate in random order).
+func joinSorted(errs []error) error {
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errors.Join(errs...)
+}
+
+func (s *State) checkConfig(add func(string, ...any)) {
 	for _, p := range s.Config.InterfacePrefixes {
 		if p == "" || len(p) > MaxInterfaceNameLen {
 			add("config: interface prefix %q must be 1-%d bytes", p, MaxInterfaceNameLen)
@@ -41,49 +95,69 @@ func (s *State) Validate() error {
 	if s.Config.DefaultEndpointToHostAction > EndpointToHostReturn {
 		add("config: bad DefaultEndpointToHostAction %d", s.Config.DefaultEndpointToHostAction)
 	}
-	for id, set := range s.IPSets {
-		if id == "" {
-			add("ip set with an empty ID")
+}
+
+func (s *State) checkIPSet(id string, add func(string, ...any)) {
+	set, ok := s.IPSets[id]
+	if !ok {
+		add("ip set %q does not exist", id)
+		return
+	}
+	if id == "" {
+		add("ip set with an empty ID")
+	}
+	for m := range set.Members {
+		if err := checkMember(set.Type, m); err != nil {
+			add("ip set %q: member %v: %w", id, m, err)
+			return
 		}
-		for m := range set.Members {
-			if err := checkMember(set.Type, m); err != nil {
-				add("ip set %q: member %v: %w", id, m, err)
-				break
+	}
+}
+
+func (s *State) checkPolicy(id PolicyID, add func(string, ...any)) {
+	p, ok := s.Policies[id]
+	if !ok {
+		add("policy %s does not exist", id)
+		return
+	}
+	s.checkRules(&id, "", "inbound", p.Inbound, add)
+	s.checkRules(&id, "", "outbound", p.Outbound, add)
+}
+
+func (s *State) checkProfile(name string, add func(string, ...any)) {
+	p, ok := s.Profiles[name]
+	if !ok {
+		add("profile %s does not exist", name)
+		return
+	}
+	s.checkRules(nil, name, "inbound", p.Inbound, add)
+	s.checkRules(nil, name, "outbound", p.Outbound, add)
+}
+
+func (s *State) checkEndpoint(iface string, add func(string, ...any)) {
+	ep, ok := s.Endpoints[iface]
+	if !ok {
+		add("endpoint %q does not exist", iface)
+		return
+	}
+	if iface == "" || len(iface) > MaxInterfaceNameLen || strings.ContainsRune(iface, 0) {
+		add("endpoint %q: interface name must be 1-%d bytes", iface, MaxInterfaceNameLen)
+	}
+	for i, t := range ep.Tiers {
+		if t.DefaultAction != Deny && t.DefaultAction != Pass {
+			add("endpoint %q: tiers[%d] (%s): default action %v is not Deny or Pass", iface, i, t.Name, t.DefaultAction)
+		}
+		for j, pid := range t.IngressPolicies {
+			if _, ok := s.Policies[pid]; !ok {
+				add("endpoint %q: tiers[%d] (%s) ingress policy [%d] %s does not exist", iface, i, t.Name, j, pid)
+			}
+		}
+		for j, pid := range t.EgressPolicies {
+			if _, ok := s.Policies[pid]; !ok {
+				add("endpoint %q: tiers[%d] (%s) egress policy [%d] %s does not exist", iface, i, t.Name, j, pid)
 			}
 		}
 	}
-	for id, p := range s.Policies {
-		s.checkRules(&id, "", "inbound", p.Inbound, add)
-		s.checkRules(&id, "", "outbound", p.Outbound, add)
-	}
-	for name, p := range s.Profiles {
-		s.checkRules(nil, name, "inbound", p.Inbound, add)
-		s.checkRules(nil, name, "outbound", p.Outbound, add)
-	}
-	for iface, ep := range s.Endpoints {
-		if iface == "" || len(iface) > MaxInterfaceNameLen || strings.ContainsRune(iface, 0) {
-			add("endpoint %q: interface name must be 1-%d bytes", iface, MaxInterfaceNameLen)
-		}
-		for i, t := range ep.Tiers {
-			if t.DefaultAction != Deny && t.DefaultAction != Pass {
-				add("endpoint %q: tiers[%d] (%s): default action %v is not Deny or Pass", iface, i, t.Name, t.DefaultAction)
-			}
-			for _, dir := range []struct {
-				name string
-				ids  []PolicyID
-			}{{"ingress", t.IngressPolicies}, {"egress", t.EgressPolicies}} {
-				for j, pid := range dir.ids {
-					if _, ok := s.Policies[pid]; !ok {
-						add("endpoint %q: tiers[%d] (%s) %s policy [%d] %s does not exist", iface, i, t.Name, dir.name, j, pid)
-					}
-				}
-			}
-		}
-	}
-	// Maps iterate in random order: sort the messages so the error is
-	// stable.
-	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
-	return errors.Join(errs...)
 }
 
 func checkMember(t IPSetType, m Member) error {

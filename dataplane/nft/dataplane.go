@@ -57,11 +57,13 @@ func (d *Dataplane) Close() error {
 // An invalid state is rejected before anything is sent. The caller must
 // not modify s's contents while Apply runs (Apply keeps its own copies).
 func (d *Dataplane) Apply(s *desired.State) error {
-	if err := s.Validate(); err != nil {
-		return fmt.Errorf("desired state: %w", err)
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// Validation is incremental: objects unchanged since the last Apply
+	// were valid then.
+	if err := d.b.validate(s); err != nil {
+		return fmt.Errorf("desired state: %w", err)
+	}
 	want := d.b.build(s)
 	d.want = want
 	if !d.synced {

@@ -1,8 +1,10 @@
 package nft
 
 import (
+	"errors"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/brindle-net/brindle/desired"
 )
@@ -378,4 +380,75 @@ func sameEndpoint(a, b desired.Endpoint) bool {
 
 func sameSlice[T any](a, b []T) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// validate checks s like desired.State.Validate, but only the objects that
+// differ from the last state built (which was valid): changed sets,
+// policies, profiles and endpoints; policies and profiles that use a set
+// that was removed or changed type; and, when a policy was removed, every
+// endpoint.
+func (b *builder) validate(s *desired.State) error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(s.ValidateConfig())
+	bad := map[string]bool{} // sets removed or retyped since the last build
+	hits := 0
+	for id, set := range s.IPSets {
+		e := b.sets[id]
+		if e != nil {
+			hits++
+			if sameIPSet(e.set, set) {
+				continue
+			}
+			if e.set.Type != set.Type {
+				bad[id] = true
+			}
+		}
+		add(s.ValidateIPSet(id))
+	}
+	if hits != len(b.sets) {
+		for id := range b.sets {
+			if _, ok := s.IPSets[id]; !ok {
+				bad[id] = true
+			}
+		}
+	}
+	usesBad := func(e *rulesEntry) bool {
+		for id := range bad {
+			if _, ok := e.refs[id]; ok {
+				return true
+			}
+		}
+		return false
+	}
+	hits = 0
+	for id, p := range s.Policies {
+		e := b.policies[id]
+		if e != nil {
+			hits++
+			if sameRules(e.in, p.Inbound) && sameRules(e.out, p.Outbound) && !usesBad(e) {
+				continue
+			}
+		}
+		add(s.ValidatePolicy(id))
+	}
+	policyRemoved := hits != len(b.policies)
+	for name, p := range s.Profiles {
+		if e := b.profiles[name]; e != nil && sameRules(e.in, p.Inbound) && sameRules(e.out, p.Outbound) && !usesBad(e) {
+			continue
+		}
+		add(s.ValidateProfile(name))
+	}
+	for iface, ep := range s.Endpoints {
+		if e := b.eps[iface]; e != nil && !policyRemoved && sameEndpoint(e.ep, ep) {
+			continue
+		}
+		add(s.ValidateEndpoint(iface))
+	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errors.Join(errs...)
 }

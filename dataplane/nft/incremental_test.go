@@ -77,3 +77,51 @@ func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
 		}
 	}
 }
+
+// TestIncrementalValidate checks that the builder's incremental
+// validation catches what a full validation catches when only part of the
+// state changed.
+func TestIncrementalValidate(t *testing.T) {
+	a, c, d := netip.MustParseAddr("10.65.0.1"), netip.MustParseAddr("10.65.0.2"), netip.MustParseAddr("10.65.0.3")
+	cfg := Config{}.withDefaults()
+	tests := []struct {
+		name   string
+		mutate func(*desired.State)
+	}{
+		{"set removed under an unchanged policy", func(s *desired.State) { delete(s.IPSets, selPCIFrontend) }},
+		{"set retyped under an unchanged policy", func(s *desired.State) { s.IPSets[selPCIFrontend] = desired.NewIPSet(desired.NamedPorts) }},
+		{"policy removed under an unchanged endpoint", func(s *desired.State) { delete(s.Policies, pciPolicy) }},
+		{"bad member in a changed set", func(s *desired.State) {
+			s.IPSets[selPCIFrontend] = desired.NewIPSet(desired.Addrs, desired.NetMember(netip.MustParsePrefix("10.0.0.0/8")))
+		}},
+		{"bad rule in a changed policy", func(s *desired.State) {
+			s.Policies[pciPolicy] = desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, ICMP: &desired.ICMPMatch{Type: 8}}}}
+		}},
+		{"bad tier in a changed endpoint", func(s *desired.State) {
+			e := s.Endpoints["calid"]
+			e.Tiers = []desired.TierPolicies{{Name: "x", DefaultAction: desired.Log}}
+			s.Endpoints["calid"] = e
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := pciState(a, c, d, "calif", "calio", "calid")
+			b := newBuilder(cfg)
+			if err := b.validate(s); err != nil {
+				t.Fatal(err)
+			}
+			b.build(s)
+			if err := b.validate(s); err != nil {
+				t.Fatalf("unchanged state: %v", err)
+			}
+			tt.mutate(s)
+			full := s.Validate()
+			if full == nil {
+				t.Fatal("test case is valid")
+			}
+			if got := b.validate(s); got == nil || got.Error() != full.Error() {
+				t.Fatalf("incremental validation = %v, want %v", got, full)
+			}
+		})
+	}
+}
