@@ -29,10 +29,12 @@ type ruleSpec struct {
 	anon []anonSet
 }
 
-// anonSet is a constant anonymous interval set of ports.
+// anonSet is a constant anonymous set (of ports, an interval set, unless
+// keyType is set).
 type anonSet struct {
-	lookup int
-	elems  []nftables.SetElement
+	lookup  int
+	keyType *nftables.SetDatatype
+	elems   []nftables.SetElement
 }
 
 // userdataComment is what is stored in the rule's userdata.
@@ -288,6 +290,21 @@ func (b *rb) icmp(v6 bool, typ uint8, code *uint8, negate bool) {
 	b.add(fmt.Sprintf("%s type . %s code %s%d . %d", word, word, op, typ, *code),
 		&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
 		&expr.Cmp{Op: cop, Register: 1, Data: []byte{typ, *code}})
+}
+
+// icmpv6Types matches any of the given ICMPv6 types.
+func (b *rb) icmpv6Types(types ...uint8) {
+	var parts []string
+	var elems []nftables.SetElement
+	for _, t := range types {
+		parts = append(parts, fmt.Sprint(t))
+		elems = append(elems, nftables.SetElement{Key: []byte{t}})
+	}
+	b.add(fmt.Sprintf("icmpv6 type { %s }", strings.Join(parts, ", ")),
+		&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1})
+	kt := nftables.TypeICMP6Type
+	b.anon = append(b.anon, anonSet{lookup: len(b.ex), keyType: &kt, elems: elems})
+	b.ex = append(b.ex, &expr.Lookup{SourceRegister: 1})
 }
 
 func (b *rb) log(prefix string) {

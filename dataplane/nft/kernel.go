@@ -346,6 +346,9 @@ func (b *batch) addRule(chain string, r *ruleSpec) {
 		for _, a := range r.anon {
 			set := &nftables.Set{Table: b.k.table, Anonymous: true, Constant: true, Interval: true,
 				KeyType: nftables.TypeInetService}
+			if a.keyType != nil {
+				set.KeyType, set.Interval = *a.keyType, false
+			}
 			b.fail(b.k.w.AddSet(set, a.elems))
 			b.ops++
 			l := *exprs[a.lookup].(*expr.Lookup)

@@ -29,6 +29,12 @@ type lab struct {
 // IPv4 address 10.65.0.<i+1> on interface "cali<name>".
 func newLab(t *testing.T, names ...string) *lab {
 	t.Helper()
+	return newLabWith(t, false, names...)
+}
+
+// newLabWith is newLab; with v6 each workload also gets fd00:65::<i+1>.
+func newLabWith(t *testing.T, v6 bool, names ...string) *lab {
+	t.Helper()
 	netnstest.RequireRoot(t)
 	host := netnstest.NewHostNS(t, "nft")
 	if err := netnstest.EnableForwarding(host); err != nil {
@@ -36,10 +42,11 @@ func newLab(t *testing.T, names ...string) *lab {
 	}
 	l := &lab{t: t, host: host, wl: map[string]*netnstest.Workload{}}
 	for i, n := range names {
-		w := netnstest.AddWorkload(t, host, netnstest.WorkloadOpts{
-			Name: n, IfName: "cali" + n,
-			IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 65, 0, byte(i + 1)})},
-		})
+		ips := []netip.Addr{netip.AddrFrom4([4]byte{10, 65, 0, byte(i + 1)})}
+		if v6 {
+			ips = append(ips, netip.AddrFrom16([16]byte{0xfd, 0, 0, 0x65, 15: byte(i + 1)}))
+		}
+		w := netnstest.AddWorkload(t, host, netnstest.WorkloadOpts{Name: n, IfName: "cali" + n, IPs: ips})
 		w.HostRoutes()
 		l.wl[n] = w
 	}
@@ -88,6 +95,8 @@ func (l *lab) check(probes ...probe) {
 		switch p.proto {
 		case "ICMP":
 			got, err = ping(l.wl[p.from].NS, l.ip(p.to), timeout)
+		case "TCP6":
+			got, err = netnstest.Probe(l.wl[p.from].NS, l.wl[p.to].IPs[1], p.port, "TCP", timeout)
 		default:
 			got, err = netnstest.Probe(l.wl[p.from].NS, l.ip(p.to), p.port, p.proto, timeout)
 		}

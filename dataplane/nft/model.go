@@ -434,10 +434,29 @@ func (b *builder) staticChains(cfg desired.Config) []*chainSpec {
 		}
 		return c
 	}
+	// IPv6 router and neighbour discovery (and MLD) between a workload
+	// and its host is always allowed, before egress policy and the
+	// workload-to-host action, as Felix does: without it a workload has no
+	// IPv6 gateway.
+	ndp := func(c *chainSpec) {
+		for _, p := range cfg.Prefixes() {
+			rule(c, "IPv6 router and neighbour discovery", func(x *rb) {
+				x.ifname(true, p, true)
+				x.l4proto(desired.ProtoICMPv6, false)
+				x.icmpv6Types(130, 131, 132, 133, 135, 136)
+				x.verdict(expr.VerdictAccept, "")
+			})
+		}
+	}
 	fwdEgress := base(chainFwdEgress, hookForwardEgress, true, chainFromWLDisp)
 	fwdIngress := base(chainFwdIngress, hookForwardIngress, false, chainToWLDisp)
-	inEgress := base(chainInEgress, hookInputEgress, true, chainFromWLDisp)
+	inEgress := &chainSpec{name: chainInEgress, hook: hookInputEgress, rank: 0}
+	ndp(inEgress)
+	for _, p := range cfg.Prefixes() {
+		rule(inEgress, "", func(x *rb) { x.ifname(true, p, true); x.verdict(expr.VerdictJump, chainFromWLDisp) })
+	}
 	inHost := &chainSpec{name: chainInHost, hook: hookInputHost, rank: 0}
+	ndp(inHost)
 	for _, p := range cfg.Prefixes() {
 		rule(inHost, "DefaultEndpointToHostAction", func(x *rb) {
 			x.ifname(true, p, true)

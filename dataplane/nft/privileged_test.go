@@ -409,3 +409,27 @@ func TestPrivilegedKitchenSinkRoundTrip(t *testing.T) {
 		t.Fatalf("empty state left policy chains or sets:\n%s", got)
 	}
 }
+
+// TestPrivilegedIPv6 checks the IPv6 path: v6 set members, the ip6 rule
+// variants, and router/neighbour discovery with the host while
+// DefaultEndpointToHostAction drops.
+func TestPrivilegedIPv6(t *testing.T) {
+	t.Parallel()
+	l := newLabWith(t, true, "a", "b", "c")
+	l.wl["b"].ServeTCP(80)
+	l.wl["a"].ServeTCP(80)
+	s := l.base()
+	pol := desired.PolicyID{Tier: "default", Name: "v6", Kind: "GlobalNetworkPolicy"}
+	// Only a's IPv6 address is in the set: a reaches b over IPv6 only.
+	s.IPSets["s:a6"] = addrSet(l.wl["a"].IPs[1].String())
+	s.Policies[pol] = desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: u8(desired.ProtoTCP),
+		Src: desired.Match{IPSetIDs: []string{"s:a6"}}, Dst: desired.Match{Ports: []desired.PortRange{{Min: 80, Max: 80}}}}}}
+	s.Endpoints[l.iface("b")] = ep("b", l.wl["b"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}}, "allow")
+	l.apply(s)
+	l.check(
+		probe{"a", "b", "TCP6", 80, true},
+		probe{"a", "b", "TCP", 80, false},
+		probe{"c", "b", "TCP6", 80, false},
+		probe{"b", "a", "TCP6", 80, true},
+	)
+}
