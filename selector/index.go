@@ -53,6 +53,10 @@ type Index struct {
 	cand     []uint32
 	oldView  view
 	newView  view
+	// Merged labels of the item being relabelled (when it has parents).
+	oldMerged, newMerged map[string]string
+	newMatches           []uint32
+	changed              []string // keys whose effective value changed
 }
 
 type kv struct{ k, v string }
@@ -66,6 +70,7 @@ type requirement struct {
 type selEntry struct {
 	id      string
 	sel     *Selector
+	keys    []string // label keys the selector reads, sorted
 	req     requirement
 	indexed bool   // req is entered in byKV/byKey; otherwise in fallback
 	wasted  uint32 // fruitless candidate evaluations since the last re-choice
@@ -76,7 +81,7 @@ type itemEntry struct {
 	id      string
 	own     map[string]string
 	parents []*parentEntry
-	matches idSet // selector numbers
+	matches []uint32 // selector numbers, sorted
 }
 
 type parentEntry struct {
@@ -213,7 +218,7 @@ func (x *Index) UpdateSelector(id string, sel *Selector) {
 		si = x.allocSelector(id)
 		e = x.sels[si]
 	}
-	e.sel = sel
+	e.sel, e.keys = sel, sel.LabelKeys()
 	x.indexSelector(si)
 
 	// Candidates: items that may match now, plus those that matched before.
@@ -263,11 +268,11 @@ func (x *Index) UpdateSelector(id string, sel *Selector) {
 		}
 		if now {
 			e.matches.add(it)
-			item.matches.add(si)
+			item.matches = sortedInsert(item.matches, si)
 			x.onStart(id, item.id)
 		} else {
 			e.matches.remove(it)
-			item.matches.remove(si)
+			item.matches = sortedRemove(item.matches, si)
 			x.onStop(id, item.id)
 		}
 	}
@@ -285,7 +290,7 @@ func (x *Index) DeleteSelector(id string) {
 	matched := e.matches.appendTo(x.cand[:0])
 	slices.Sort(matched)
 	for _, it := range matched {
-		x.items[it].matches.remove(si)
+		x.items[it].matches = sortedRemove(x.items[it].matches, si)
 		x.onStop(id, x.items[it].id)
 	}
 	x.cand = matched[:0]
@@ -431,7 +436,7 @@ func (x *Index) UpdateItemWithParents(id string, own map[string]string, parentID
 	x.oldView = view{own: item.own, parents: oldParents}
 	x.newView = view{own: own, parents: parents}
 	item.own, item.parents = own, parents
-	x.relabel(it)
+	x.relabel(it, !exists)
 	for _, p := range oldParents {
 		if !slices.Contains(parents, p) {
 			p.children.remove(it)
@@ -451,17 +456,11 @@ func (x *Index) DeleteItem(id string) {
 		return
 	}
 	item := &x.items[it]
-	x.oldView = view{own: item.own, parents: item.parents}
-	x.newView = view{}
-	x.reindexItem(it)
-	x.oldView = view{}
-	matched := item.matches.appendTo(x.cand[:0])
-	slices.Sort(matched)
-	for _, si := range matched {
+	x.reindexItem(it, x.merged(&view{own: item.own, parents: item.parents}, &x.oldMerged), nil)
+	for _, si := range item.matches {
 		x.sels[si].matches.remove(it)
 		x.onStop(x.sels[si].id, id)
 	}
-	x.cand = matched[:0]
 	for _, p := range item.parents {
 		p.children.remove(it)
 		x.gcParent(p)
@@ -487,90 +486,150 @@ func (x *Index) allocItem(id string) uint32 {
 
 // relabel moves item it from x.oldView to x.newView: it updates the
 // label → item indexes and re-evaluates the candidate selectors.
-func (x *Index) relabel(it uint32) {
-	x.reindexItem(it)
-	x.reevaluate(it)
+//
+// A selector's result depends only on the labels it reads, so for an
+// existing item (full false) candidates that read none of the changed keys
+// keep their result without evaluation. A new item (full true) evaluates
+// every candidate.
+func (x *Index) relabel(it uint32, full bool) {
+	oldL := x.merged(&x.oldView, &x.oldMerged)
+	newL := x.merged(&x.newView, &x.newMerged)
+	x.reindexItem(it, oldL, newL)
+	x.reevaluate(it, newL, full)
+	x.oldView, x.newView = view{}, view{}
 }
 
-// reindexItem updates the label → item indexes for item it moving from
-// x.oldView to x.newView.
-func (x *Index) reindexItem(it uint32) {
-	oldV, newV := &x.oldView, &x.newView
-	oldV.each(func(k, v string) {
-		nv, ok := newV.Get(k)
+// merged returns v's effective labels as a map: the own map itself when
+// there are no parents, otherwise *scratch refilled.
+func (x *Index) merged(v *view, scratch *map[string]string) map[string]string {
+	if len(v.parents) == 0 {
+		return v.own
+	}
+	if *scratch == nil {
+		*scratch = map[string]string{}
+	}
+	m := *scratch
+	clear(m)
+	v.each(func(k, val string) { m[k] = val })
+	return m
+}
+
+// reindexItem updates the label → item indexes for item it, whose
+// effective labels change from oldL to newL, and sets x.changed to the
+// keys whose value or presence changed.
+func (x *Index) reindexItem(it uint32, oldL, newL map[string]string) {
+	x.changed = x.changed[:0]
+	for k, v := range oldL {
+		nv, ok := newL[k]
 		if !ok {
 			setRemove(x.itemsByKey, k, it)
 		}
 		if !ok || nv != v {
 			setRemove(x.itemsByKV, kv{k, v}, it)
+			x.changed = append(x.changed, k)
 		}
-	})
-	newV.each(func(k, v string) {
-		ov, ok := oldV.Get(k)
+	}
+	for k, v := range newL {
+		ov, ok := oldL[k]
 		if !ok {
 			setAdd(x.itemsByKey, k, it)
+			x.changed = append(x.changed, k)
 		}
 		if !ok || ov != v {
 			setAdd(x.itemsByKV, kv{k, v}, it)
 		}
-	})
+	}
+}
+
+// readsChanged reports whether a selector reading keys reads any of
+// x.changed.
+func (x *Index) readsChanged(keys []string) bool {
+	for _, c := range x.changed {
+		for _, k := range keys {
+			if k == c {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // reevaluate re-evaluates the candidate selectors for item it, whose
-// labels are x.newView.
-func (x *Index) reevaluate(it uint32) {
-	newV := &x.newView
+// effective labels are labels: those indexed on one of its labels, the
+// fallback set and those it matched. The candidates include every old
+// match, so the new match list is the candidates that match, in order.
+func (x *Index) reevaluate(it uint32, labels map[string]string, full bool) {
 	x.nextEpoch()
 	x.cand = x.cand[:0]
-	newV.each(func(k, v string) {
+	for k, v := range labels {
 		x.collectSels(x.byKV[kv{k, v}])
 		x.collectSels(x.byKey[k])
-	})
+	}
 	x.collectSels(&x.fallback)
 	item := &x.items[it]
-	x.collectSels(&item.matches)
+	for _, si := range item.matches {
+		x.collect(si)
+	}
 	slices.Sort(x.cand)
 
+	old := item.matches
+	next := x.newMatches[:0]
+	j := 0
 	for _, si := range x.cand {
 		e := x.sels[si]
-		now := newV.eval(e.sel)
-		was := item.matches.has(si)
+		for j < len(old) && old[j] < si {
+			j++
+		}
+		was := j < len(old) && old[j] == si
+		now := was
+		if full || x.readsChanged(e.keys) {
+			now = e.sel.Evaluate(labels)
+		} else if !was {
+			continue
+		}
+		if now {
+			next = append(next, si)
+		}
 		switch {
 		case now && !was:
-			item.matches.add(si)
 			e.matches.add(it)
 			x.onStart(e.id, item.id)
 		case was && !now:
-			item.matches.remove(si)
 			e.matches.remove(it)
 			x.onStop(e.id, item.id)
-		case !now && e.indexed:
+		case !now && !was && e.indexed:
 			if e.wasted++; e.wasted >= reChooseAfter {
 				x.reChoose(si)
 			}
 		}
 	}
-	x.oldView, x.newView = view{}, view{}
+	if len(next) == 0 {
+		item.matches = nil
+	} else {
+		item.matches = append(old[:0], next...)
+	}
+	x.newMatches = next[:0]
+}
+
+func (x *Index) collect(si uint32) {
+	if x.selMark[si] != x.epoch {
+		x.selMark[si] = x.epoch
+		x.cand = append(x.cand, si)
+	}
 }
 
 func (x *Index) collectSels(s *idSet) {
 	if s == nil {
 		return
 	}
-	add := func(si uint32) {
-		if x.selMark[si] != x.epoch {
-			x.selMark[si] = x.epoch
-			x.cand = append(x.cand, si)
-		}
-	}
 	if s.big != nil {
 		for si := range s.big {
-			add(si)
+			x.collect(si)
 		}
 		return
 	}
 	for _, si := range s.small {
-		add(si)
+		x.collect(si)
 	}
 }
 
@@ -632,7 +691,7 @@ func (x *Index) setParentLabels(p *parentEntry, labels map[string]string) {
 		item := &x.items[it]
 		x.oldView = view{own: item.own, parents: item.parents, swap: p, swapLabels: old}
 		x.newView = view{own: item.own, parents: item.parents}
-		x.relabel(it)
+		x.relabel(it, false)
 	}
 }
 
@@ -661,7 +720,7 @@ func (x *Index) SelectorsMatching(itemID string) []string {
 		return nil
 	}
 	var ids []string
-	for _, si := range x.items[it].matches.appendTo(nil) {
+	for _, si := range x.items[it].matches {
 		ids = append(ids, x.sels[si].id)
 	}
 	slices.Sort(ids)
@@ -680,4 +739,23 @@ func (x *Index) Labels(itemID string) map[string]string {
 	out := map[string]string{}
 	v.each(func(k, val string) { out[k] = val })
 	return out
+}
+
+func sortedInsert(s []uint32, v uint32) []uint32 {
+	i, found := slices.BinarySearch(s, v)
+	if found {
+		return s
+	}
+	return slices.Insert(s, i, v)
+}
+
+func sortedRemove(s []uint32, v uint32) []uint32 {
+	i, found := slices.BinarySearch(s, v)
+	if !found {
+		return s
+	}
+	if len(s) == 1 {
+		return nil
+	}
+	return slices.Delete(s, i, i+1)
 }

@@ -18,12 +18,14 @@ func (e *ParseError) Error() string {
 
 // Parse parses a selector. The empty or blank selector is all().
 func Parse(s string) (*Selector, error) {
-	p := parser{lex: lexer{s: s}}
+	sel := &Selector{}
+	p := parser{lex: lexer{s: s}, nodes: sel.inline[:], ptrs: sel.inlineOps[:]}
 	if err := p.advance(); err != nil {
 		return nil, err
 	}
 	if p.tok.kind == tokEOF {
-		return &Selector{root: allNode}, nil
+		sel.root = allNode
+		return sel, nil
 	}
 	root, err := p.parseOr()
 	if err != nil {
@@ -32,7 +34,8 @@ func Parse(s string) (*Selector, error) {
 	if p.tok.kind != tokEOF {
 		return nil, p.errorf("expected \"&&\", \"||\" or the end of the selector, found %s", p.tok.describe())
 	}
-	return newSelector(root), nil
+	sel.root, sel.global = root, containsOp(root, opGlobal)
+	return sel, nil
 }
 
 // MustParse is Parse for selectors known to be valid; it panics otherwise.
@@ -45,9 +48,38 @@ func MustParse(s string) *Selector {
 	return sel
 }
 
+// parser is a recursive-descent parser over the lexer's tokens with one
+// token of lookahead. To keep Parse to a few allocations it carves nodes
+// and operand lists out of slabs (starting with the Selector's own inline
+// nodes) and gathers operands and set values in stack buffers.
 type parser struct {
-	lex lexer
-	tok token
+	lex   lexer
+	tok   token
+	nodes []node  // unused nodes
+	chunk int     // size of the last node slab
+	ptrs  []*node // unused operand slots
+}
+
+func (p *parser) newNode(n node) *node {
+	if len(p.nodes) == 0 {
+		p.chunk = min(max(2*p.chunk, 4), 128)
+		p.nodes = make([]node, p.chunk)
+	}
+	nd := &p.nodes[0]
+	p.nodes = p.nodes[1:]
+	*nd = n
+	return nd
+}
+
+// operands returns a copy of src carved from the operand slab.
+func (p *parser) operands(src []*node) []*node {
+	if len(p.ptrs) < len(src) {
+		p.ptrs = make([]*node, max(len(src), 8))
+	}
+	out := p.ptrs[:len(src):len(src)]
+	p.ptrs = p.ptrs[len(src):]
+	copy(out, src)
+	return out
 }
 
 func (p *parser) advance() error {
@@ -70,7 +102,8 @@ func (p *parser) parseOr() (*node, error) {
 	if err != nil || p.tok.kind != tokOr {
 		return first, err
 	}
-	kids := []*node{first}
+	var buf [8]*node
+	ops := append(buf[:0], first)
 	for p.tok.kind == tokOr {
 		if err := p.advance(); err != nil {
 			return nil, err
@@ -79,9 +112,11 @@ func (p *parser) parseOr() (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		kids = append(kids, n)
+		ops = append(ops, n)
 	}
-	return newOr(kids), nil
+	n := p.newNode(node{})
+	fillOr(n, p.operands(ops))
+	return n, nil
 }
 
 func (p *parser) parseAnd() (*node, error) {
@@ -89,7 +124,8 @@ func (p *parser) parseAnd() (*node, error) {
 	if err != nil || p.tok.kind != tokAnd {
 		return first, err
 	}
-	kids := []*node{first}
+	var buf [8]*node
+	ops := append(buf[:0], first)
 	for p.tok.kind == tokAnd {
 		if err := p.advance(); err != nil {
 			return nil, err
@@ -98,9 +134,9 @@ func (p *parser) parseAnd() (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		kids = append(kids, n)
+		ops = append(ops, n)
 	}
-	return &node{op: opAnd, kids: kids}, nil
+	return p.newNode(node{op: opAnd, kids: p.operands(ops)}), nil
 }
 
 // parseUnary folds a run of "!" into at most one negation, as Calico does.
@@ -116,7 +152,7 @@ func (p *parser) parseUnary() (*node, error) {
 	if err != nil || !negated {
 		return n, err
 	}
-	return &node{op: opNot, kids: []*node{n}}, nil
+	return p.newNode(node{op: opNot, kids: p.operands([]*node{n})}), nil
 }
 
 func (p *parser) parsePrimary() (*node, error) {
@@ -128,7 +164,7 @@ func (p *parser) parsePrimary() (*node, error) {
 		}
 		switch t.kind {
 		case tokHas:
-			return &node{op: opHas, key: t.val}, nil
+			return p.newNode(node{op: opHas, key: t.val}), nil
 		case tokAll:
 			return allNode, nil
 		}
@@ -191,7 +227,7 @@ func (p *parser) parseComparison() (*node, error) {
 	if err := p.advance(); err != nil {
 		return nil, err
 	}
-	return &node{op: o, key: key, val: val}, nil
+	return p.newNode(node{op: o, key: key, val: val}), nil
 }
 
 func (p *parser) parseSet(key string, negated bool) (*node, error) {
@@ -204,9 +240,10 @@ func (p *parser) parseSet(key string, negated bool) (*node, error) {
 	if err := p.advance(); err != nil {
 		return nil, err
 	}
-	var values []string
+	var buf [16]string
+	vals := buf[:0]
 	for p.tok.kind == tokString {
-		values = append(values, p.tok.val)
+		vals = append(vals, p.tok.val)
 		if err := p.advance(); err != nil {
 			return nil, err
 		}
@@ -227,13 +264,18 @@ func (p *parser) parseSet(key string, negated bool) (*node, error) {
 	if negated {
 		o = opNotIn
 	}
-	return newSetNode(o, key, values), nil
+	return p.newNode(node{op: o, key: key, set: sortedSet(vals)}), nil
 }
 
-// newSetNode sorts and deduplicates values in place.
-func newSetNode(o op, key string, values []string) *node {
-	if !slices.IsSorted(values) {
-		slices.Sort(values)
+// sortedSet returns the sorted, deduplicated values in a new exact-size
+// slice (nil when empty).
+func sortedSet(vals []string) []string {
+	if !slices.IsSorted(vals) {
+		slices.Sort(vals)
 	}
-	return &node{op: o, key: key, set: slices.Compact(values)}
+	vals = slices.Compact(vals)
+	if len(vals) == 0 {
+		return nil
+	}
+	return slices.Clone(vals)
 }

@@ -45,18 +45,18 @@ type node struct {
 // evaluated as a single lookup of k in a set (see newOr).
 const minOrEqFold = 3
 
-// newOr builds an Or node. When every operand is k == v on the same key k,
-// it also records k and the sorted values in key and set, so evaluation
-// does one label lookup instead of one per operand. Rendering always uses
-// kids, so the canonical form is unaffected.
-func newOr(kids []*node) *node {
-	n := &node{op: opOr, kids: kids}
+// fillOr makes n an Or node of kids. When every operand is k == v on the
+// same key k, it also records k and the sorted values in key and set, so
+// evaluation does one label lookup instead of one per operand. Rendering
+// always uses kids, so the canonical form is unaffected.
+func fillOr(n *node, kids []*node) {
+	*n = node{op: opOr, kids: kids}
 	if len(kids) < minOrEqFold {
-		return n
+		return
 	}
 	for _, k := range kids {
 		if k.op != opEq || k.key != kids[0].key {
-			return n
+			return
 		}
 	}
 	vals := make([]string, len(kids))
@@ -64,8 +64,7 @@ func newOr(kids []*node) *node {
 		vals[i] = k.val
 	}
 	slices.Sort(vals)
-	n.key, n.set = kids[0].key, slices.Compact(vals)
-	return n
+	n.key, n.set = kids[0].key, slices.Clip(slices.Compact(vals))
 }
 
 var (
@@ -80,6 +79,10 @@ type Selector struct {
 	canon  atomic.Pointer[string]
 	uid    atomic.Pointer[string]
 	global bool // some node is global()
+	// Parse's first nodes and operand slots: a selector of up to three
+	// terms needs no other allocation.
+	inline    [3]node
+	inlineOps [2]*node
 }
 
 func newSelector(root *node) *Selector {
@@ -136,10 +139,11 @@ func mapKeys(n *node, f func(string) string) *node {
 		for i, k := range n.kids {
 			kids[i] = mapKeys(k, f)
 		}
+		c := &node{op: n.op, kids: kids}
 		if n.op == opOr {
-			return newOr(kids)
+			fillOr(c, kids)
 		}
-		return &node{op: n.op, kids: kids}
+		return c
 	}
 	c := *n // set is immutable and shared
 	c.key = f(n.key)
