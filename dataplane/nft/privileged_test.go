@@ -288,6 +288,9 @@ func TestPrivilegedFirstApplySweepsAndNothingBefore(t *testing.T) {
 	l.nft("add", "table", "inet", "brindle")
 	l.nft("add", "chain", "inet", "brindle", "brindle-tw-stale")
 	l.nft("add", "set", "inet", "brindle", "brindle-c4-stale", "{ type ipv4_addr; flags interval; }")
+	// One of our base chains exists with the wrong shape (no hook): it
+	// cannot be altered in place, so the first Apply recreates the table.
+	l.nft("add", "chain", "inet", "brindle", chainFwdEgress)
 	if err := l.dp.Resync(); err != nil {
 		t.Fatal(err)
 	}
@@ -295,8 +298,12 @@ func TestPrivilegedFirstApplySweepsAndNothingBefore(t *testing.T) {
 		t.Fatalf("Resync before the first Apply touched the kernel (writes %d):\n%s", l.dp.Writes(), got)
 	}
 	l.apply(l.base())
-	if got := l.nft("list", "table", "inet", "brindle"); strings.Contains(got, "stale") {
+	got := l.nft("list", "table", "inet", "brindle")
+	if strings.Contains(got, "stale") {
 		t.Fatalf("first Apply left stale objects:\n%s", got)
+	}
+	if !strings.Contains(got, "chain "+chainFwdEgress+" {\n\t\ttype filter hook forward priority filter; policy accept;") {
+		t.Fatalf("first Apply did not repair the base chain:\n%s", got)
 	}
 	l.check(probe{"a", "b", "TCP", 80, true})
 }
