@@ -37,18 +37,36 @@ func TestCorpus(t *testing.T) {
 	}
 }
 
-// BenchmarkParse reports the average time to parse one corpus selector.
+// longSelector is the length from which a corpus selector counts as long
+// (the || chains and big sets).
+const longSelector = 200
+
+// BenchmarkParse reports the average time to parse one selector over the
+// whole corpus, and separately over its typical and its long selectors.
 func BenchmarkParse(b *testing.B) {
 	sels, _ := loadCorpus(b)
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if _, err := Parse(sels[i]); err != nil {
-			b.Fatal(err)
+	groups := map[string][]string{"corpus": sels}
+	for _, s := range sels {
+		g := "typical"
+		if len(s) >= longSelector {
+			g = "long"
 		}
-		if i++; i == len(sels) {
-			i = 0
-		}
+		groups[g] = append(groups[g], s)
+	}
+	for _, name := range []string{"corpus", "typical", "long"} {
+		group := groups[name]
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := Parse(group[i]); err != nil {
+					b.Fatal(err)
+				}
+				if i++; i == len(group) {
+					i = 0
+				}
+			}
+		})
 	}
 }
 

@@ -3,6 +3,7 @@ package selector
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // ParseError describes why a selector was rejected.
@@ -242,6 +243,9 @@ func (p *parser) parseSet(key string, negated bool) (*node, error) {
 	}
 	var buf [16]string
 	vals := buf[:0]
+	if n := estimateSetSize(p.lex.s[p.tok.pos:]); n > len(buf) {
+		vals = make([]string, 0, n)
+	}
 	for p.tok.kind == tokString {
 		vals = append(vals, p.tok.val)
 		if err := p.advance(); err != nil {
@@ -264,7 +268,22 @@ func (p *parser) parseSet(key string, negated bool) (*node, error) {
 	if negated {
 		o = opNotIn
 	}
-	return p.newNode(node{op: o, key: key, set: sortedSet(vals)}), nil
+	if cap(vals) > len(buf) { // already on the heap: sort in place
+		slices.Sort(vals)
+		vals = slices.Clip(slices.Compact(vals))
+	} else {
+		vals = sortedSet(vals)
+	}
+	return p.newNode(node{op: o, key: key, set: vals}), nil
+}
+
+// estimateSetSize guesses how many values a set literal starting at s
+// holds (half the quotes before the first "}"), to size the value list.
+func estimateSetSize(s string) int {
+	if end := strings.IndexByte(s, '}'); end >= 0 {
+		s = s[:end]
+	}
+	return (strings.Count(s, `"`) + strings.Count(s, "'")) / 2
 }
 
 // sortedSet returns the sorted, deduplicated values in a new exact-size
