@@ -28,5 +28,6 @@ func newRootCommand(logger *slog.Logger) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newDatastoreCommand(logger))
+	root.AddCommand(newNodeCommand(logger))
 	return root
 }

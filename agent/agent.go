@@ -1,0 +1,648 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/brindle-net/brindle/api"
+	"github.com/brindle-net/brindle/calc"
+	"github.com/brindle-net/brindle/dataplane/route"
+	"github.com/brindle-net/brindle/datastore"
+	"github.com/brindle-net/brindle/desired"
+)
+
+// PolicyDataplane is the nftables dataplane as the loop drives it
+// (*nft.Dataplane).
+type PolicyDataplane interface {
+	Apply(*desired.State) error
+	Resync() error
+	Close() error
+}
+
+// RouteDataplane is the route dataplane as the loop drives it
+// (*route.Dataplane). If it also has Run(ctx) error (link events), the
+// agent runs that in a goroutine for as long as Run of the agent lasts.
+type RouteDataplane interface {
+	Apply(route.Routes) error
+	Resync() error
+	Close() error
+}
+
+// Source is an ordered datastore update stream: a snapshot, one
+// UpdateInSync, then changes (*datastore.Watcher).
+type Source interface {
+	Updates() <-chan []datastore.Update
+	Stop()
+}
+
+// ErrRestart is returned by Run when a parameter that needs a restart
+// (interfacePrefix, the health or metrics listeners) changed in the
+// datastore. Like Felix, the agent exits cleanly and its supervisor starts
+// it again with the new value.
+var ErrRestart = errors.New("a configuration change needs a restart")
+
+// WatchedKinds are the resource kinds the agent watches.
+var WatchedKinds = []string{
+	calc.KindFelixConfiguration, calc.KindTier, calc.KindProfile, calc.KindGlobalNetworkSet, calc.KindNetworkSet,
+	calc.KindHostEndpoint, calc.KindWorkloadEndpoint, calc.KindGlobalNetworkPolicy, calc.KindNetworkPolicy,
+}
+
+// Config configures an Agent.
+type Config struct {
+	// Hostname is this node's name: endpoints with spec.node equal to it
+	// are programmed here, and FelixConfiguration node.<Hostname> applies.
+	// Required.
+	Hostname string
+	// Datastore is the etcd client: the agent watches it and reads the
+	// FelixConfigurations before starting its listeners. Required unless
+	// NewSource is set.
+	Datastore *datastore.Client
+	// LocalLayers are the local parameter sources, highest precedence
+	// first: flags, environment, config file. They override the
+	// datastore's FelixConfigurations.
+	LocalLayers []Layer
+	// Netns is the path of the network namespace to program; "" means the
+	// agent's own. (Tests program a throwaway host namespace.)
+	Netns string
+	// SocketPath is where the local API listens (unix socket); "" means
+	// no local API.
+	SocketPath string
+	// Logger receives the agent's logs. Default: discard.
+	Logger *slog.Logger
+	// LogLevel, when set, is adjusted to LogSeverityScreen.
+	LogLevel *slog.LevelVar
+	// RetryMin and RetryMax bound the backoff between failed applies.
+	// Defaults 100ms and 10s.
+	RetryMin, RetryMax time.Duration
+	// LivenessTimeout: /livez fails when the loop has not gone round for
+	// this long. Default 60s.
+	LivenessTimeout time.Duration
+
+	// NewSource replaces the datastore watch (tests).
+	NewSource func(ctx context.Context) (Source, error)
+	// NewDataplanes replaces the real nftables and route dataplanes
+	// (tests). It is called once, at in-sync, with the resolved
+	// parameters.
+	NewDataplanes func(Params) (PolicyDataplane, RouteDataplane, error)
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.Hostname == "" {
+		return errors.New("agent config: Hostname is required")
+	}
+	if c.Datastore == nil && c.NewSource == nil {
+		return errors.New("agent config: Datastore is required")
+	}
+	if c.RetryMin < 0 || c.RetryMax < c.RetryMin {
+		return fmt.Errorf("agent config: retry backoff %s..%s is not a range", c.RetryMin, c.RetryMax)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.RetryMin == 0 {
+		c.RetryMin = 100 * time.Millisecond
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 10 * time.Second
+	}
+	if c.LivenessTimeout == 0 {
+		c.LivenessTimeout = 60 * time.Second
+	}
+	return c
+}
+
+// Agent is the per-host agent. Run is its one loop; the other methods
+// read the state it publishes and are safe for concurrent use.
+type Agent struct {
+	cfg   Config
+	log   *slog.Logger
+	m     *metrics
+	board *board
+}
+
+// New returns an Agent. It connects nothing and touches no kernel state.
+func New(cfg Config) (*Agent, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, log: cfg.Logger, m: newMetrics(), board: newBoard(cfg.Hostname)}, nil
+}
+
+// Status returns the current status.
+func (a *Agent) Status() Status { return a.board.status() }
+
+// WaitProgrammed blocks until the agent has programmed every datastore
+// change up to revision rev, or ctx ends; it reports success.
+func (a *Agent) WaitProgrammed(ctx context.Context, rev int64) bool {
+	return a.board.waitProgrammed(ctx, rev)
+}
+
+// WaitEndpoint blocks until the workload endpoint namespace/name is
+// programmed at a datastore revision of at least minRev, or ctx ends.
+func (a *Agent) WaitEndpoint(ctx context.Context, namespace, name string, minRev int64) EndpointReady {
+	return a.board.waitEndpoint(ctx, namespace+"/"+name, minRev)
+}
+
+// Run runs the agent until ctx ends (returning nil), the datastore stream
+// ends, a listener fails, or a restart-required parameter changes
+// (ErrRestart). Nothing in the kernel is touched before the datastore is
+// in sync.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// Step 1: parameters from local sources and the stored
+	// FelixConfigurations.
+	felix, err := a.readFelixConfigs(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := a.resolve(felix)
+	if err != nil {
+		return fmt.Errorf("agent: configuration: %w", err)
+	}
+	a.applyLogLevel(res.Params)
+	a.log.Info("agent starting", "hostname", a.cfg.Hostname, "config", describe(res))
+
+	// Step 2: listeners (local API, health, metrics).
+	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	servers, err := a.startServers(res.Params, errc, &wg)
+	defer func() {
+		for _, s := range servers {
+			sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = s.Shutdown(sctx)
+			scancel()
+		}
+		wg.Wait()
+	}()
+	if err != nil {
+		return err
+	}
+
+	// Step 3: the datastore stream.
+	src, err := a.newSource(ctx)
+	if err != nil {
+		return err
+	}
+	defer src.Stop()
+
+	// Step 4: the loop.
+	l := &loop{a: a, calc: calc.New(calc.Config{Hostname: a.cfg.Hostname, InterfacePrefixes: localPrefixes(a.cfg.LocalLayers)}),
+		felix: felix, res: res, backoff: a.cfg.RetryMin}
+	a.board.update(func(st *Status, _ map[string]string) { st.Config = describe(res) })
+	a.board.setRunning(true, time.Now())
+	defer a.board.setRunning(false, time.Now())
+	err = l.run(ctx, src, errc)
+	cancel()
+	l.close()
+	return err
+}
+
+// localPrefixes returns the interface prefixes set by a local layer, so
+// calc honours the same precedence the agent resolves.
+func localPrefixes(layers []Layer) []string {
+	for _, l := range layers {
+		if v, ok := l.get(ParamInterfacePrefix); ok {
+			p, err := parsePrefixes(v)
+			if err == nil {
+				return p
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+func (a *Agent) readFelixConfigs(ctx context.Context) (map[string]*api.FelixConfigurationSpec, error) {
+	out := map[string]*api.FelixConfigurationSpec{}
+	if a.cfg.Datastore == nil {
+		return out, nil
+	}
+	kind, _ := api.LookupKind(calc.KindFelixConfiguration)
+	for _, name := range []string{"default", "node." + a.cfg.Hostname} {
+		obj, err := a.cfg.Datastore.Get(ctx, kind, "", name)
+		if errors.Is(err, datastore.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("agent: read FelixConfiguration %s: %w", name, err)
+		}
+		if fc, ok := obj.(*api.FelixConfiguration); ok {
+			spec := fc.Spec
+			out[name] = &spec
+		}
+	}
+	return out, nil
+}
+
+// resolve merges the local layers with the FelixConfigurations.
+func (a *Agent) resolve(felix map[string]*api.FelixConfigurationSpec) (Resolved, error) {
+	layers := slices.Clone(a.cfg.LocalLayers)
+	node := "node." + a.cfg.Hostname
+	layers = append(layers, FelixConfigLayer(node, felix[node]), FelixConfigLayer("default", felix["default"]))
+	return Resolve(layers...)
+}
+
+func (a *Agent) applyLogLevel(p Params) {
+	if a.cfg.LogLevel != nil {
+		a.cfg.LogLevel.Set(p.LogSeverityScreen)
+	}
+}
+
+func (a *Agent) newSource(ctx context.Context) (Source, error) {
+	if a.cfg.NewSource != nil {
+		return a.cfg.NewSource(ctx)
+	}
+	var opts datastore.WatchOptions
+	for _, k := range WatchedKinds {
+		info, ok := api.LookupKind(k)
+		if !ok {
+			return nil, fmt.Errorf("agent: kind %s is not known to package api", k)
+		}
+		opts.Kinds = append(opts.Kinds, info)
+	}
+	w, err := a.cfg.Datastore.Watch(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("agent: watch datastore: %w", err)
+	}
+	return w, nil
+}
+
+// describe renders each parameter's value and source for /v1/status.
+func describe(r Resolved) map[string]string {
+	p := r.Params
+	v := map[string]string{
+		ParamInterfacePrefix:             strings.Join(p.InterfacePrefix, ","),
+		ParamDefaultEndpointToHostAction: p.DefaultEndpointToHostAction.String(),
+		ParamHealthEnabled:               fmt.Sprint(p.HealthEnabled),
+		ParamHealthHost:                  p.HealthHost,
+		ParamHealthPort:                  fmt.Sprint(p.HealthPort),
+		ParamPrometheusMetricsEnabled:    fmt.Sprint(p.PrometheusMetricsEnabled),
+		ParamPrometheusMetricsHost:       p.PrometheusMetricsHost,
+		ParamPrometheusMetricsPort:       fmt.Sprint(p.PrometheusMetricsPort),
+		ParamRouteRefreshInterval:        p.RouteRefreshInterval.String(),
+		ParamNftablesRefreshInterval:     p.NftablesRefreshInterval.String(),
+		ParamLogSeverityScreen:           p.LogSeverityScreen.String(),
+	}
+	out := make(map[string]string, len(v))
+	for k, val := range v {
+		out[k] = val + " (" + r.Sources[k] + ")"
+	}
+	return out
+}
+
+// loop is the state owned by Run's goroutine.
+type loop struct {
+	a     *Agent
+	calc  *calc.Calc
+	felix map[string]*api.FelixConfigurationSpec
+	res   Resolved
+
+	synced     bool
+	dirty      bool // calc has changes not yet programmed (or the last apply failed)
+	felixDirty bool
+	rev        int64 // newest datastore revision fed to calc
+	backoff    time.Duration
+	retryAt    time.Time // no apply before this (after a failure)
+
+	nft     PolicyDataplane
+	rt      RouteDataplane
+	rtDone  chan struct{}
+	rtStop  context.CancelFunc
+	nftTick *time.Ticker
+	rtTick  *time.Ticker
+}
+
+func (l *loop) close() {
+	if l.rtStop != nil {
+		l.rtStop()
+		<-l.rtDone
+	}
+	if l.nft != nil {
+		_ = l.nft.Close()
+	}
+	if l.rt != nil {
+		_ = l.rt.Close()
+	}
+	for _, t := range []*time.Ticker{l.nftTick, l.rtTick} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+}
+
+func tickC(t *time.Ticker) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
+}
+
+func (l *loop) run(ctx context.Context, src Source, errc <-chan error) error {
+	heartbeat := time.NewTicker(5 * time.Second)
+	defer heartbeat.Stop()
+	var retry *time.Timer
+	for {
+		var retryC <-chan time.Time
+		if retry != nil {
+			retryC = retry.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errc:
+			return err
+		case batch, ok := <-src.Updates():
+			if !ok {
+				return errors.New("agent: the datastore stream ended")
+			}
+			l.feed(batch)
+			// Coalesce: take whatever else is already queued before
+			// applying once.
+			for more := true; more; {
+				select {
+				case b, ok := <-src.Updates():
+					if !ok {
+						return errors.New("agent: the datastore stream ended")
+					}
+					l.feed(b)
+				default:
+					more = false
+				}
+			}
+			if err := l.configChanged(); err != nil {
+				return err
+			}
+		case <-retryC:
+			retry = nil
+		case <-tickC(l.nftTick):
+			l.resync(dataplaneNft, l.nft)
+		case <-tickC(l.rtTick):
+			l.resync(dataplaneRoute, l.rt)
+		case <-heartbeat.C:
+		}
+		l.a.board.heartbeat(time.Now())
+		if l.synced && l.dirty && retry == nil {
+			if wait := time.Until(l.retryAt); wait > 0 {
+				retry = time.NewTimer(wait)
+				continue
+			}
+			if err := l.apply(ctx); err != nil {
+				var fatal *fatalError
+				if errors.As(err, &fatal) {
+					return fatal.err
+				}
+				retry = time.NewTimer(time.Until(l.retryAt))
+			}
+		}
+	}
+}
+
+// fatalError ends Run.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+
+// feed gives one batch to calc.
+func (l *loop) feed(batch []datastore.Update) {
+	start := time.Now()
+	m := l.a.m
+	for _, u := range batch {
+		if u.Type == datastore.UpdateInSync {
+			if !l.synced {
+				l.a.log.Info("datastore in sync", "revision", u.Revision)
+			}
+			l.synced = true
+			l.dirty = true
+			l.calc.InSync()
+			l.rev = max(l.rev, u.Revision)
+			m.inSync.Set(1)
+			l.a.board.update(func(st *Status, _ map[string]string) {
+				st.InSync = true
+				st.DatastoreRevision = l.rev
+			})
+			continue
+		}
+		m.datastoreUpdates.Inc()
+		l.rev = max(l.rev, u.Revision)
+		var obj api.Object
+		if u.Type == datastore.UpdateSet {
+			obj = u.Object
+		}
+		if u.Err != nil {
+			l.a.log.Warn("datastore value does not decode; treated as deleted", "key", u.Key, "err", u.Err)
+		}
+		if u.Kind == calc.KindFelixConfiguration && u.Namespace == "" &&
+			(u.Name == "default" || u.Name == "node."+l.a.cfg.Hostname) {
+			if fc, ok := obj.(*api.FelixConfiguration); ok {
+				spec := fc.Spec
+				l.felix[u.Name] = &spec
+			} else {
+				delete(l.felix, u.Name)
+			}
+			l.felixDirty = true
+		}
+		if err := l.calc.OnUpdate(calc.Update{Kind: u.Kind, Namespace: u.Namespace, Name: u.Name, Object: obj}); err != nil {
+			m.calcRejected.Inc()
+			l.a.log.Warn("datastore object not usable; treated as absent", "err", err)
+		}
+		l.dirty = true
+	}
+	m.calcBatch.Observe(time.Since(start).Seconds())
+	if l.synced {
+		rev := l.rev
+		l.a.board.update(func(st *Status, _ map[string]string) {
+			st.DatastoreRevision = rev
+			st.Programmed = false
+		})
+		m.programmed.Set(0)
+	}
+}
+
+// configChanged re-resolves the parameters after a FelixConfiguration
+// changed: restart-required changes end Run with ErrRestart; the others
+// take effect now.
+func (l *loop) configChanged() error {
+	if !l.felixDirty {
+		return nil
+	}
+	l.felixDirty = false
+	res, err := l.a.resolve(l.felix)
+	if err != nil {
+		l.a.log.Error("FelixConfiguration change ignored: it does not resolve", "err", err)
+		return nil
+	}
+	if names := RestartNeeded(l.res.Params, res.Params); len(names) > 0 {
+		l.a.log.Warn("configuration change needs a restart; exiting", "parameters", names)
+		return fmt.Errorf("agent: %s changed: %w", strings.Join(names, ", "), ErrRestart)
+	}
+	old := l.res.Params
+	l.res = res
+	l.a.applyLogLevel(res.Params)
+	if old.NftablesRefreshInterval != res.Params.NftablesRefreshInterval || old.RouteRefreshInterval != res.Params.RouteRefreshInterval {
+		l.startTickers()
+	}
+	if old.DefaultEndpointToHostAction != res.Params.DefaultEndpointToHostAction {
+		l.dirty = true
+	}
+	l.a.board.update(func(st *Status, _ map[string]string) { st.Config = describe(res) })
+	return nil
+}
+
+func (l *loop) startTickers() {
+	mk := func(t **time.Ticker, d time.Duration) {
+		if *t != nil {
+			(*t).Stop()
+			*t = nil
+		}
+		if d > 0 && l.nft != nil {
+			*t = time.NewTicker(d)
+		}
+	}
+	mk(&l.nftTick, l.res.Params.NftablesRefreshInterval)
+	mk(&l.rtTick, l.res.Params.RouteRefreshInterval)
+}
+
+// state returns calc's state with the agent's resolved config (which
+// honours every layer, including the local ones calc does not see).
+func (l *loop) state() desired.State {
+	s := l.calc.State()
+	s.Config = desired.Config{
+		InterfacePrefixes:           slices.Clone(l.res.Params.InterfacePrefix),
+		DefaultEndpointToHostAction: l.res.Params.DefaultEndpointToHostAction,
+	}
+	return s
+}
+
+// apply programs the current desired state into both dataplanes. On
+// failure it sets the retry time and returns the error.
+func (l *loop) apply(ctx context.Context) error {
+	a, m := l.a, l.a.m
+	start := time.Now()
+	if l.nft == nil {
+		if err := l.openDataplanes(ctx); err != nil {
+			return err
+		}
+	}
+	m.applies.Inc()
+	rev := l.rev
+	s := l.state()
+	var errs []error
+	if err := l.nft.Apply(&s); err != nil {
+		m.applyErrors.WithLabelValues(dataplaneNft).Inc()
+		errs = append(errs, fmt.Errorf("nftables: %w", err))
+	}
+	if err := l.rt.Apply(route.Routes(calc.Routes(&s))); err != nil {
+		m.applyErrors.WithLabelValues(dataplaneRoute).Inc()
+		errs = append(errs, fmt.Errorf("routes: %w", err))
+	}
+	m.applyDuration.Observe(time.Since(start).Seconds())
+	if err := errors.Join(errs...); err != nil {
+		l.fail(err)
+		return err
+	}
+	l.dirty = false
+	l.backoff = a.cfg.RetryMin
+	l.retryAt = time.Time{}
+	eps := make(map[string]string, len(s.Endpoints))
+	for iface, ep := range s.Endpoints {
+		eps[ep.WorkloadID] = iface
+	}
+	m.localEndpoints.Set(float64(len(s.Endpoints)))
+	m.activePolicies.Set(float64(len(s.Policies)))
+	m.activeProfiles.Set(float64(len(s.Profiles)))
+	m.ipSets.Set(float64(len(s.IPSets)))
+	m.programmed.Set(1)
+	now := time.Now()
+	a.board.update(func(st *Status, e map[string]string) {
+		st.Programmed = true
+		st.ProgrammedRevision = rev
+		st.LocalEndpoints, st.ActivePolicies, st.ActiveProfiles, st.IPSets = len(s.Endpoints), len(s.Policies), len(s.Profiles), len(s.IPSets)
+		st.Applies++
+		st.LastApplyError = ""
+		st.LastProgrammed = now
+		clear(e)
+		maps.Copy(e, eps)
+	})
+	a.log.Debug("applied", "revision", rev, "endpoints", len(s.Endpoints), "policies", len(s.Policies),
+		"ipsets", len(s.IPSets), "took", time.Since(start))
+	return nil
+}
+
+// fail records a failed apply and schedules the retry with backoff.
+func (l *loop) fail(err error) {
+	a := l.a
+	l.dirty = true
+	l.retryAt = time.Now().Add(l.backoff)
+	a.log.Error("apply failed; retrying", "err", err, "in", l.backoff)
+	l.backoff = min(2*l.backoff, a.cfg.RetryMax)
+	a.m.programmed.Set(0)
+	a.board.update(func(st *Status, _ map[string]string) {
+		st.Programmed = false
+		st.Applies++
+		st.ApplyErrors++
+		st.LastApplyError = err.Error()
+	})
+}
+
+// openDataplanes creates the dataplanes at the first apply, once the
+// interface prefixes are known.
+func (l *loop) openDataplanes(ctx context.Context) error {
+	newDP := l.a.cfg.NewDataplanes
+	if newDP == nil {
+		newDP = realDataplanes(l.a.cfg.Netns, l.a.log)
+	}
+	nftDP, rtDP, err := newDP(l.res.Params)
+	if err != nil {
+		err = fmt.Errorf("open dataplanes: %w", err)
+		l.a.m.applyErrors.WithLabelValues(dataplaneNft).Inc()
+		l.fail(err)
+		return err
+	}
+	l.nft, l.rt = nftDP, rtDP
+	if r, ok := rtDP.(interface{ Run(context.Context) error }); ok {
+		rctx, stop := context.WithCancel(ctx)
+		l.rtStop, l.rtDone = stop, make(chan struct{})
+		go func() {
+			defer close(l.rtDone)
+			if err := r.Run(rctx); err != nil {
+				l.a.log.Error("route link watcher stopped", "err", err)
+			}
+		}()
+	}
+	l.startTickers()
+	return nil
+}
+
+// resync reads one dataplane back and repairs drift.
+func (l *loop) resync(name string, dp interface{ Resync() error }) {
+	if dp == nil {
+		return
+	}
+	l.a.m.resyncs.WithLabelValues(name).Inc()
+	l.a.board.update(func(st *Status, _ map[string]string) { st.Resyncs++ })
+	if err := dp.Resync(); err != nil {
+		l.a.m.resyncErrors.WithLabelValues(name).Inc()
+		l.a.log.Error("resync failed; reapplying", "dataplane", name, "err", err)
+		l.dirty = true
+	}
+}
+
+// Handler returns the local API (see docs/agent.md): GET /v1/status,
+// GET /v1/endpoints/{namespace}/{name}/ready, /livez, /readyz and /metrics.
+func (a *Agent) Handler() http.Handler { return a.mux(true, true) }

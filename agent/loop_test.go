@@ -1,0 +1,380 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/brindle-net/brindle/api"
+	"github.com/brindle-net/brindle/dataplane/route"
+	"github.com/brindle-net/brindle/datastore"
+	"github.com/brindle-net/brindle/desired"
+)
+
+// fakeSource is a datastore stream fed by the test. Batches are queued
+// (like the real watcher) so a test can push while the loop is busy.
+type fakeSource struct{ ch chan []datastore.Update }
+
+func (s *fakeSource) Updates() <-chan []datastore.Update { return s.ch }
+func (s *fakeSource) Stop()                              {}
+
+// recorder is a fake pair of dataplanes that records every Apply.
+type recorder struct {
+	mu       sync.Mutex // guards every field below
+	opened   int
+	params   Params
+	nft      []desired.State
+	routes   []route.Routes
+	failNft  int           // fail this many more nft applies
+	gate     chan struct{} // when set, nft Apply waits for a receive from it
+	entered  chan struct{} // when set, nft Apply sends on it before waiting on gate
+	resyncs  int
+	failNext error
+}
+
+type fakeNft struct{ r *recorder }
+
+func (f fakeNft) Apply(s *desired.State) error {
+	f.r.mu.Lock()
+	gate, entered := f.r.gate, f.r.entered
+	f.r.mu.Unlock()
+	if entered != nil {
+		entered <- struct{}{}
+	}
+	if gate != nil {
+		<-gate
+	}
+	f.r.mu.Lock()
+	defer f.r.mu.Unlock()
+	f.r.nft = append(f.r.nft, *s) // calc never modifies a State it returned
+	if f.r.failNft > 0 {
+		f.r.failNft--
+		return errors.New("injected nft failure")
+	}
+	return nil
+}
+func (f fakeNft) Resync() error { f.r.mu.Lock(); f.r.resyncs++; f.r.mu.Unlock(); return nil }
+func (f fakeNft) Close() error  { return nil }
+
+type fakeRoute struct{ r *recorder }
+
+func (f fakeRoute) Apply(rs route.Routes) error {
+	f.r.mu.Lock()
+	defer f.r.mu.Unlock()
+	f.r.routes = append(f.r.routes, rs)
+	return nil
+}
+func (f fakeRoute) Resync() error { return nil }
+func (f fakeRoute) Close() error  { return nil }
+
+func (r *recorder) newDataplanes(p Params) (PolicyDataplane, RouteDataplane, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.opened++
+	r.params = p
+	return fakeNft{r}, fakeRoute{r}, nil
+}
+
+func (r *recorder) applies() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.nft)
+}
+
+func (r *recorder) last() desired.State {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.nft[len(r.nft)-1]
+}
+
+// harness runs an agent with a fake source and fake dataplanes.
+type harness struct {
+	t    *testing.T
+	a    *Agent
+	src  *fakeSource
+	rec  *recorder
+	done chan error
+	sock string
+}
+
+func newHarness(t *testing.T, layers ...Layer) *harness {
+	t.Helper()
+	h := &harness{t: t, src: &fakeSource{ch: make(chan []datastore.Update, 100)}, rec: &recorder{}, done: make(chan error, 1)}
+	h.sock = filepath.Join(t.TempDir(), "agent.sock")
+	a, err := New(Config{
+		Hostname:      "host-1",
+		LocalLayers:   layers,
+		SocketPath:    h.sock,
+		RetryMin:      time.Millisecond,
+		RetryMax:      5 * time.Millisecond,
+		Logger:        slog.New(slog.DiscardHandler),
+		NewSource:     func(context.Context) (Source, error) { return h.src, nil },
+		NewDataplanes: h.rec.newDataplanes,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.a = a
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { h.done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-h.done:
+		case <-time.After(10 * time.Second):
+			t.Error("agent did not stop")
+		}
+	})
+	return h
+}
+
+func (h *harness) push(us ...datastore.Update) { h.src.ch <- us }
+
+// waitProgrammed waits until the agent programmed revision rev.
+func (h *harness) waitProgrammed(rev int64) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if !h.a.WaitProgrammed(ctx, rev) {
+		h.t.Fatalf("revision %d not programmed; status %+v", rev, h.a.Status())
+	}
+}
+
+func basicWorld(t *testing.T) []datastore.Update {
+	ns := api.NamespaceProfile("ns1", nil)
+	sa := api.ServiceAccountProfile("ns1", "default", nil)
+	w := wep(podSpec{Namespace: "ns1", Name: "a", Node: "host-1", Iface: "cali1", IP: netip.MustParseAddr("10.65.0.1"),
+		Labels: map[string]string{"app": "a"}})
+	remote := wep(podSpec{Namespace: "ns1", Name: "b", Node: "host-2", Iface: "cali2", IP: netip.MustParseAddr("10.65.0.2")})
+	return []datastore.Update{set(t, ns, 1), set(t, sa, 2), set(t, w, 3), set(t, remote, 4)}
+}
+
+func TestLoopNothingBeforeInSync(t *testing.T) {
+	h := newHarness(t)
+	h.push(basicWorld(t)...)
+	// The channel is buffered; a second, empty batch is taken only after
+	// the first was fed and the loop decided whether to apply.
+	h.push()
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for time.Now().Before(deadline) && len(h.src.ch) > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	h.rec.mu.Lock()
+	opened, applied := h.rec.opened, len(h.rec.nft)
+	h.rec.mu.Unlock()
+	if opened != 0 || applied != 0 {
+		t.Fatalf("before in-sync: dataplanes opened %d times, %d applies; want none", opened, applied)
+	}
+	if st := h.a.Status(); st.InSync || st.Programmed {
+		t.Fatalf("status before in-sync: %+v", st)
+	}
+	h.push(inSync(4))
+	h.waitProgrammed(4)
+	if n := h.rec.applies(); n != 1 {
+		t.Fatalf("applies after in-sync: %d, want 1", n)
+	}
+	s := h.rec.last()
+	if got := slices.Sorted(maps.Keys(s.Endpoints)); !cmp.Equal(got, []string{"cali1"}) {
+		t.Errorf("endpoints %v, want [cali1] (the remote endpoint is not local)", got)
+	}
+	h.rec.mu.Lock()
+	rs := h.rec.routes[len(h.rec.routes)-1]
+	h.rec.mu.Unlock()
+	want := route.Routes{"cali1": {netip.MustParsePrefix("10.65.0.1/32")}}
+	if diff := cmp.Diff(want, rs, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("routes (-want +got):\n%s", diff)
+	}
+	st := h.a.Status()
+	if !st.InSync || !st.Programmed || st.LocalEndpoints != 1 || st.ProgrammedRevision != 4 {
+		t.Errorf("status after in-sync: %+v", st)
+	}
+}
+
+func TestLoopBatchesWhileApplying(t *testing.T) {
+	h := newHarness(t)
+	h.push(append(basicWorld(t), inSync(4))...)
+	h.waitProgrammed(4)
+
+	gate, entered := make(chan struct{}), make(chan struct{}, 10)
+	h.rec.mu.Lock()
+	h.rec.gate, h.rec.entered = gate, entered
+	h.rec.mu.Unlock()
+	// First change: its apply blocks on the gate.
+	w := wep(podSpec{Namespace: "ns1", Name: "c", Node: "host-1", Iface: "cali3", IP: netip.MustParseAddr("10.65.0.3")})
+	h.push(set(t, w, 5))
+	<-entered
+	// Five more changes arrive while that apply runs.
+	for i := range 5 {
+		w := wep(podSpec{Namespace: "ns1", Name: "d", Node: "host-1", Iface: "cali4", IP: netip.MustParseAddr("10.65.0.4"),
+			Labels: map[string]string{"gen": string(rune('a' + i))}})
+		h.push(set(t, w, int64(6+i)))
+	}
+	gate <- struct{}{} // release the apply of revision 5
+	gate <- struct{}{} // and exactly one more, for revisions 6-10
+	h.waitProgrammed(10)
+	h.rec.mu.Lock()
+	h.rec.gate, h.rec.entered = nil, nil
+	h.rec.mu.Unlock()
+	if n := h.rec.applies(); n != 3 {
+		t.Fatalf("applies: %d, want 3 (initial, revision 5, one for the five queued changes)", n)
+	}
+	if eps := h.rec.last().Endpoints; len(eps) != 3 {
+		t.Errorf("last applied state has %d endpoints, want 3", len(eps))
+	}
+}
+
+func TestLoopRetriesFailedApply(t *testing.T) {
+	h := newHarness(t)
+	h.rec.mu.Lock()
+	h.rec.failNft = 2
+	h.rec.mu.Unlock()
+	h.push(append(basicWorld(t), inSync(4))...)
+	h.waitProgrammed(4)
+	if n := h.rec.applies(); n != 3 {
+		t.Errorf("applies: %d, want 3 (two failures, then success)", n)
+	}
+	st := h.a.Status()
+	if st.ApplyErrors != 2 || st.LastApplyError != "" || !st.Programmed {
+		t.Errorf("status: %+v; want 2 apply errors, programmed, no last error", st)
+	}
+	if got := counterValue(t, h.a.m.applyErrors.WithLabelValues(dataplaneNft)); got != 2 {
+		t.Errorf("brindle_apply_errors_total{dataplane=nft} = %v, want 2", got)
+	}
+}
+
+func TestLoopConfigFromFelixConfiguration(t *testing.T) {
+	h := newHarness(t)
+	fc := objects(t, `
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: default}
+spec: {defaultEndpointToHostAction: Accept, interfacePrefix: cali}
+`)[0]
+	h.push(append(basicWorld(t), set(t, fc, 5), inSync(5))...)
+	h.waitProgrammed(5)
+	if got := h.rec.last().Config.DefaultEndpointToHostAction; got != desired.EndpointToHostAccept {
+		t.Fatalf("endpoint-to-host action %v, want Accept", got)
+	}
+	// A live change: node.host-1 says Return.
+	node := objects(t, `
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: node.host-1}
+spec: {defaultEndpointToHostAction: Return}
+`)[0]
+	h.push(set(t, node, 6))
+	h.waitProgrammed(6)
+	if got := h.rec.last().Config.DefaultEndpointToHostAction; got != desired.EndpointToHostReturn {
+		t.Fatalf("after node config: endpoint-to-host action %v, want Return", got)
+	}
+	// A restart-required change ends Run with ErrRestart.
+	fc2 := objects(t, `
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: default}
+spec: {defaultEndpointToHostAction: Accept, interfacePrefix: tap}
+`)[0]
+	h.push(set(t, fc2, 7))
+	select {
+	case err := <-h.done:
+		if !errors.Is(err, ErrRestart) {
+			t.Fatalf("Run returned %v, want ErrRestart", err)
+		}
+		h.done <- err // for cleanup
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after an interfacePrefix change")
+	}
+}
+
+func TestLoopLocalLayerBeatsDatastore(t *testing.T) {
+	h := newHarness(t, Layer{Name: "environment", Values: map[string]string{"DefaultEndpointToHostAction": "Drop"}})
+	fc := objects(t, `
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: default}
+spec: {defaultEndpointToHostAction: Accept}
+`)[0]
+	h.push(append(basicWorld(t), set(t, fc, 5), inSync(5))...)
+	h.waitProgrammed(5)
+	if got := h.rec.last().Config.DefaultEndpointToHostAction; got != desired.EndpointToHostDrop {
+		t.Fatalf("endpoint-to-host action %v, want Drop (environment beats the datastore)", got)
+	}
+}
+
+func TestLocalAPI(t *testing.T) {
+	h := newHarness(t)
+	c := NewClient(h.sock)
+	ctx := context.Background()
+	// The socket is up before in-sync; the endpoint is not ready.
+	var r EndpointReady
+	var err error
+	for i := 0; i < 100; i++ {
+		if r, err = c.EndpointReady(ctx, "ns1", "a", 0, 20*time.Millisecond); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil || r.Ready {
+		t.Fatalf("before in-sync: %+v, %v; want not ready", r, err)
+	}
+	if r.Reason == "" {
+		t.Errorf("not-ready answer has no reason")
+	}
+	// A waiter that starts now returns once the endpoint is programmed.
+	type res struct {
+		r   EndpointReady
+		err error
+	}
+	waiting := make(chan res, 1)
+	go func() {
+		r, err := c.EndpointReady(ctx, "ns1", "a", 3, 10*time.Second)
+		waiting <- res{r, err}
+	}()
+	time.Sleep(20 * time.Millisecond)
+	h.push(append(basicWorld(t), inSync(4))...)
+	got := <-waiting
+	if got.err != nil || !got.r.Ready || got.r.Interface != "cali1" || got.r.ProgrammedRevision < 3 {
+		t.Fatalf("waiter: %+v, %v; want ready on cali1 at revision >= 3", got.r, got.err)
+	}
+	// A remote endpoint never becomes ready here.
+	if r, err := c.EndpointReady(ctx, "ns1", "b", 0, 30*time.Millisecond); err != nil || r.Ready {
+		t.Errorf("remote endpoint: %+v, %v; want not ready", r, err)
+	}
+	// A revision not yet programmed is not ready.
+	if r, err := c.EndpointReady(ctx, "ns1", "a", 99, 30*time.Millisecond); err != nil || r.Ready {
+		t.Errorf("future revision: %+v, %v; want not ready", r, err)
+	}
+	if _, err := c.EndpointReady(ctx, "ns1", "a", 0, time.Hour); err == nil {
+		t.Errorf("timeout of an hour: want a bad-request error")
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.InSync || !st.Programmed || st.LocalEndpoints != 1 || st.Hostname != "host-1" {
+		t.Errorf("status: %+v", st)
+	}
+	if st.Config[ParamInterfacePrefix] != "cali (default)" {
+		t.Errorf("status config InterfacePrefix = %q, want \"cali (default)\"", st.Config[ParamInterfacePrefix])
+	}
+}
+
+func counterValue(t *testing.T, c interface{ Write(*dto.Metric) error }) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
