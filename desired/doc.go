@@ -41,6 +41,11 @@
 // (Allow accepts, Deny drops, Pass leaves the profile); then drop.
 //
 // Equality is cheap: PolicyID and Member are comparable (map keys); the
-// other types have Equal methods, so a consumer diffs two States object by
-// object.
+// other types have Equal methods and deep Clone methods, so a consumer
+// diffs two States object by object. Values reachable from a State handed
+// to a consumer are treated as immutable: to change a policy, set or
+// endpoint, put a new value in the map (consumers may recognise unchanged
+// objects by identity). Validate checks everything; ValidateConfig,
+// ValidateIPSet, ValidatePolicy, ValidateProfile and ValidateEndpoint check
+// one object each, for consumers that validate only what changed.
 package desired

@@ -101,12 +101,8 @@ const ackTimeout = 200 * time.Millisecond
 
 func (s *sender) send(req []netlink.Message) error {
 	want := 0
-	types := map[uint32]netlink.HeaderType{}
-	sent, err := s.nl.SendMessages(req)
-	if err != nil {
-		return fmt.Errorf("send batch: %w", err)
-	}
-	for _, m := range sent {
+	types := make(map[uint32]netlink.HeaderType, len(req))
+	for _, m := range req {
 		if m.Header.Flags&netlink.Acknowledge != 0 {
 			want++
 			types[m.Header.Sequence] = m.Header.Type
@@ -116,6 +112,20 @@ func (s *sender) send(req []netlink.Message) error {
 	if err != nil {
 		return err
 	}
+	// Marshal the whole batch into one buffer and send it with one
+	// sendmsg (the netlink library would copy it several times).
+	buf := marshalBatch(req)
+	var serr error
+	if err := raw.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		return serr != unix.EAGAIN && serr != unix.EINTR
+	}); err != nil {
+		return fmt.Errorf("send batch: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("send batch of %d messages (%d bytes): %w", len(req), len(buf), serr)
+	}
+	first0 := req[0].Header.Sequence
 	got := 0
 	var first error
 	for got < want {
@@ -142,7 +152,7 @@ func (s *sender) send(req []netlink.Message) error {
 					got++
 					if a.errno != 0 && first == nil {
 						first = fmt.Errorf("kernel rejected %s (message %d of the batch): %w",
-							msgTypeName(types[a.seq]), a.seq-sent[0].Header.Sequence, a.errno)
+							msgTypeName(types[a.seq]), a.seq-first0, a.errno)
 					}
 				}
 				if first != nil {
@@ -260,4 +270,27 @@ func (s *sender) dumpRules(t *nftables.Table) ([]ruleInfo, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// marshalBatch encodes netlink messages back to back, each padded to the
+// netlink alignment.
+func marshalBatch(msgs []netlink.Message) []byte {
+	align := func(n int) int { return (n + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1) }
+	size := 0
+	for _, m := range msgs {
+		size += align(unix.NLMSG_HDRLEN + len(m.Data))
+	}
+	buf := make([]byte, size)
+	off := 0
+	for _, m := range msgs {
+		l := unix.NLMSG_HDRLEN + len(m.Data)
+		binary.NativeEndian.PutUint32(buf[off:], uint32(l))
+		binary.NativeEndian.PutUint16(buf[off+4:], uint16(m.Header.Type))
+		binary.NativeEndian.PutUint16(buf[off+6:], uint16(m.Header.Flags))
+		binary.NativeEndian.PutUint32(buf[off+8:], m.Header.Sequence)
+		binary.NativeEndian.PutUint32(buf[off+12:], m.Header.PID)
+		copy(buf[off+unix.NLMSG_HDRLEN:], m.Data)
+		off += align(l)
+	}
+	return buf
 }
