@@ -35,5 +35,6 @@ func NewRootCommand(opts *Options) *cobra.Command {
 	root.SetErr(opts.Streams.ErrOut)
 	addResourceCommands(root, opts)
 	addPolicyCommands(root, opts)
+	addIPAMCommands(root, opts)
 	return root
 }
