@@ -184,6 +184,69 @@ func BenchmarkHub100Subscribers(b *testing.B) { benchWatch(b, 100, 20000, true) 
 // WorkloadEndpoints, from Watch to UpdateInSync.
 func BenchmarkSnapshot100000Endpoints(b *testing.B) {
 	const n = 100000
+	m := loadEndpoints(b, n)
+	ctx := context.Background()
+	b.ResetTimer()
+	for b.Loop() {
+		w, err := m.Client.Watch(ctx, datastore.WatchOptions{Kinds: []api.KindInfo{kind(b, "WorkloadEndpoint")}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got := untilInSync(w); got != n+1 {
+			b.Fatalf("snapshot had %d updates, want %d", got, n+1)
+		}
+		w.Stop()
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "endpoints/s")
+}
+
+// BenchmarkHubLateSubscriber100000Endpoints: a subscriber joining a hub
+// that holds 100,000 WorkloadEndpoints, from Subscribe to UpdateInSync.
+func BenchmarkHubLateSubscriber100000Endpoints(b *testing.B) {
+	const n = 100000
+	m := loadEndpoints(b, n)
+	ctx := context.Background()
+	opts := datastore.WatchOptions{Kinds: []api.KindInfo{kind(b, "WorkloadEndpoint")}}
+	hub, err := m.Client.NewHub(ctx, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer hub.Stop()
+	first, err := hub.Subscribe(ctx, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	untilInSync(first)
+	first.Stop()
+	b.ResetTimer()
+	for b.Loop() {
+		w, err := hub.Subscribe(ctx, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got := untilInSync(w); got != n+1 {
+			b.Fatalf("snapshot had %d updates, want %d", got, n+1)
+		}
+		w.Stop()
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "endpoints/s")
+}
+
+// untilInSync reads w up to and including UpdateInSync and returns how
+// many updates that was.
+func untilInSync(w *datastore.Watcher) int {
+	got := 0
+	for batch := range w.Updates() {
+		got += len(batch)
+		if batch[len(batch)-1].Type == datastore.UpdateInSync {
+			break
+		}
+	}
+	return got
+}
+
+// loadEndpoints starts a member (no fsync) holding n WorkloadEndpoints.
+func loadEndpoints(b *testing.B, n int) *datastoretest.Member {
 	m := datastoretest.NewWith(b, datastoretest.Options{MaxTxnOps: 1000})
 	ctx := context.Background()
 	raw := m.Client.Raw()
@@ -202,25 +265,7 @@ func BenchmarkSnapshot100000Endpoints(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ResetTimer()
-	for b.Loop() {
-		w, err := m.Client.Watch(ctx, datastore.WatchOptions{Kinds: []api.KindInfo{kind(b, "WorkloadEndpoint")}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		got := 0
-		for batch := range w.Updates() {
-			got += len(batch)
-			if batch[len(batch)-1].Type == datastore.UpdateInSync {
-				break
-			}
-		}
-		w.Stop()
-		if got != n+1 {
-			b.Fatalf("snapshot had %d updates, want %d", got, n+1)
-		}
-	}
-	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "endpoints/s")
+	return m
 }
 
 func endpoint(i int) *api.WorkloadEndpoint {

@@ -52,6 +52,28 @@
 // without bound between etcd and the consumer, so a slow consumer gets
 // every update, in bigger batches; it never stalls etcd or other watchers.
 //
+// # Hub: one watch shared by many consumers
+//
+// Client.NewHub runs one such watch for a whole process and fans it out:
+// one etcd watch and one decode per change, a cache of every key's current
+// value, and any number of subscribers (Hub.Subscribe, which returns a
+// *Watcher with the same stream). A subscriber may ask for a subset of the
+// hub's kinds and raw prefixes. It gets the cache's contents in key order,
+// then UpdateInSync, then the hub's changes in order; one that joins while
+// the hub's first snapshot is still being read gets the part read so far
+// and then the rest, then UpdateInSync. Each subscriber has its own
+// unbounded queue, filled without blocking, so a slow one loses nothing and
+// delays nobody. Objects from a hub are shared by all subscribers and the
+// cache: they are read-only (copy before modifying). Client.Watch objects
+// belong to their single consumer.
+//
+// # Lists
+//
+// Lists and snapshots read a prefix in pages at one revision (2,000 keys,
+// doubling up to 32,000, since etcd counts to the end of the range on every
+// paged read), fetching the next page while the current one is decoded;
+// a watch decodes large batches on all cores, keeping their order.
+//
 // # Embedded member
 //
 // StartServer runs a single etcd member (brindle datastore uses it; tests

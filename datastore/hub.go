@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -119,24 +119,28 @@ func (h *Hub) Subscribe(ctx context.Context, opts WatchOptions) (*Watcher, error
 	stopWithHub := context.AfterFunc(h.ctx, cancel)
 	w := newWatcher(cancel)
 
+	// Copy the matching part of the cache and register, atomically with
+	// respect to the hub's batches; sort outside the hub's lock. Later
+	// batches queue up behind the snapshot, since the pump has not
+	// started yet.
 	h.mu.Lock()
-	keys := make([]string, 0, len(h.cache))
-	for k, u := range h.cache {
+	snap := make([]Update, 0, len(h.cache))
+	for _, u := range h.cache {
 		if f.match(&u) {
-			keys = append(keys, k)
+			snap = append(snap, u)
 		}
 	}
-	sort.Strings(keys)
-	snap := make([]Update, len(keys), len(keys)+1)
-	for i, k := range keys {
-		snap[i] = h.cache[k]
-	}
-	if h.synced {
-		snap = append(snap, Update{Type: UpdateInSync, Revision: h.rev})
-	}
-	w.push(snap...)
+	synced, rev := h.synced, h.rev
 	h.subs[w] = f
 	h.mu.Unlock()
+	snap = sortedByKey(snap)
+	if synced {
+		snap = append(snap, Update{Type: UpdateInSync, Revision: rev})
+	}
+	w.mu.Lock()
+	w.queue = append(snap, w.queue...)
+	w.mu.Unlock()
+	w.push() // wake the pump
 
 	var wg sync.WaitGroup
 	wg.Go(func() { w.pump(sctx) })
@@ -149,6 +153,20 @@ func (h *Hub) Subscribe(ctx context.Context, opts WatchOptions) (*Watcher, error
 	})
 	go func() { wg.Wait(); close(w.done) }()
 	return w, nil
+}
+
+// sortedByKey returns us in key order (sorting indexes, not the updates).
+func sortedByKey(us []Update) []Update {
+	order := make([]int32, len(us))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int { return strings.Compare(us[a].Key, us[b].Key) })
+	out := make([]Update, len(us), len(us)+1)
+	for i, j := range order {
+		out[i] = us[j]
+	}
+	return out
 }
 
 // Subscribers returns how many subscriptions are open.

@@ -155,14 +155,14 @@ func newWatchState(c *Client, opts WatchOptions) (*watchState, error) {
 	return s, nil
 }
 
-// push queues updates for the consumer; it never blocks.
+// push queues updates for the consumer and wakes the pump; it never
+// blocks.
 func (w *Watcher) push(us ...Update) {
-	if len(us) == 0 {
-		return
+	if len(us) > 0 {
+		w.mu.Lock()
+		w.queue = append(w.queue, us...)
+		w.mu.Unlock()
 	}
-	w.mu.Lock()
-	w.queue = append(w.queue, us...)
-	w.mu.Unlock()
 	select {
 	case w.notify <- struct{}{}:
 	default:
