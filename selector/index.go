@@ -74,7 +74,6 @@ type selEntry struct {
 	req     requirement
 	indexed bool   // req is entered in byKV/byKey; otherwise in fallback
 	wasted  uint32 // fruitless candidate evaluations since the last re-choice
-	matches idSet  // item numbers
 }
 
 type itemEntry struct {
@@ -207,12 +206,15 @@ func setLen[K comparable](m map[K]*idSet, k K) int {
 func (x *Index) UpdateSelector(id string, sel *Selector) {
 	si, exists := x.selIDs[id]
 	var e *selEntry
+	x.nextEpoch()
+	x.cand = x.cand[:0]
 	if exists {
 		e = x.sels[si]
 		if e.sel == sel || e.sel.UniqueID() == sel.UniqueID() {
 			e.sel = sel
 			return
 		}
+		x.collectItems(e) // the old matches are among these
 		x.unindexSelector(si)
 	} else {
 		si = x.allocSelector(id)
@@ -220,63 +222,82 @@ func (x *Index) UpdateSelector(id string, sel *Selector) {
 	}
 	e.sel, e.keys = sel, sel.LabelKeys()
 	x.indexSelector(si)
-
-	// Candidates: items that may match now, plus those that matched before.
-	x.nextEpoch()
-	if len(x.itemMark) < len(x.items) {
-		x.itemMark = append(x.itemMark, make([]uint32, len(x.items)-len(x.itemMark))...)
-	}
-	x.cand = x.cand[:0]
-	collect := func(s *idSet) {
-		if s == nil {
-			return
-		}
-		n := len(x.cand)
-		x.cand = s.appendTo(x.cand)
-		kept := x.cand[:n]
-		for _, it := range x.cand[n:] {
-			if x.itemMark[it] != x.epoch {
-				x.itemMark[it] = x.epoch
-				kept = append(kept, it)
-			}
-		}
-		x.cand = kept
-	}
-	if e.indexed {
-		for _, p := range e.req.kvs {
-			collect(x.itemsByKV[p])
-		}
-		for _, k := range e.req.keys {
-			collect(x.itemsByKey[k])
-		}
-		collect(&e.matches)
-	} else {
-		for i := range x.items {
-			if x.items[i].id != "" {
-				x.cand = append(x.cand, uint32(i))
-			}
-		}
-	}
+	x.collectItems(e)
 	slices.Sort(x.cand)
-	cand := x.cand
-	for _, it := range cand {
+	for _, it := range x.cand {
 		item := &x.items[it]
 		x.newView = view{own: item.own, parents: item.parents}
 		now := x.newView.eval(sel)
-		if now == e.matches.has(it) {
-			continue
-		}
-		if now {
-			e.matches.add(it)
+		was := hasSorted(item.matches, si)
+		switch {
+		case now && !was:
 			item.matches = sortedInsert(item.matches, si)
 			x.onStart(id, item.id)
-		} else {
-			e.matches.remove(it)
+		case was && !now:
 			item.matches = sortedRemove(item.matches, si)
 			x.onStop(id, item.id)
 		}
 	}
 	x.newView = view{}
+}
+
+// collectItems appends to x.cand, once each (per epoch), the items that
+// carry one of e's requirement labels, or every item when e is not
+// indexed. Every item e matches is among them.
+func (x *Index) collectItems(e *selEntry) {
+	if len(x.itemMark) < len(x.items) {
+		x.itemMark = append(x.itemMark, make([]uint32, len(x.items)-len(x.itemMark))...)
+	}
+	add := func(it uint32) {
+		if x.itemMark[it] != x.epoch {
+			x.itemMark[it] = x.epoch
+			x.cand = append(x.cand, it)
+		}
+	}
+	if !e.indexed {
+		for i := range x.items {
+			if x.items[i].id != "" {
+				add(uint32(i))
+			}
+		}
+		return
+	}
+	each := func(s *idSet) {
+		if s == nil {
+			return
+		}
+		if s.big != nil {
+			for it := range s.big {
+				add(it)
+			}
+			return
+		}
+		for _, it := range s.small {
+			add(it)
+		}
+	}
+	for _, p := range e.req.kvs {
+		each(x.itemsByKV[p])
+	}
+	for _, k := range e.req.keys {
+		each(x.itemsByKey[k])
+	}
+}
+
+// matchedItems returns the sorted items selector si matches, in x.cand.
+func (x *Index) matchedItems(si uint32) []uint32 {
+	x.nextEpoch()
+	x.cand = x.cand[:0]
+	x.collectItems(x.sels[si])
+	matched := x.cand[:0]
+	for _, it := range x.cand {
+		if hasSorted(x.items[it].matches, si) {
+			matched = append(matched, it)
+		}
+	}
+	slices.Sort(matched)
+	x.cand = matched
+	return matched
 }
 
 // DeleteSelector removes the selector registered under id, reporting the
@@ -286,14 +307,10 @@ func (x *Index) DeleteSelector(id string) {
 	if !ok {
 		return
 	}
-	e := x.sels[si]
-	matched := e.matches.appendTo(x.cand[:0])
-	slices.Sort(matched)
-	for _, it := range matched {
+	for _, it := range x.matchedItems(si) {
 		x.items[it].matches = sortedRemove(x.items[it].matches, si)
 		x.onStop(id, x.items[it].id)
 	}
-	x.cand = matched[:0]
 	x.unindexSelector(si)
 	delete(x.selIDs, id)
 	x.sels[si] = nil
@@ -458,7 +475,6 @@ func (x *Index) DeleteItem(id string) {
 	item := &x.items[it]
 	x.reindexItem(it, x.merged(&view{own: item.own, parents: item.parents}, &x.oldMerged), nil)
 	for _, si := range item.matches {
-		x.sels[si].matches.remove(it)
 		x.onStop(x.sels[si].id, id)
 	}
 	for _, p := range item.parents {
@@ -592,10 +608,8 @@ func (x *Index) reevaluate(it uint32, labels map[string]string, full bool) {
 		}
 		switch {
 		case now && !was:
-			e.matches.add(it)
 			x.onStart(e.id, item.id)
 		case was && !now:
-			e.matches.remove(it)
 			x.onStop(e.id, item.id)
 		case !now && !was && e.indexed:
 			if e.wasted++; e.wasted >= reChooseAfter {
@@ -705,7 +719,7 @@ func (x *Index) Matches(selID string) []string {
 		return nil
 	}
 	var ids []string
-	for _, it := range x.sels[si].matches.appendTo(nil) {
+	for _, it := range x.matchedItems(si) {
 		ids = append(ids, x.items[it].id)
 	}
 	slices.Sort(ids)
@@ -758,4 +772,9 @@ func sortedRemove(s []uint32, v uint32) []uint32 {
 		return nil
 	}
 	return slices.Delete(s, i, i+1)
+}
+
+func hasSorted(s []uint32, v uint32) bool {
+	_, found := slices.BinarySearch(s, v)
+	return found
 }
