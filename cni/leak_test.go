@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 )
 
-// leakCycles: 1,000 cycles take about 140 s on a 2-core machine, so the
+// leakCycles: 1,000 cycles took 262 s on the shared 2-core machine, so the
 // default is fewer; run `go test ./cni -run Leak -leak-cycles 1000` for the
 // full count.
 var leakCycles = flag.Int("leak-cycles", 300, "ADD/DEL cycles of TestPrivilegedLeak")
@@ -52,6 +53,7 @@ func TestPrivilegedLeak(t *testing.T) {
 			p.rt.Args[3][1] = p.rt.ContainerID
 		}
 		wantFail := true
+		stopped := make(chan struct{})
 		switch i % 10 {
 		case 3:
 			setCrash(true)
@@ -68,6 +70,7 @@ func TestPrivilegedLeak(t *testing.T) {
 				return ctx.Err()
 			})
 			go func() {
+				defer close(stopped)
 				<-started
 				h.stopServer()
 			}()
@@ -78,6 +81,11 @@ func TestPrivilegedLeak(t *testing.T) {
 		setCrash(false)
 		h.setReady(nil)
 		if i%10 == 1 {
+			select {
+			case <-stopped:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("cycle %d: the ADD never reached the readiness wait (err %v)", i, err)
+			}
 			h.startServer()
 		}
 		switch {
