@@ -31,6 +31,23 @@
 // re-parses to has(a). String is therefore idempotent after at most one
 // re-parse.
 //
+// # Evaluation
+//
+// Evaluate takes a label map; EvaluateLabels takes any Labels source, such
+// as an endpoint's own labels layered over its profiles' labels (own
+// wins). Neither allocates. An Or of three or more k == v terms on one key
+// is evaluated as a single set lookup; an "in" set of more than eight
+// values is binary searched.
+//
+// # Label index
+//
+// Index keeps, for many selectors and many labelled items (with optional
+// parents whose labels they inherit), which items each selector matches,
+// and reports matches starting and stopping through callbacks. It indexes
+// each selector on a label (key, value) or key that every item it matches
+// must carry, so one item's label change re-evaluates only a handful of
+// candidate selectors, never all of them.
+//
 // # Errors
 //
 // Parse never panics. A bad selector yields a *ParseError naming the
@@ -38,7 +55,10 @@
 //
 // # Concurrency
 //
-// A *Selector is immutable after Parse and safe for concurrent use. An
-// *Index is not safe for concurrent use; its owner serialises calls, and the
-// callbacks run synchronously inside the call that caused them.
+// A *Selector is immutable after Parse and safe for concurrent use
+// (String and UniqueID are computed once, lazily, without races). An
+// *Index is not safe for concurrent use; its owner serialises calls, and
+// the callbacks run synchronously inside the call that caused them.
+//
+// This package imports only the standard library.
 package selector

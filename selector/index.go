@@ -20,10 +20,11 @@ import (
 // terms, or has(k) / contains / starts with / ends with, and for an And
 // the most selective of its operands. Selectors with no such requirement
 // (for example !has(k) or k != v) sit in a fallback set that every item
-// change re-evaluates. One item's change therefore re-evaluates only the
+// change considers. One item's change therefore considers only the
 // selectors indexed on its new labels, the fallback set and the selectors
-// it currently matches. A selector's index entry is re-chosen from current
-// label statistics when it keeps being evaluated without matching.
+// it currently matches, and of those evaluates only the ones that read a
+// label whose value changed. A selector's index entry is re-chosen from
+// current label statistics when it keeps being evaluated without matching.
 //
 // Callbacks run synchronously inside the call that caused them and must
 // not call back into the Index. An Index is not safe for concurrent use.
@@ -39,7 +40,7 @@ type Index struct {
 	fallback idSet             // selectors with no index requirement
 
 	itemIDs    map[string]uint32
-	items      []itemEntry // indexed by item number; id == "" when free
+	items      []itemEntry // indexed by item number
 	freeItems  []uint32
 	itemsByKV  map[kv]*idSet     // items carrying (key, value)
 	itemsByKey map[string]*idSet // items carrying key
@@ -78,6 +79,7 @@ type selEntry struct {
 
 type itemEntry struct {
 	id      string
+	live    bool // false for a free slot
 	own     map[string]string
 	parents []*parentEntry
 	matches []uint32 // selector numbers, sorted
@@ -256,7 +258,7 @@ func (x *Index) collectItems(e *selEntry) {
 	}
 	if !e.indexed {
 		for i := range x.items {
-			if x.items[i].id != "" {
+			if x.items[i].live {
 				add(uint32(i))
 			}
 		}
@@ -495,7 +497,7 @@ func (x *Index) allocItem(id string) uint32 {
 		it = uint32(len(x.items))
 		x.items = append(x.items, itemEntry{})
 	}
-	x.items[it].id = id
+	x.items[it].id, x.items[it].live = id, true
 	x.itemIDs[id] = it
 	return it
 }

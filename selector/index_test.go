@@ -159,7 +159,7 @@ func TestIndexOracle(t *testing.T) {
 				var what string
 				switch op := r.IntN(20); {
 				case op < 3:
-					id := fmt.Sprint("s", r.IntN(25))
+					id := randID(r, "s", 25)
 					sel := MustParse(randSelector(r, 2))
 					if r.IntN(10) == 0 {
 						sel = shared // one object under several IDs
@@ -168,12 +168,12 @@ func TestIndexOracle(t *testing.T) {
 					x.UpdateSelector(id, sel)
 					o.sels[id] = sel
 				case op < 4:
-					id := fmt.Sprint("s", r.IntN(25))
+					id := randID(r, "s", 25)
 					what = "DeleteSelector(" + id + ")"
 					x.DeleteSelector(id)
 					delete(o.sels, id)
 				case op < 12:
-					id := fmt.Sprint("i", r.IntN(40))
+					id := randID(r, "i", 40)
 					own := randLabels(r)
 					var pars []string
 					for range r.IntN(3) {
@@ -186,7 +186,7 @@ func TestIndexOracle(t *testing.T) {
 						o.items[id] = map[string]string{}
 					}
 				case op < 14:
-					id := fmt.Sprint("i", r.IntN(40))
+					id := randID(r, "i", 40)
 					what = "DeleteItem(" + id + ")"
 					x.DeleteItem(id)
 					delete(o.items, id)
@@ -215,6 +215,16 @@ func TestIndexOracle(t *testing.T) {
 			checkQueries(t, x, o, before)
 		})
 	}
+}
+
+// randID returns prefix+i for a random i < n, or "" for i == 0: the empty
+// string is a valid ID too.
+func randID(r *rand.Rand, prefix string, n int) string {
+	i := r.IntN(n)
+	if i == 0 {
+		return ""
+	}
+	return fmt.Sprint(prefix, i)
 }
 
 func checkQueries(t *testing.T, x *Index, o *oracle, st map[string]bool) {

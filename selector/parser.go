@@ -269,7 +269,9 @@ func (p *parser) parseSet(key string, negated bool) (*node, error) {
 		o = opNotIn
 	}
 	if cap(vals) > len(buf) { // already on the heap: sort in place
-		slices.Sort(vals)
+		if !slices.IsSorted(vals) {
+			slices.Sort(vals)
+		}
 		vals = slices.Clip(slices.Compact(vals))
 	} else {
 		vals = sortedSet(vals)
