@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -320,12 +321,13 @@ type loop struct {
 	backoff    time.Duration
 	retryAt    time.Time // no apply before this (after a failure)
 
-	nft     PolicyDataplane
-	rt      RouteDataplane
-	rtDone  chan struct{}
-	rtStop  context.CancelFunc
-	nftTick *time.Ticker
-	rtTick  *time.Ticker
+	nft       PolicyDataplane
+	rt        RouteDataplane
+	rtApplied route.Routes // the routes of the last successful route Apply
+	rtDone    chan struct{}
+	rtStop    context.CancelFunc
+	nftTick   *time.Ticker
+	rtTick    *time.Ticker
 }
 
 func (l *loop) close() {
@@ -547,9 +549,18 @@ func (l *loop) apply(ctx context.Context) error {
 		m.applyErrors.WithLabelValues(dataplaneNft).Inc()
 		errs = append(errs, fmt.Errorf("nftables: %w", err))
 	}
-	if err := l.rt.Apply(route.Routes(calc.Routes(&s))); err != nil {
-		m.applyErrors.WithLabelValues(dataplaneRoute).Inc()
-		errs = append(errs, fmt.Errorf("routes: %w", err))
+	// Routes depend only on local endpoints' interfaces and addresses; a
+	// policy or label change leaves them alone, so the route dataplane's
+	// full read-back is skipped then (link events and the periodic resync
+	// still repair drift).
+	if rs := route.Routes(calc.Routes(&s)); l.rtApplied == nil || !routesEqual(rs, l.rtApplied) {
+		if err := l.rt.Apply(rs); err != nil {
+			m.applyErrors.WithLabelValues(dataplaneRoute).Inc()
+			errs = append(errs, fmt.Errorf("routes: %w", err))
+			l.rtApplied = nil
+		} else {
+			l.rtApplied = rs
+		}
 	}
 	m.applyDuration.Observe(time.Since(start).Seconds())
 	if err := errors.Join(errs...); err != nil {
@@ -646,3 +657,7 @@ func (l *loop) resync(name string, dp interface{ Resync() error }) {
 // Handler returns the local API (see docs/agent.md): GET /v1/status,
 // GET /v1/endpoints/{namespace}/{name}/ready, /livez, /readyz and /metrics.
 func (a *Agent) Handler() http.Handler { return a.mux(true, true) }
+
+func routesEqual(a, b route.Routes) bool {
+	return maps.EqualFunc(a, b, func(x, y []netip.Prefix) bool { return slices.Equal(x, y) })
+}
