@@ -72,7 +72,7 @@ exits without touching the kernel.`,
 	f.StringVar(&fl.certFile, "etcd-cert", "", "client certificate for etcd TLS (env BRINDLE_ETCD_CERT_FILE)")
 	f.StringVar(&fl.keyFile, "etcd-key", "", "client key for etcd TLS (env BRINDLE_ETCD_KEY_FILE)")
 	f.StringVar(&fl.socket, "socket", DefaultNodeSocket, "unix socket of the local API (empty: none)")
-	f.StringVar(&fl.configFile, "config-file", DefaultNodeConfigFile, "parameter file (INI, [global]); a missing default file is fine")
+	f.StringVar(&fl.configFile, "config-file", DefaultNodeConfigFile, "parameter file (INI, [global]; empty: none); a missing default file is fine")
 	f.StringVar(&fl.netns, "netns", "", "program this network namespace (path) instead of the agent's own")
 	f.BoolVar(&fl.dump, "dump", false, "print the ruleset and routes this host would program now, then exit")
 	f.DurationVar(&fl.dumpWait, "dump-timeout", 30*time.Second, "with --dump: how long to wait for the datastore")
@@ -110,6 +110,7 @@ func runNode(ctx context.Context, fl nodeFlags, logger *slog.Logger, level *slog
 	layers := []agent.Layer{{Name: "flags", Values: fl.params}, agent.EnvLayer(os.Environ())}
 	data, err := os.ReadFile(fl.configFile)
 	switch {
+	case fl.configFile == "":
 	case err == nil:
 		l, err := agent.ParseConfigFile(fl.configFile, data)
 		if err != nil {
