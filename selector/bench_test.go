@@ -57,6 +57,7 @@ func BenchmarkParse(b *testing.B) {
 		group := groups[name]
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
+			clock := startCPUClock(b)
 			i := 0
 			for b.Loop() {
 				if _, err := Parse(group[i]); err != nil {
@@ -66,6 +67,7 @@ func BenchmarkParse(b *testing.B) {
 					i = 0
 				}
 			}
+			clock.report()
 		})
 	}
 }
@@ -86,6 +88,7 @@ func BenchmarkEvaluate(b *testing.B) {
 		}
 	}
 	b.ReportAllocs()
+	clock := startCPUClock(b)
 	i, n := 0, 0
 	for b.Loop() {
 		p := pairs[i]
@@ -96,6 +99,7 @@ func BenchmarkEvaluate(b *testing.B) {
 			i = 0
 		}
 	}
+	clock.report()
 	if n == 0 {
 		b.Fatal("nothing matched")
 	}

@@ -127,12 +127,14 @@ func BenchmarkIndexItemLabelChange(b *testing.B) {
 	x.onStart = func(string, string) { started++ }
 	x.onStop = func(string, string) { stopped++ }
 	b.ReportAllocs()
+	clock := startCPUClock(b)
 	n := 0
 	for b.Loop() {
 		c := &changes[n%pool]
 		x.UpdateItemWithParents(c.id, c.labels[(n/pool)%2], c.parents)
 		n++
 	}
+	clock.report()
 	if started+stopped == 0 && n > pool {
 		b.Error("no membership changed; the benchmark exercises nothing")
 	}

@@ -63,7 +63,9 @@ func fillOr(n *node, kids []*node) {
 	for i, k := range kids {
 		vals[i] = k.val
 	}
-	slices.Sort(vals)
+	if !slices.IsSorted(vals) {
+		slices.Sort(vals)
+	}
 	n.key, n.set = kids[0].key, slices.Clip(slices.Compact(vals))
 }
 
