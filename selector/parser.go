@@ -17,6 +17,11 @@ func (e *ParseError) Error() string {
 	return fmt.Sprintf("selector %q: at character %d: %s", e.Selector, e.Pos, e.Msg)
 }
 
+// MaxNesting is how deep parentheses may nest. Calico has no such limit,
+// but its selector fields hold at most 1024 characters, which cannot nest
+// deeper; the limit keeps absurd inputs from exhausting the stack.
+const MaxNesting = 1024
+
 // Parse parses a selector. The empty or blank selector is all().
 func Parse(s string) (*Selector, error) {
 	sel := &Selector{}
@@ -58,6 +63,7 @@ type parser struct {
 	tok   token
 	nodes []node  // unused nodes
 	chunk int     // size of the last node slab
+	depth int     // open parentheses
 	ptrs  []*node // unused operand slots
 }
 
@@ -171,6 +177,9 @@ func (p *parser) parsePrimary() (*node, error) {
 		}
 		return globalNode, nil
 	case tokLParen:
+		if p.depth++; p.depth > MaxNesting {
+			return nil, p.errorf("parentheses nested more than %d deep", MaxNesting)
+		}
 		if err := p.advance(); err != nil {
 			return nil, err
 		}
@@ -178,6 +187,7 @@ func (p *parser) parsePrimary() (*node, error) {
 		if err != nil {
 			return nil, err
 		}
+		p.depth--
 		if p.tok.kind != tokRParen {
 			return nil, p.errorf("expected \")\" to close the \"(\" at character %d, found %s", t.pos+1, p.tok.describe())
 		}

@@ -260,6 +260,27 @@ func TestLabelLength(t *testing.T) {
 	}
 }
 
+func TestNesting(t *testing.T) {
+	nest := func(n int) string {
+		return strings.Repeat("!(", n) + "a == 'b'" + strings.Repeat(")", n)
+	}
+	sel, err := Parse(nest(MaxNesting))
+	if err != nil {
+		t.Fatalf("%d levels: %v", MaxNesting, err)
+	}
+	if sel.Evaluate(map[string]string{"a": "b"}) != (MaxNesting%2 == 0) {
+		t.Errorf("%d nested negations evaluated wrongly", MaxNesting)
+	}
+	_, err = Parse(nest(MaxNesting + 1))
+	var pe *ParseError
+	if !errors.As(err, &pe) || !strings.Contains(pe.Msg, "nested") || pe.Pos != 2*MaxNesting+2 {
+		t.Errorf("%d levels: err = %v, want nesting error at character %d", MaxNesting+1, err, 2*MaxNesting+2)
+	}
+	if _, err := Parse(strings.Repeat("(", 1_000_000)); err == nil {
+		t.Error("a million open parentheses parsed")
+	}
+}
+
 func TestAPI(t *testing.T) {
 	tests := []struct {
 		sel                 string
