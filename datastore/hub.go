@@ -21,9 +21,10 @@ import (
 // or the other subscribers; the cost of a slow subscriber is its queue's
 // memory.
 //
-// Objects (Update.Object) are shared by the cache and every subscriber:
-// they are read-only. A subscriber that needs to modify one must copy it
-// (e.g. with DeepCopyObject).
+// Objects (Update.Object) and raw values (Update.Value) are shared by the
+// cache and every subscriber: they are read-only. A subscriber that needs
+// to modify one must copy it (e.g. with DeepCopyObject). The batches
+// themselves ([]Update) are each subscriber's own.
 //
 // The hub follows etcd like a Watcher: it resumes after a dropped
 // connection, and after a compaction it lists again and fans out just the

@@ -57,7 +57,8 @@ type Update struct {
 	// Client.Watch consumer owns it; objects from a Hub subscription are
 	// shared by every subscriber and must be treated as read-only.
 	Object api.Object
-	// Value is the raw value on UpdateSet of a raw key.
+	// Value is the raw value on UpdateSet of a raw key (read-only when
+	// it comes from a Hub).
 	Value []byte
 	// Err is set when a value failed to decode; Type is then UpdateDelete.
 	Err error
