@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/brindle-net/brindle/cni/wire"
 )
 
 // BenchmarkAdd measures ADD latency through libcni and the real plugin
@@ -117,4 +119,26 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 	}
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
+}
+
+// BenchmarkServiceAdd is the agent's share of one ADD, in-process: stale
+// handle check, AutoAssign on embedded etcd, endpoint write, Ready (at
+// once). DEL runs outside the timer.
+func BenchmarkServiceAdd(b *testing.B) {
+	h := newHarness(b, harnessOpts{})
+	ctx := b.Context()
+	i := 0
+	for b.Loop() {
+		i++
+		att := wire.Attachment{Network: testNetwork, ContainerID: fmt.Sprintf("svc-%d", i), IfName: "eth0",
+			K8s: &wire.K8s{Namespace: "team-a", Pod: fmt.Sprintf("p%d", i)}}
+		if _, err := h.svc.Add(ctx, &wire.AddRequest{Attachment: att, AssignIPv4: true}); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if _, err := h.svc.Del(ctx, &wire.DelRequest{Attachment: att}); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
 }

@@ -100,6 +100,12 @@ type Service struct {
 	// flight (GC skips it). Guarded by mu.
 	locks map[string]chan struct{}
 
+	// ipamMu serialises this host's assignments, as Calico's host-wide
+	// IPAM lock does: concurrent ADDs would otherwise race for the same
+	// block and burn compare-and-swap retries (each one re-reads and
+	// re-encodes the block).
+	ipamMu sync.Mutex
+
 	// afterEndpointWrite, when set (tests only), runs after the endpoint
 	// is written and before the readiness wait; a panic there stands in
 	// for the agent dying mid-ADD (no rollback runs).
@@ -253,7 +259,9 @@ func (s *Service) Add(ctx context.Context, req *wire.AddRequest) (resp *wire.Add
 		}
 	}()
 
+	s.ipamMu.Lock()
 	ips, err := s.assign(ctx, id, req, requested)
+	s.ipamMu.Unlock()
 	if err != nil {
 		return nil, err
 	}
