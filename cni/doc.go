@@ -21,7 +21,8 @@
 //     "<namespace>.<pod>". A datastore error fails DEL so the runtime
 //     retries it.
 //   - Requests for one attachment are serialised (per handle); GC skips
-//     attachments with a request in flight.
+//     attachments with a request in flight. This host's assignments are
+//     serialised too (Calico's host-wide IPAM lock).
 //   - GC releases this node's handles of the network whose container is
 //     not in the runtime's list, and deletes their endpoints.
 //   - STATUS is not ready when the datastore does not answer or the
