@@ -1,4 +1,4 @@
-package cni
+package cni_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/brindle-net/brindle/api"
+	"github.com/brindle-net/brindle/cni"
 	"github.com/brindle-net/brindle/internal/netnstest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -45,11 +46,11 @@ func TestPrivilegedAddCheckDel(t *testing.T) {
 
 	// The result: host veth cali+hash, ee:ee MAC, container eth0, /32
 	// via 169.254.1.1.
-	wantIf := HostInterfaceName("cali", "team-a.web-1")
+	wantIf := cni.HostInterfaceName("cali", "team-a.web-1")
 	if got := ra.Interfaces[0].Name; got != wantIf || ra.Interfaces[0].Mac != "ee:ee:ee:ee:ee:ee" {
 		t.Errorf("host interface %s %s, want %s ee:ee:ee:ee:ee:ee", got, ra.Interfaces[0].Mac, wantIf)
 	}
-	if got := rb.Interfaces[0].Name; got != HostInterfaceName("cali", "cid-bbbb") {
+	if got := rb.Interfaces[0].Name; got != cni.HostInterfaceName("cali", "cid-bbbb") {
 		t.Errorf("plain CNI host interface %s, want hash of the container ID", got)
 	}
 	if ra.Interfaces[1].Name != "eth0" || ra.Interfaces[1].Sandbox != a.ns.Path() {

@@ -1,4 +1,4 @@
-package cni
+package cni_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/brindle-net/brindle/api"
+	"github.com/brindle-net/brindle/cni"
 	"github.com/brindle-net/brindle/datastore"
 	"github.com/brindle-net/brindle/datastore/datastoretest"
 	"github.com/brindle-net/brindle/internal/netnstest"
@@ -64,14 +65,14 @@ type harness struct {
 	t      testing.TB
 	member *datastoretest.Member
 	ipam   *ipam.IPAM
-	svc    *Service
+	svc    *cni.Service
 	socket string
 	host   *netnstest.NS
 	cni    *libcni.CNIConfig
 	list   *libcni.NetworkConfigList
 
 	mu    sync.Mutex
-	ready ReadyFunc // guarded by mu; nil: ready at once
+	ready cni.ReadyFunc // guarded by mu; nil: ready at once
 
 	srv *http.Server
 }
@@ -103,11 +104,11 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 		}
 	}
 	var err error
-	h.ipam, err = ipam.New(ipam.NewEtcdStore(h.member.Client), ipam.Config{Node: testNode, Source: NewDatastoreSource(h.member.Client)})
+	h.ipam, err = ipam.New(ipam.NewEtcdStore(h.member.Client), ipam.Config{Node: testNode, Source: cni.NewDatastoreSource(h.member.Client)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.svc, err = NewService(ServiceConfig{
+	h.svc, err = cni.NewService(cni.ServiceConfig{
 		Datastore: h.member.Client,
 		IPAM:      h.ipam,
 		Node:      testNode,
@@ -185,7 +186,7 @@ func (h *harness) stopServer() {
 	os.Remove(h.socket)
 }
 
-func (h *harness) setReady(f ReadyFunc) {
+func (h *harness) setReady(f cni.ReadyFunc) {
 	h.mu.Lock()
 	h.ready = f
 	h.mu.Unlock()

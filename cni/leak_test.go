@@ -1,4 +1,4 @@
-package cni
+package cni_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/brindle-net/brindle/cni"
 )
 
 // leakCycles: 1,000 cycles took 262 s on the shared 2-core machine, so the
@@ -27,7 +29,7 @@ func TestPrivilegedLeak(t *testing.T) {
 	}
 	h := newHarness(t, harnessOpts{})
 	var crash bool // guarded by h.mu
-	h.svc.afterEndpointWrite = func() {
+	cni.SetAfterEndpointWrite(h.svc, func() {
 		h.mu.Lock()
 		c := crash
 		h.mu.Unlock()
@@ -35,7 +37,7 @@ func TestPrivilegedLeak(t *testing.T) {
 			// The agent dies after writing the endpoint: no rollback runs.
 			panic(http.ErrAbortHandler)
 		}
-	}
+	})
 	setCrash := func(v bool) {
 		h.mu.Lock()
 		crash = v
