@@ -76,6 +76,10 @@ type Config struct {
 	// SocketPath is where the local API listens (unix socket); "" means
 	// no local API.
 	SocketPath string
+	// LocalHandlers are mounted on the local API beside the agent's own
+	// paths, keyed by mux pattern (the CNI service under wire.PathPrefix,
+	// the BGP status). Ignored when SocketPath is "".
+	LocalHandlers map[string]http.Handler
 	// Logger receives the agent's logs. Default: discard.
 	Logger *slog.Logger
 	// LogLevel, when set, is adjusted to LogSeverityScreen.

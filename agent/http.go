@@ -35,6 +35,9 @@ func (a *Agent) mux(api, metrics bool) *http.ServeMux {
 	if api {
 		mux.HandleFunc("GET /v1/status", a.handleStatus)
 		mux.HandleFunc("GET /v1/endpoints/{namespace}/{name}/ready", a.handleEndpointReady)
+		for pattern, h := range a.cfg.LocalHandlers {
+			mux.Handle(pattern, h)
+		}
 	}
 	if metrics {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.m.reg, promhttp.HandlerOpts{}))

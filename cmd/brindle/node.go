@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -13,6 +14,9 @@ import (
 	"time"
 
 	"github.com/brindle-net/brindle/agent"
+	"github.com/brindle-net/brindle/cni"
+	"github.com/brindle-net/brindle/cni/wire"
+	"github.com/brindle-net/brindle/ipam"
 	"github.com/brindle-net/brindle/datastore"
 	"github.com/spf13/cobra"
 )
@@ -140,9 +144,18 @@ func runNode(ctx context.Context, fl nodeFlags, logger *slog.Logger, level *slog
 		_, err = fmt.Fprint(cmd.OutOrStdout(), out)
 		return err
 	}
-	a, err := agent.New(agent.Config{
+	var a *agent.Agent
+	handlers := map[string]http.Handler{}
+	if fl.socket != "" {
+		svc, err := newCNIService(client, hostname, fl.params, logger, func() *agent.Agent { return a })
+		if err != nil {
+			return err
+		}
+		handlers[wire.PathPrefix] = svc
+	}
+	a, err = agent.New(agent.Config{
 		Hostname: hostname, Datastore: client, LocalLayers: layers, Netns: fl.netns,
-		SocketPath: fl.socket, Logger: logger, LogLevel: level,
+		SocketPath: fl.socket, LocalHandlers: handlers, Logger: logger, LogLevel: level,
 	})
 	if err != nil {
 		return err
@@ -153,6 +166,42 @@ func runNode(ctx context.Context, fl nodeFlags, logger *slog.Logger, level *slog
 		os.Exit(exitRestart)
 	}
 	return err
+}
+
+// newCNIService builds the CNI service the agent serves on its local
+// socket: the plugin's ADD is answered only once the agent has programmed
+// the new endpoint's policy.
+func newCNIService(client *datastore.Client, hostname string, params map[string]string, logger *slog.Logger, agentOf func() *agent.Agent) (*cni.Service, error) {
+	ip, err := ipam.New(ipam.NewEtcdStore(client), ipam.Config{Node: hostname, Source: cni.NewDatastoreSource(client), Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	prefix := cni.DefaultInterfacePrefix
+	for k, v := range params {
+		if strings.EqualFold(k, "InterfacePrefix") && v != "" {
+			prefix, _, _ = strings.Cut(v, ",")
+		}
+	}
+	return cni.NewService(cni.ServiceConfig{
+		Datastore: client, IPAM: ip, Node: hostname, InterfacePrefix: prefix, Logger: logger,
+		Ready: func(ctx context.Context, namespace, name string, revision int64) error {
+			res := agentOf().WaitEndpoint(ctx, namespace, name, revision)
+			if res.Ready {
+				return nil
+			}
+			return fmt.Errorf("endpoint %s/%s not programmed: %s", namespace, name, res.Reason)
+		},
+		Status: func(context.Context) error {
+			st := agentOf().Status()
+			switch {
+			case !st.InSync:
+				return errors.New("agent not in sync with the datastore")
+			case !st.Programmed:
+				return errors.New("agent has not programmed the dataplane yet")
+			}
+			return nil
+		},
+	})
 }
 
 // exitRestart is the exit status after a restart-required change (Felix
