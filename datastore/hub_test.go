@@ -314,37 +314,8 @@ func TestHubLateSubscriber(t *testing.T) {
 // a hub: subscribers get exactly the difference, and one that joins after
 // the re-list sees the re-listed state.
 func TestHubCompactedResumeRelists(t *testing.T) {
-	m := datastoretest.New(t)
-	c := m.Client
-	ctx := context.Background()
-	for _, n := range []string{"keep", "change", "remove"} {
-		if _, err := c.Create(ctx, gnp(n, "v == '1'")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	hc := m.Connect(datastore.Config{})
-	first := true
-	datastore.SetBeforeWatch(hc, func(rev int64) {
-		if !first {
-			return
-		}
-		first = false
-		ch, _ := c.Get(ctx, kind(t, "gnp"), "", "change")
-		ch.(*api.GlobalNetworkPolicy).Spec.Selector = "v == '2'"
-		if _, err := c.Update(ctx, ch); err != nil {
-			t.Error(err)
-		}
-		if _, err := c.Delete(ctx, kind(t, "gnp"), "", "remove", ""); err != nil {
-			t.Error(err)
-		}
-		if _, err := c.Create(ctx, gnp("new", "v == '3'")); err != nil {
-			t.Error(err)
-		}
-		cur, _ := c.Revision(ctx)
-		if err := c.Compact(ctx, cur); err != nil {
-			t.Error(err)
-		}
-	})
+	m, hc := compactedResumeClient(t)
+	c, ctx := m.Client, context.Background()
 	hub, err := hc.NewHub(ctx, datastore.WatchOptions{Kinds: []api.KindInfo{kind(t, "gnp")}})
 	if err != nil {
 		t.Fatal(err)
@@ -355,19 +326,7 @@ func TestHubCompactedResumeRelists(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	snap := collect(t, w, 4)
-	if line(snap[3]) != "in-sync" {
-		t.Fatalf("snapshot %v", lines(snap))
-	}
-	got := collect(t, w, 3)
-	want := []string{
-		"set GlobalNetworkPolicy /change sel=v == '2'",
-		"set GlobalNetworkPolicy /new sel=v == '3'",
-		"delete GlobalNetworkPolicy /remove",
-	}
-	if diff := cmp.Diff(want, lines(got)); diff != "" {
-		t.Fatalf("resync (-want +got):\n%s", diff)
-	}
+	checkCompactedResume(t, w)
 	late, err := hub.Subscribe(ctx, datastore.WatchOptions{})
 	if err != nil {
 		t.Fatal(err)

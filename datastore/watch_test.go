@@ -278,11 +278,12 @@ func TestWatchResumesAfterRestart(t *testing.T) {
 	}
 }
 
-// TestWatchCompactedResumeRelists holds a watcher between its list and its
-// watch while the keys change and history is compacted: it must re-list and
-// deliver exactly the difference.
-func TestWatchCompactedResumeRelists(t *testing.T) {
-	m := datastoretest.New(t)
+// compactedResumeClient stores three policies and returns a client whose
+// first watch, between its list and its watch, changes one, deletes one,
+// creates one and compacts history, so that the watch must re-list.
+func compactedResumeClient(t *testing.T) (m *datastoretest.Member, wc *datastore.Client) {
+	t.Helper()
+	m = datastoretest.New(t)
 	c := m.Client
 	ctx := context.Background()
 	for _, n := range []string{"keep", "change", "remove"} {
@@ -290,7 +291,7 @@ func TestWatchCompactedResumeRelists(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	wc := m.Connect(datastore.Config{})
+	wc = m.Connect(datastore.Config{})
 	first := true
 	datastore.SetBeforeWatch(wc, func(rev int64) {
 		if !first {
@@ -313,11 +314,13 @@ func TestWatchCompactedResumeRelists(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	w, err := wc.Watch(ctx, datastore.WatchOptions{Kinds: []api.KindInfo{kind(t, "gnp")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
+	return m, wc
+}
+
+// checkCompactedResume reads the snapshot of w, started on a
+// compactedResumeClient, and then exactly the difference the re-list found.
+func checkCompactedResume(t *testing.T, w *datastore.Watcher) {
+	t.Helper()
 	snap := collect(t, w, 4)
 	if line(snap[3]) != "in-sync" {
 		t.Fatalf("snapshot %v", lines(snap))
@@ -331,6 +334,20 @@ func TestWatchCompactedResumeRelists(t *testing.T) {
 	if diff := cmp.Diff(want, lines(got)); diff != "" {
 		t.Fatalf("resync (-want +got):\n%s", diff)
 	}
+}
+
+// TestWatchCompactedResumeRelists holds a watcher between its list and its
+// watch while the keys change and history is compacted: it must re-list and
+// deliver exactly the difference.
+func TestWatchCompactedResumeRelists(t *testing.T) {
+	m, wc := compactedResumeClient(t)
+	c, ctx := m.Client, context.Background()
+	w, err := wc.Watch(ctx, datastore.WatchOptions{Kinds: []api.KindInfo{kind(t, "gnp")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	checkCompactedResume(t, w)
 	// And the watch goes on after the re-list.
 	if _, err := c.Delete(ctx, kind(t, "gnp"), "", "keep", ""); err != nil {
 		t.Fatal(err)
