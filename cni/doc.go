@@ -11,7 +11,10 @@
 //     or AssignIP for requested addresses); create or update the
 //     WorkloadEndpoint (compat §3.1 name, interface "cali" + 11 hex of
 //     SHA-1 of "<ns>.<pod>" or of the container ID); wait for Ready with
-//     a timeout; reply. Any failure after the first address is taken
+//     a timeout; reply. With ServiceConfig.PodInfo set, a Kubernetes
+//     ADD looks the pod up (alongside the assignment): the endpoint gets
+//     the pod's labels under ours (projectcalico.org/* win) and its
+//     service account; a lookup error fails the ADD. Any failure after the first address is taken
 //     (including the caller going away) deletes the endpoint if this ADD
 //     wrote it and releases the handle, so a failed ADD leaves nothing.
 //   - DEL is idempotent: a missing endpoint or handle is success. The

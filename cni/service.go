@@ -35,6 +35,18 @@ const (
 // otherwise. The agent backs it with its endpoint readiness wait.
 type ReadyFunc func(ctx context.Context, namespace, name string, revision int64) error
 
+// PodInfo is what the orchestrator knows about a Kubernetes pod at ADD
+// time.
+type PodInfo struct {
+	// Labels are the pod's labels. They go on the WorkloadEndpoint, under
+	// the projectcalico.org/* labels the service sets (those win on a
+	// clash).
+	Labels map[string]string
+	// ServiceAccount is the pod's service account; empty falls back to
+	// the request's K8S_POD_SERVICE_ACCOUNT, then to "default".
+	ServiceAccount string
+}
+
 // ServiceConfig configures a Service.
 type ServiceConfig struct {
 	// Datastore holds WorkloadEndpoints and Profiles. Required.
@@ -47,6 +59,12 @@ type ServiceConfig struct {
 	// Ready waits for an endpoint's policy to be programmed. Required: ADD
 	// answers only once it returns nil.
 	Ready ReadyFunc
+	// PodInfo, when set, looks up a Kubernetes pod's labels and service
+	// account for an ADD that carries K8s arguments. It runs while the
+	// address is assigned; an error fails the ADD (the address is
+	// released). nil: the endpoint gets only the projectcalico.org/*
+	// labels and the request's service account.
+	PodInfo func(ctx context.Context, namespace, pod string) (PodInfo, error)
 	// Status reports the agent's own readiness for CNI STATUS (for
 	// example: in sync and programmed). nil: only the datastore is checked.
 	Status func(ctx context.Context) error
@@ -259,18 +277,40 @@ func (s *Service) Add(ctx context.Context, req *wire.AddRequest) (resp *wire.Add
 		}
 	}()
 
+	// The pod lookup (an API server round trip) overlaps the assignment.
+	var podc chan podLookup
+	if k := req.K8s; k != nil && s.cfg.PodInfo != nil {
+		podc = make(chan podLookup, 1)
+		go func() {
+			pi, err := s.cfg.PodInfo(ctx, k.Namespace, k.Pod)
+			podc <- podLookup{pi, err}
+		}()
+	}
 	s.ipamMu.Lock()
 	ips, err := s.assign(ctx, id, req, requested)
 	s.ipamMu.Unlock()
 	if err != nil {
 		return nil, err
 	}
+	var pod *PodInfo
+	if podc != nil {
+		var r podLookup
+		select {
+		case r = <-podc:
+		case <-ctx.Done():
+			r.err = ctx.Err()
+		}
+		if r.err != nil {
+			return nil, &wire.Error{Code: wire.CodeInternal, Msg: fmt.Sprintf("add: look up pod %s/%s for its labels and service account", req.K8s.Namespace, req.K8s.Pod), Details: r.err.Error()}
+		}
+		pod = &r.info
+	}
 	if a := req.K8s; a == nil {
 		if err := s.ensureNetworkProfile(ctx, req.Network); err != nil {
 			return nil, err
 		}
 	}
-	wep := s.endpoint(id, &req.Attachment, ips)
+	wep := s.endpoint(id, &req.Attachment, pod, ips)
 	wroteRev, err = s.writeEndpoint(ctx, wep)
 	if err != nil {
 		return nil, err
@@ -346,12 +386,22 @@ func (s *Service) assign(ctx context.Context, id identity, req *wire.AddRequest,
 	return out, nil
 }
 
-// endpoint builds the WorkloadEndpoint of an attachment.
-func (s *Service) endpoint(id identity, a *wire.Attachment, ips []netip.Prefix) *api.WorkloadEndpoint {
-	labels := map[string]string{
-		api.LabelNamespace:    id.namespace,
-		api.LabelOrchestrator: id.orchestrator,
+type podLookup struct {
+	info PodInfo
+	err  error
+}
+
+// endpoint builds the WorkloadEndpoint of an attachment; pod, if not nil,
+// is what PodInfo said about a Kubernetes pod.
+func (s *Service) endpoint(id identity, a *wire.Attachment, pod *PodInfo, ips []netip.Prefix) *api.WorkloadEndpoint {
+	labels := map[string]string{}
+	if pod != nil {
+		for k, v := range pod.Labels {
+			labels[k] = v
+		}
 	}
+	labels[api.LabelNamespace] = id.namespace
+	labels[api.LabelOrchestrator] = id.orchestrator
 	spec := api.WorkloadEndpointSpec{
 		Orchestrator:  id.orchestrator,
 		Node:          s.cfg.Node,
@@ -361,11 +411,18 @@ func (s *Service) endpoint(id identity, a *wire.Attachment, ips []netip.Prefix) 
 	}
 	if k := a.K8s; k != nil {
 		sa := k.ServiceAccount
+		if pod != nil && pod.ServiceAccount != "" {
+			sa = pod.ServiceAccount
+		}
 		if sa == "" {
 			sa = DefaultServiceAccount
 		}
 		if len(sa) < 63 {
 			labels[api.LabelServiceAccount] = sa
+		} else {
+			// Too long for a label value; a pod label of that key must
+			// not stand in for it.
+			delete(labels, api.LabelServiceAccount)
 		}
 		spec.Pod = k.Pod
 		spec.ServiceAccountName = sa
