@@ -10,6 +10,7 @@ import (
 	"github.com/brindle-net/brindle/api"
 	"github.com/brindle-net/brindle/desired"
 	"github.com/brindle-net/brindle/policy"
+	"github.com/brindle-net/brindle/selector"
 )
 
 // Config is what the agent tells calc about the host it runs on.
@@ -75,10 +76,11 @@ type Calc struct {
 	ifaces   map[string]map[*localEP]struct{}
 	felix    map[string]*api.FelixConfigurationSpec
 
-	// local matches policy selectors against local endpoints; global
-	// matches active rule selectors against every endpoint and network set.
-	local  *labelIndex[*localEP]
-	global *labelIndex[*entity]
+	// local matches policy selectors (by policy key) against local
+	// endpoints (by locals key); global matches active rule selectors (by
+	// unique ID) against every endpoint and network set (by entities key).
+	local  *selector.Index
+	global *selector.Index
 
 	sets    map[string]*ipSet  // active IP sets by ID
 	selUses map[string]*selUse // by selector unique ID: the sets built on it
@@ -103,8 +105,12 @@ func New(cfg Config) *Calc {
 		sets:     map[string]*ipSet{},
 		selUses:  map[string]*selUse{},
 	}
-	c.local = newLabelIndex(c.onLocalMatch)
-	c.global = newLabelIndex(c.onGlobalMatch)
+	c.local = selector.NewIndex(
+		func(key, ep string) { c.onLocalMatch(key, c.locals[ep], true) },
+		func(key, ep string) { c.onLocalMatch(key, c.locals[ep], false) })
+	c.global = selector.NewIndex(
+		func(uid, e string) { c.onGlobalMatch(uid, c.entities[e], true) },
+		func(uid, e string) { c.onGlobalMatch(uid, c.entities[e], false) })
 	return c
 }
 

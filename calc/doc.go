@@ -89,17 +89,17 @@
 //
 // # Incrementality
 //
-// Two label indexes (labelIndex) hold selector→item matches: one matches
+// Two selector.Index instances hold selector→item matches: one matches
 // every policy's selector against the local endpoints, the other matches
 // the rule selectors of active policies and profiles against every
-// endpoint and network set in the cluster. Both find candidates through
-// an inverted index of label key=value (including labels inherited from
-// profiles) and a selector's required key=value terms, so one endpoint's
-// label change re-evaluates only the selectors that could match it, and a
-// newly active selector is evaluated only against items carrying its
-// required labels. Policies activate at their first local match and take a
-// reference on each set their rules use; a set is built when its first
-// reference is taken and dropped with its last. Member counts are
+// endpoint and network set in the cluster. Profiles are the index's
+// parents, so labels inherited from them (labelsToApply) take part. The
+// index finds candidates through the labels a selector requires, so one
+// endpoint's label change re-evaluates only the selectors that could match
+// it, and a newly active selector is evaluated only against items carrying
+// its required labels. Policies activate at their first local match and
+// take a reference on each set their rules use; a set is built when its
+// first reference is taken and dropped with its last. Member counts are
 // reference counted, so an address held by two matching endpoints stays
 // until both go.
 package calc

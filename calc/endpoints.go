@@ -39,7 +39,7 @@ func (c *Calc) updateLocal(key string, o *api.WorkloadEndpoint, e *entity) error
 		if ep == nil {
 			return nil
 		}
-		c.local.DeleteItem(ep) // ends its policy matches
+		c.local.DeleteItem(key) // ends its policy matches (ep is still in c.locals)
 		for _, p := range ep.profiles {
 			c.useProfile(p, -1)
 		}
@@ -69,7 +69,7 @@ func (c *Calc) updateLocal(key string, o *api.WorkloadEndpoint, e *entity) error
 		c.useProfile(p, -1)
 	}
 	c.setIface(ep, o.Spec.InterfaceName)
-	c.local.UpdateItem(ep, e.labels, e.parents)
+	c.local.UpdateItemWithParents(key, e.labels, e.parents)
 	return nil
 }
 

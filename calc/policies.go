@@ -193,8 +193,14 @@ func (c *Calc) setProfile(pr *profInfo, p *policy.Profile, out desired.Profile, 
 			labels = map[string]string{}
 		}
 	}
-	c.local.UpdateParent(pr.name, labels)
-	c.global.UpdateParent(pr.name, labels)
+	if labels == nil {
+		// A missing profile: endpoints naming it inherit nothing.
+		c.local.DeleteParent(pr.name)
+		c.global.DeleteParent(pr.name)
+	} else {
+		c.local.UpdateParent(pr.name, labels)
+		c.global.UpdateParent(pr.name, labels)
+	}
 	oldRefs, wasHeld := pr.refs, pr.held
 	pr.p, pr.out, pr.refs = p, out, refs
 	pr.held = p != nil && pr.uses > 0

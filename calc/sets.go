@@ -54,26 +54,29 @@ func (e *entity) namedPortMembers(name string, f func(desired.Member)) {
 	}
 }
 
-// updateEntity adds, replaces or (e == nil) removes an entity.
+// updateEntity adds, replaces or (e == nil) removes an entity. The global
+// index's callbacks find the entity under key in c.entities, so an old
+// version leaves the index (taking its members out of sets) while it is
+// still there.
 func (c *Calc) updateEntity(key string, e *entity) {
 	old := c.entities[key]
 	switch {
 	case e == nil:
 		if old != nil {
-			c.global.DeleteItem(old)
+			c.global.DeleteItem(key)
 			delete(c.entities, key)
 		}
 	case old != nil && old.sameMembers(e):
 		// Keep the old identity so that only label changes are
 		// re-evaluated and members do not churn.
 		old.labels, old.parents = e.labels, e.parents
-		c.global.UpdateItem(old, old.labels, old.parents)
+		c.global.UpdateItemWithParents(key, old.labels, old.parents)
 	default:
 		if old != nil {
-			c.global.DeleteItem(old)
+			c.global.DeleteItem(key)
 		}
 		c.entities[key] = e
-		c.global.UpdateItem(e, e.labels, e.parents)
+		c.global.UpdateItemWithParents(key, e.labels, e.parents)
 	}
 }
 
@@ -226,8 +229,8 @@ func (c *Calc) acquire(r setRef) {
 	case refSelector:
 		u := c.useSelector(r.sel)
 		u.set = s
-		for e := range c.global.Matches(r.sel.UniqueID()) {
-			e.addrMembers(func(m desired.Member) { s.add(m, 1) })
+		for _, key := range c.global.Matches(r.sel.UniqueID()) {
+			c.entities[key].addrMembers(func(m desired.Member) { s.add(m, 1) })
 		}
 	case refNamedPort:
 		u := c.useSelector(r.sel)
@@ -235,8 +238,8 @@ func (c *Calc) acquire(r setRef) {
 			u.named = map[string]*ipSet{}
 		}
 		u.named[r.port] = s
-		for e := range c.global.Matches(r.sel.UniqueID()) {
-			e.namedPortMembers(r.port, func(m desired.Member) { s.add(m, 1) })
+		for _, key := range c.global.Matches(r.sel.UniqueID()) {
+			c.entities[key].namedPortMembers(r.port, func(m desired.Member) { s.add(m, 1) })
 		}
 	}
 }
