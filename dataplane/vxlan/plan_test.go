@@ -142,7 +142,7 @@ route 192.168.0.130/32 via 192.168.0.65 dev vxlan onlink  # b
 	}, {
 		name: "this node has no VTEP yet: no device; cross-subnet same-subnet routes still planned",
 		in: Input{Hostname: "a",
-			Nodes: []*api.Node{node("a", "10.1.0.1/24", "", ""), threeNodes()[1], threeNodes()[2]},
+			Nodes:  []*api.Node{node("a", "10.1.0.1/24", "", ""), threeNodes()[1], threeNodes()[2]},
 			Blocks: threeBlocks(),
 			Pools:  []*api.IPPool{ippool("p", "192.168.0.0/16", api.EncapCrossSubnet, false)}},
 		want: `
