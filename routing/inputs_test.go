@@ -209,8 +209,8 @@ func TestInputsResources(t *testing.T) {
 	for _, u := range []datastore.Update{
 		{Type: datastore.UpdateInSync},
 		set("/calico/ipam/v2/host/ab/ipv4/block/10.0.0.0-26", conf), // another node's affinity
-		set(blk+"10.244.9.0-30", block("10.244.9.0/30", "b")),      // nothing of a's
-		del(aff + "10.244.1.0-26"),                                 // never seen
+		set(blk+"10.244.9.0-30", block("10.244.9.0/30", "b")),       // nothing of a's
+		del(aff + "10.244.1.0-26"),                                  // never seen
 	} {
 		if s.feed(u) {
 			t.Errorf("feed %v %s: reported a change", u.Type, u.Key)
