@@ -144,6 +144,11 @@ func runNode(ctx context.Context, fl nodeFlags, logger *slog.Logger, level *slog
 		_, err = fmt.Fprint(cmd.OutOrStdout(), out)
 		return err
 	}
+	stopNet, err := startNodeNet(ctx, client, hostname, fl.netns, logger) // VXLAN and NAT outgoing (node_net.go)
+	if err != nil {
+		return err
+	}
+	defer stopNet()
 	var a *agent.Agent
 	handlers := map[string]http.Handler{}
 	if fl.socket != "" {
