@@ -40,6 +40,7 @@ type nodeFlags struct {
 	dump       bool
 	dumpWait   time.Duration
 	params     map[string]string
+	routing    nodeRoutingFlags
 }
 
 // newNodeCommand is `brindle node`: the per-host agent. It logs through a
@@ -81,6 +82,7 @@ exits without touching the kernel.`,
 	f.BoolVar(&fl.dump, "dump", false, "print the ruleset and routes this host would program now, then exit")
 	f.DurationVar(&fl.dumpWait, "dump-timeout", 30*time.Second, "with --dump: how long to wait for the datastore")
 	f.StringToStringVar(&fl.params, "set", nil, "parameter overrides, e.g. --set InterfacePrefix=tap,LogSeverityScreen=Debug")
+	addNodeRoutingFlags(f, &fl.routing) // --ip, --as, --no-bgp, --bgp-hold-time, --bgp-restart-time (node_routing.go)
 	return cmd
 }
 
@@ -158,6 +160,11 @@ func runNode(ctx context.Context, fl nodeFlags, logger *slog.Logger, level *slog
 		}
 		handlers[wire.PathPrefix] = svc
 	}
+	stopRouting, err := startNodeRouting(ctx, fl, client, hostname, handlers, func() *agent.Agent { return a }, logger) // Node registration and BGP (node_routing.go)
+	if err != nil {
+		return err
+	}
+	defer stopRouting()
 	a, err = agent.New(agent.Config{
 		Hostname: hostname, Datastore: client, LocalLayers: layers, Netns: fl.netns,
 		SocketPath: fl.socket, LocalHandlers: handlers, Logger: logger, LogLevel: level,
