@@ -1,0 +1,199 @@
+package lab
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// cell renders one matrix cell as `policy check` does (A allowed, D
+// denied, "!" expectation wrong, "?" no expectation), with "-" for a
+// pod-to-itself probe (not policed), "S" for a skipped probe and a "*"
+// where the reference evaluator disagrees with the packets.
+func (r *ProbeResult) cell(expectations bool) string {
+	switch {
+	case r.NotPoliced:
+		return "-"
+	case r.Skipped != "":
+		return "S"
+	}
+	s := "D"
+	if r.Result.Allowed {
+		s = "A"
+	}
+	switch {
+	case r.Wrong:
+		s += "!"
+	case expectations && r.Probe.Allowed == nil:
+		s += "?"
+	}
+	if r.Disagrees() {
+		s += "*"
+	}
+	return s
+}
+
+// WriteText prints the run like `brindlectl policy check`: a matrix per
+// port/protocol, external probes, the wrong expectations; then what only
+// the lab knows: placement, probes not policed or skipped, and where the
+// evaluator disagrees with the packets.
+func (res *RunResult) WriteText(out io.Writer) error {
+	return writeText(out, res, true)
+}
+
+func writeText(out io.Writer, res *RunResult, expectations bool) error {
+	b := res.Built
+	sc := b.Scenario
+	var w strings.Builder
+	counted := len(res.Probes) - res.NotPol - res.Skipped
+	if expectations {
+		fmt.Fprintf(&w, "scenario %s: %d probes, %d wrong (real packets on lab %s)\n", sc.Name, counted, res.Wrong, res.Lab)
+		if sc.Description != "" {
+			fmt.Fprintf(&w, "  %s\n", strings.TrimSpace(sc.Description))
+		}
+	}
+	var labels []string
+	cells := map[string]map[[2]string]*ProbeResult{}
+	for i := range res.Probes {
+		r := &res.Probes[i]
+		if r.External {
+			continue
+		}
+		l := r.Probe.Label()
+		if _, ok := cells[l]; !ok {
+			cells[l] = map[[2]string]*ProbeResult{}
+			labels = append(labels, l)
+		}
+		cells[l][[2]string{r.Probe.From, r.Probe.To}] = r
+	}
+	for _, l := range labels {
+		var froms, tos []string
+		seenF, seenT := map[string]bool{}, map[string]bool{}
+		for _, id := range b.PodOrder {
+			for k := range cells[l] {
+				if k[0] == id && !seenF[id] {
+					seenF[id] = true
+					froms = append(froms, id)
+				}
+				if k[1] == id && !seenT[id] {
+					seenT[id] = true
+					tos = append(tos, id)
+				}
+			}
+		}
+		width := len("from \\ to")
+		for _, id := range froms {
+			width = max(width, len(id))
+		}
+		fmt.Fprintf(&w, "\n%s\n%-*s", l, width, "from \\ to")
+		colw := make([]int, len(tos))
+		for i, id := range tos {
+			colw[i] = max(len(id), 2)
+			fmt.Fprintf(&w, "  %-*s", colw[i], id)
+		}
+		w.WriteString("\n")
+		for _, from := range froms {
+			fmt.Fprintf(&w, "%-*s", width, from)
+			for i, to := range tos {
+				c := "."
+				if r, ok := cells[l][[2]string{from, to}]; ok {
+					c = r.cell(expectations)
+				}
+				fmt.Fprintf(&w, "  %-*s", colw[i], c)
+			}
+			w.WriteString("\n")
+		}
+	}
+	var ext []*ProbeResult
+	for i := range res.Probes {
+		if res.Probes[i].External {
+			ext = append(ext, &res.Probes[i])
+		}
+	}
+	if len(ext) > 0 {
+		w.WriteString("\nexternal (from the outside host)\n")
+		for _, r := range ext {
+			fmt.Fprintf(&w, "  %-18s -> %-20s %-10s %s\n", r.Probe.From, r.Probe.To, r.Probe.Label(), r.cell(expectations))
+		}
+	}
+	legend := "A allowed, D denied"
+	if expectations {
+		legend += ", ! expectation wrong, ? no expectation"
+	}
+	legend += ", . not probed"
+	if res.NotPol > 0 {
+		legend += ", - not policed"
+	}
+	if res.Skipped > 0 {
+		legend += ", S skipped"
+	}
+	if res.Disagree > 0 {
+		legend += ", * evaluator disagrees"
+	}
+	fmt.Fprintf(&w, "\n%s\n", legend)
+	if res.NotPol > 0 {
+		fmt.Fprintf(&w, "\n%d pod-to-itself probes are not policed: the packet never leaves the pod, so no host\npolicy sees it (policy check evaluates them; the lab does not count them).\n", res.NotPol)
+	}
+	if res.Skipped > 0 {
+		reasons := map[string]int{}
+		for _, r := range res.Probes {
+			if r.Skipped != "" {
+				reasons[r.Skipped]++
+			}
+		}
+		keys := make([]string, 0, len(reasons))
+		for k := range reasons {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		w.WriteString("\nskipped:\n")
+		for _, k := range keys {
+			fmt.Fprintf(&w, "  %d probes: %s\n", reasons[k], k)
+		}
+	}
+	if res.Wrong > 0 {
+		w.WriteString("\nwrong expectations:\n")
+		for _, r := range res.Probes {
+			if !r.Wrong {
+				continue
+			}
+			fmt.Fprintf(&w, "  %s -> %s %s: expected %s, got %s\n", r.Probe.From, r.Probe.To, r.Probe.Label(), word(*r.Probe.Allowed), word(r.Result.Allowed))
+			fmt.Fprintf(&w, "    %s\n    %s\n", r.Result.Egress, r.Result.Ingress)
+		}
+	}
+	if res.Disagree > 0 {
+		fmt.Fprintf(&w, "\nthe reference evaluator disagrees with the packets on %d probes:\n", res.Disagree)
+		for _, r := range res.Probes {
+			if r.Disagrees() {
+				fmt.Fprintf(&w, "  %s -> %s %s: packets %s, evaluator %s\n", r.Probe.From, r.Probe.To, r.Probe.Label(), word(r.Result.Allowed), word(r.Evaluator))
+			}
+		}
+	}
+	if len(res.Placement) > 0 && expectations {
+		hosts := map[string][]string{}
+		var names []string
+		for pod, h := range res.Placement {
+			if hosts[h] == nil {
+				names = append(names, h)
+			}
+			hosts[h] = append(hosts[h], pod)
+		}
+		sort.Strings(names)
+		w.WriteString("\npods:")
+		for _, h := range names {
+			sort.Strings(hosts[h])
+			fmt.Fprintf(&w, " %s: %s;", h, strings.Join(hosts[h], ", "))
+		}
+		w.WriteString("\n")
+	}
+	_, err := io.WriteString(out, w.String())
+	return err
+}
+
+func word(b bool) string {
+	if b {
+		return "allowed"
+	}
+	return "denied"
+}
