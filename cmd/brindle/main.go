@@ -29,5 +29,6 @@ func newRootCommand(logger *slog.Logger) *cobra.Command {
 	}
 	root.AddCommand(newDatastoreCommand(logger))
 	root.AddCommand(newNodeCommand(logger))
+	root.AddCommand(newLabCommand(logger))
 	return root
 }
