@@ -50,9 +50,13 @@ type Source interface {
 // it again with the new value.
 var ErrRestart = errors.New("a configuration change needs a restart")
 
+// KindClusterInformation is the kind whose "default" object's
+// spec.datastoreReady pauses the agent when false.
+const KindClusterInformation = "ClusterInformation"
+
 // WatchedKinds are the resource kinds the agent watches.
 var WatchedKinds = []string{
-	calc.KindFelixConfiguration, calc.KindTier, calc.KindProfile, calc.KindGlobalNetworkSet, calc.KindNetworkSet,
+	KindClusterInformation, calc.KindFelixConfiguration, calc.KindTier, calc.KindProfile, calc.KindGlobalNetworkSet, calc.KindNetworkSet,
 	calc.KindHostEndpoint, calc.KindWorkloadEndpoint, calc.KindGlobalNetworkPolicy, calc.KindNetworkPolicy,
 }
 
@@ -318,8 +322,11 @@ type loop struct {
 	felix map[string]*api.FelixConfigurationSpec
 	res   Resolved
 
-	synced     bool
-	dirty      bool // calc has changes not yet programmed (or the last apply failed)
+	synced bool
+	dirty  bool // calc has changes not yet programmed (or the last apply failed)
+	// notReady: ClusterInformation default says datastoreReady: false.
+	// Nothing is programmed, resynced or reconciled until it is true again.
+	notReady   bool
 	felixDirty bool
 	rev        int64 // newest datastore revision fed to calc
 	backoff    time.Duration
@@ -335,10 +342,7 @@ type loop struct {
 }
 
 func (l *loop) close() {
-	if l.rtStop != nil {
-		l.rtStop()
-		<-l.rtDone
-	}
+	l.stopRouteWatcher()
 	if l.nft != nil {
 		_ = l.nft.Close()
 	}
@@ -397,13 +401,17 @@ func (l *loop) run(ctx context.Context, src Source, errc <-chan error) error {
 		case <-retryC:
 			retry = nil
 		case <-tickC(l.nftTick):
-			l.resync(dataplaneNft, l.nft)
+			if !l.notReady {
+				l.resync(dataplaneNft, l.nft)
+			}
 		case <-tickC(l.rtTick):
-			l.resync(dataplaneRoute, l.rt)
+			if !l.notReady {
+				l.resync(dataplaneRoute, l.rt)
+			}
 		case <-heartbeat.C:
 		}
 		l.a.board.heartbeat(time.Now())
-		if l.synced && l.dirty && retry == nil {
+		if l.synced && l.dirty && retry == nil && !l.notReady {
 			if wait := time.Until(l.retryAt); wait > 0 {
 				retry = time.NewTimer(wait)
 				continue
@@ -428,6 +436,7 @@ func (e *fatalError) Error() string { return e.err.Error() }
 func (l *loop) feed(batch []datastore.Update) {
 	start := time.Now()
 	m := l.a.m
+	wasNotReady := l.notReady
 	for _, u := range batch {
 		if u.Type == datastore.UpdateInSync {
 			if !l.synced {
@@ -453,6 +462,12 @@ func (l *loop) feed(batch []datastore.Update) {
 		if u.Err != nil {
 			l.a.log.Warn("datastore value does not decode; treated as deleted", "key", u.Key, "err", u.Err)
 		}
+		if u.Kind == KindClusterInformation {
+			if u.Namespace == "" && u.Name == "default" {
+				l.notReady = datastoreNotReady(obj)
+			}
+			continue
+		}
 		if u.Kind == calc.KindFelixConfiguration && u.Namespace == "" &&
 			(u.Name == "default" || u.Name == "node."+l.a.cfg.Hostname) {
 			if fc, ok := obj.(*api.FelixConfiguration); ok {
@@ -470,6 +485,9 @@ func (l *loop) feed(batch []datastore.Update) {
 		l.dirty = true
 	}
 	m.calcBatch.Observe(time.Since(start).Seconds())
+	if l.notReady != wasNotReady {
+		l.readyChanged()
+	}
 	if l.synced {
 		rev := l.rev
 		l.a.board.update(func(st *Status, _ map[string]string) {
@@ -478,6 +496,36 @@ func (l *loop) feed(batch []datastore.Update) {
 		})
 		m.programmed.Set(0)
 	}
+}
+
+// datastoreNotReady reports whether obj, the ClusterInformation "default"
+// (nil when absent), says datastoreReady: false. Felix stops programming
+// then (compat §2, §6.4). An absent object or field counts as ready:
+// Brindle's installer does not create a ClusterInformation.
+func datastoreNotReady(obj api.Object) bool {
+	ci, ok := obj.(*api.ClusterInformation)
+	return ok && ci.Spec.DatastoreReady != nil && !*ci.Spec.DatastoreReady
+}
+
+// readyChanged follows a change of the datastore-ready flag. Not ready:
+// the route link watcher stops and nothing is applied or resynced; the
+// kernel keeps what it has. Ready again: the next loop round applies the
+// current state (and restarts the watcher).
+func (l *loop) readyChanged() {
+	if l.notReady {
+		l.a.log.Warn("ClusterInformation default has datastoreReady: false; dataplane programming paused")
+		l.stopRouteWatcher()
+	} else {
+		l.a.log.Info("datastore ready again; resuming dataplane programming")
+		l.dirty = true
+	}
+	notReady := l.notReady
+	l.a.board.update(func(st *Status, _ map[string]string) { st.DatastoreNotReady = notReady })
+	v := 0.0
+	if notReady {
+		v = 1
+	}
+	l.a.m.datastoreNotReady.Set(v)
 }
 
 // configChanged re-resolves the parameters after a FelixConfiguration
@@ -541,9 +589,12 @@ func (l *loop) apply(ctx context.Context) error {
 	a, m := l.a, l.a.m
 	start := time.Now()
 	if l.nft == nil {
-		if err := l.openDataplanes(ctx); err != nil {
+		if err := l.openDataplanes(); err != nil {
 			return err
 		}
+	}
+	if l.rtStop == nil {
+		l.startRouteWatcher(ctx)
 	}
 	m.applies.Inc()
 	rev := l.rev
@@ -617,7 +668,7 @@ func (l *loop) fail(err error) {
 
 // openDataplanes creates the dataplanes at the first apply, once the
 // interface prefixes are known.
-func (l *loop) openDataplanes(ctx context.Context) error {
+func (l *loop) openDataplanes() error {
 	newDP := l.a.cfg.NewDataplanes
 	if newDP == nil {
 		newDP = realDataplanes(l.a.cfg.Netns, l.a.log)
@@ -630,18 +681,35 @@ func (l *loop) openDataplanes(ctx context.Context) error {
 		return err
 	}
 	l.nft, l.rt = nftDP, rtDP
-	if r, ok := rtDP.(interface{ Run(context.Context) error }); ok {
-		rctx, stop := context.WithCancel(ctx)
-		l.rtStop, l.rtDone = stop, make(chan struct{})
-		go func() {
-			defer close(l.rtDone)
-			if err := r.Run(rctx); err != nil {
-				l.a.log.Error("route link watcher stopped", "err", err)
-			}
-		}()
-	}
 	l.startTickers()
 	return nil
+}
+
+// startRouteWatcher runs the route dataplane's link watcher (if it has
+// one) until stopRouteWatcher.
+func (l *loop) startRouteWatcher(ctx context.Context) {
+	r, ok := l.rt.(interface{ Run(context.Context) error })
+	if !ok {
+		return
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	l.rtStop, l.rtDone = stop, done
+	go func() {
+		defer close(done)
+		if err := r.Run(rctx); err != nil {
+			l.a.log.Error("route link watcher stopped", "err", err)
+		}
+	}()
+}
+
+// stopRouteWatcher stops the link watcher and waits for it to end.
+func (l *loop) stopRouteWatcher() {
+	if l.rtStop != nil {
+		l.rtStop()
+		<-l.rtDone
+		l.rtStop, l.rtDone = nil, nil
+	}
 }
 
 // resync reads one dataplane back and repairs drift.

@@ -7,9 +7,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/brindle-net/brindle/api"
 	"github.com/brindle-net/brindle/datastore"
@@ -344,4 +347,71 @@ func TestPrivilegedAgentRestart(t *testing.T) {
 	l.sync()
 	echo("after in-sync")
 	policyHolds("after in-sync")
+}
+
+// TestPrivilegedAgentDatastoreNotReady: with ClusterInformation
+// datastoreReady: false the agent gets in sync but touches nothing (no
+// table, no routes); once ready it programs; paused again, a policy
+// deletion does not reach the kernel until the flag is true again.
+func TestPrivilegedAgentDatastoreNotReady(t *testing.T) {
+	l := newLab(t)
+	b := buildStep(t, e2eSteps[2]) // a→b allowed, c→b denied
+	w := worldOf(t, b)
+	info := func(ready bool) api.Object {
+		return objects(t, fmt.Sprintf("apiVersion: projectcalico.org/v3\nkind: ClusterInformation\nmetadata: {name: default}\nspec: {datastoreReady: %t}\n", ready))[0]
+	}
+	l.apply(info(false))
+	l.load(w, e2ePorts)
+	l.start()
+	deadline := time.Now().Add(20 * time.Second)
+	for st := l.agent.a.Status(); !st.InSync || !st.DatastoreNotReady; st = l.agent.a.Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent not in sync and paused: %+v", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	out, err := exec.Command("nsenter", "--net="+l.host.Path(), "nft", "list", "tables").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list tables: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "brindle") {
+		t.Fatalf("paused agent created its table:\n%s", out)
+	}
+	routes, err := l.host.Handle().RouteList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		if r.Protocol == 98 {
+			t.Fatalf("paused agent wrote route %s", r)
+		}
+	}
+	if st := l.agent.a.Status(); st.Applies != 0 || st.Programmed {
+		t.Fatalf("paused agent status: %+v", st)
+	}
+
+	l.apply(info(true))
+	l.sync()
+	denied := []probeCase{
+		{from: "ns1/a", to: "ns1/b", port: 80, proto: "TCP", want: true},
+		{from: "ns2/c", to: "ns1/b", port: 80, proto: "TCP", want: false},
+	}
+	if wrong := l.check(denied); len(wrong) > 0 {
+		t.Fatalf("after ready: %s", strings.Join(wrong, "; "))
+	}
+
+	// Paused again: deleting the policies changes nothing in the kernel.
+	l.apply(info(false))
+	l.setWorld(w, worldOf(t, buildStep(t, e2eSteps[0])))
+	time.Sleep(300 * time.Millisecond)
+	if wrong := l.check(denied); len(wrong) > 0 {
+		t.Fatalf("paused, policies deleted: the kernel changed: %s", strings.Join(wrong, "; "))
+	}
+	l.apply(info(true))
+	l.sync()
+	allowed := []probeCase{{from: "ns2/c", to: "ns1/b", port: 80, proto: "TCP", want: true}}
+	if wrong := l.check(allowed); len(wrong) > 0 {
+		t.Fatalf("ready again, policies deleted: %s", strings.Join(wrong, "; "))
+	}
 }

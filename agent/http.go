@@ -64,6 +64,8 @@ func (a *Agent) handleReady(w http.ResponseWriter, _ *http.Request) {
 	switch {
 	case !st.InSync:
 		http.Error(w, "not in sync with the datastore", http.StatusServiceUnavailable)
+	case st.DatastoreNotReady:
+		http.Error(w, "datastore not ready (ClusterInformation datastoreReady: false); programming paused", http.StatusServiceUnavailable)
 	case !st.Programmed:
 		msg := "dataplane not programmed yet"
 		if st.LastApplyError != "" {

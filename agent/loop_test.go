@@ -3,8 +3,11 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -377,4 +380,100 @@ func counterValue(t *testing.T, c interface{ Write(*dto.Metric) error }) float64
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// settle waits until the loop has taken every queued batch and decided
+// whether to apply: an empty batch is taken only after the one before it.
+func (h *harness) settle() {
+	h.t.Helper()
+	h.push()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.src.ch) > 0 {
+		if time.Now().After(deadline) {
+			h.t.Fatal("the loop did not take its queued batches")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+}
+
+func clusterInfo(t *testing.T, ready bool) api.Object {
+	return objects(t, fmt.Sprintf(`
+apiVersion: projectcalico.org/v3
+kind: ClusterInformation
+metadata: {name: default}
+spec: {datastoreReady: %t}
+`, ready))[0]
+}
+
+// TestLoopDatastoreNotReady: ClusterInformation datastoreReady: false
+// pauses programming (nothing opened, applied or resynced; /readyz 503)
+// until it is true again or the object goes; then the current state is
+// applied at once.
+func TestLoopDatastoreNotReady(t *testing.T) {
+	h := newHarness(t)
+	readyz := func() int {
+		rec := httptest.NewRecorder()
+		h.a.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		return rec.Code
+	}
+	counts := func() (opened, applies int) {
+		h.rec.mu.Lock()
+		defer h.rec.mu.Unlock()
+		return h.rec.opened, len(h.rec.nft)
+	}
+	h.push(append(basicWorld(t), set(t, clusterInfo(t, false), 5), inSync(5))...)
+	h.settle()
+	if o, n := counts(); o != 0 || n != 0 {
+		t.Fatalf("not ready at start: dataplanes opened %d times, %d applies; want none", o, n)
+	}
+	if st := h.a.Status(); !st.InSync || !st.DatastoreNotReady || st.Programmed {
+		t.Fatalf("status while not ready: %+v", st)
+	}
+	if code := readyz(); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while not ready: %d, want 503", code)
+	}
+	if got := gaugeValue(t, h.a.m.datastoreNotReady); got != 1 {
+		t.Errorf("brindle_datastore_not_ready = %v, want 1", got)
+	}
+
+	h.push(set(t, clusterInfo(t, true), 6))
+	h.waitProgrammed(6)
+	if _, n := counts(); n != 1 {
+		t.Fatalf("applies after ready: %d, want 1", n)
+	}
+	if st := h.a.Status(); st.DatastoreNotReady || readyz() != http.StatusOK {
+		t.Fatalf("after ready: status %+v, /readyz %d", st, readyz())
+	}
+
+	// Paused again: a new local endpoint is not programmed.
+	h.push(set(t, clusterInfo(t, false), 7))
+	w := wep(podSpec{Namespace: "ns1", Name: "c", Node: "host-1", Iface: "cali3", IP: netip.MustParseAddr("10.65.0.3")})
+	h.push(set(t, w, 8))
+	h.settle()
+	if _, n := counts(); n != 1 {
+		t.Fatalf("applies while paused: %d, want still 1", n)
+	}
+	if st := h.a.Status(); st.ProgrammedRevision != 6 || st.Programmed || !st.DatastoreNotReady {
+		t.Fatalf("status while paused: %+v", st)
+	}
+
+	// Deleting the ClusterInformation counts as ready.
+	h.push(del(KindClusterInformation, "", "default", 9))
+	h.waitProgrammed(9)
+	if eps := h.rec.last().Endpoints; len(eps) != 2 {
+		t.Errorf("after resuming: %d endpoints applied, want 2", len(eps))
+	}
+	if got := gaugeValue(t, h.a.m.datastoreNotReady); got != 0 {
+		t.Errorf("brindle_datastore_not_ready = %v, want 0", got)
+	}
+}
+
+func gaugeValue(t *testing.T, g interface{ Write(*dto.Metric) error }) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
 }

@@ -16,6 +16,9 @@ type metrics struct {
 	ipSets         prometheus.Gauge
 	inSync         prometheus.Gauge
 	programmed     prometheus.Gauge
+	// datastoreNotReady is 1 while ClusterInformation says
+	// datastoreReady: false (programming paused).
+	datastoreNotReady prometheus.Gauge
 
 	datastoreUpdates prometheus.Counter
 	calcRejected     prometheus.Counter
@@ -43,6 +46,8 @@ func newMetrics() *metrics {
 			Help: "1 once the datastore snapshot has been received."}),
 		programmed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "brindle_dataplane_programmed",
 			Help: "1 when the last apply succeeded and nothing is waiting to be applied."}),
+		datastoreNotReady: prometheus.NewGauge(prometheus.GaugeOpts{Name: "brindle_datastore_not_ready",
+			Help: "1 while ClusterInformation default says datastoreReady: false and programming is paused."}),
 		datastoreUpdates: prometheus.NewCounter(prometheus.CounterOpts{Name: "brindle_datastore_updates_total",
 			Help: "Datastore updates fed to the calculation."}),
 		calcRejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "brindle_calc_rejected_updates_total",
@@ -62,7 +67,7 @@ func newMetrics() *metrics {
 		resyncErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "brindle_resync_errors_total",
 			Help: "Failed resyncs, by dataplane."}, []string{"dataplane"}),
 	}
-	reg.MustRegister(m.localEndpoints, m.activePolicies, m.activeProfiles, m.ipSets, m.inSync, m.programmed,
+	reg.MustRegister(m.localEndpoints, m.activePolicies, m.activeProfiles, m.ipSets, m.inSync, m.programmed, m.datastoreNotReady,
 		m.datastoreUpdates, m.calcRejected, m.calcBatch, m.applyDuration, m.applies, m.applyErrors,
 		m.resyncs, m.resyncErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -12,6 +12,9 @@ type Status struct {
 	Hostname string `json:"hostname"`
 	// InSync: the datastore snapshot has been received.
 	InSync bool `json:"inSync"`
+	// DatastoreNotReady: ClusterInformation default says datastoreReady:
+	// false, so the agent programs nothing until it is true again.
+	DatastoreNotReady bool `json:"datastoreNotReady,omitempty"`
 	// Programmed: in sync, the last apply succeeded and no change is
 	// waiting to be applied.
 	Programmed bool `json:"programmed"`

@@ -1,11 +1,15 @@
 package route_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -392,4 +396,70 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		}
 	}
 	t.Fatalf("timed out waiting for: %s", what)
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// subscriberGoroutines counts goroutines inside the netlink link
+// subscription (its receiver and its closer).
+func subscriberGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "netlink.linkSubscribeAt")
+}
+
+// TestPrivilegedRunStopsQuietly: cancelling Run's context is a normal
+// shutdown: Run returns nil, logs nothing and leaves no subscription
+// goroutine behind. Not parallel, so no other test's Run is counted.
+func TestPrivilegedRunStopsQuietly(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host := netnstest.NewHostNS(t, "rt-stop")
+	var logs syncBuffer
+	d := newDataplane(t, host, route.Config{ResyncInterval: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err := d.Apply(route.Routes{"calistop": {pfx("10.74.0.1/32")}}); err != nil {
+		t.Fatal(err)
+	}
+	before := subscriberGoroutines()
+	for i := range 5 {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx) }()
+		if i == 0 {
+			// One link event while running, so the receiver has been busy.
+			netnstest.AddWorkload(t, host, netnstest.WorkloadOpts{Name: "stop", IfName: "calistop", IPs: []netip.Addr{ip("10.74.0.1")}})
+			waitFor(t, func() bool { return len(kernelRoutes(t, host)) == 1 }, "route of calistop")
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Run after cancel: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Run did not return after cancel")
+		}
+	}
+	waitFor(t, func() bool { return subscriberGoroutines() == before }, "subscription goroutines to end")
+	if strings.Contains(logs.String(), "level=WARN") || strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("Run logged on a normal shutdown:\n%s", logs.String())
+	}
 }

@@ -22,7 +22,15 @@ func (d *Dataplane) Run(ctx context.Context) error {
 		updates := make(chan netlink.LinkUpdate, 512)
 		done := make(chan struct{})
 		opts := netlink.LinkSubscribeOptions{
-			ErrorCallback: func(err error) { d.log.Warn("route: link subscription error", "err", err) },
+			ErrorCallback: func(err error) {
+				select {
+				case <-done:
+					// We closed the socket (shutdown or resubscribe):
+					// the receive error that follows is expected.
+				default:
+					d.log.Warn("route: link subscription error", "err", err)
+				}
+			},
 		}
 		if d.cfg.Netns != "" {
 			h := d.nsfd
@@ -41,11 +49,22 @@ func (d *Dataplane) Run(ctx context.Context) error {
 		backoff = 100 * time.Millisecond
 		// Links may have appeared while we were not subscribed.
 		d.reconcileIfSynced(false)
-		if !d.watch(ctx, updates, ticker.C) {
-			close(done)
+		more := d.watch(ctx, updates, ticker.C)
+		unsubscribe(done, updates)
+		if !more {
 			return nil
 		}
-		close(done) // the subscription failed; subscribe again
+		// The subscription failed; subscribe again.
+	}
+}
+
+// unsubscribe closes a link subscription and waits for its receiving
+// goroutine to end: closing done closes the socket, the receiver's read
+// fails and it closes updates. Draining updates meanwhile keeps it from
+// blocking on a full channel, so no goroutine outlives Run.
+func unsubscribe(done chan struct{}, updates <-chan netlink.LinkUpdate) {
+	close(done)
+	for range updates {
 	}
 }
 
