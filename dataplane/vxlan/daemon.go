@@ -136,7 +136,9 @@ func runDaemon(ctx context.Context, cfg DaemonConfig, status func(DaemonStatus))
 			retry = nil
 			d.dirty = true
 		}
-		if d.synced && d.dirty && retry == nil {
+		// A VTEP write marks the view dirty again: program once more at
+		// once rather than wait for the watch to echo it.
+		for i := 0; d.synced && d.dirty && retry == nil && i < 3; i++ {
 			d.dirty = false
 			if err := d.program(ctx); err != nil {
 				d.log.Warn("programming failed; will retry", "err", err, "in", cfg.RetryInterval)
@@ -435,6 +437,7 @@ func (d *daemon) writeNode(ctx context.Context, addr, mac string) error {
 			return fmt.Errorf("vxlan: node %s: unexpected type %T", d.cfg.Hostname, obj)
 		}
 		if n.Spec.IPv4VXLANTunnelAddr == addr && n.Spec.VXLANTunnelMACAddr == mac {
+			d.nodes[d.cfg.Hostname] = n
 			return nil
 		}
 		n.Spec.IPv4VXLANTunnelAddr, n.Spec.VXLANTunnelMACAddr = addr, mac
@@ -445,6 +448,10 @@ func (d *daemon) writeNode(ctx context.Context, addr, mac string) error {
 		if err != nil {
 			return fmt.Errorf("vxlan: write node %s: %w", d.cfg.Hostname, err)
 		}
+		// Our own view takes the written Node at once (the watch brings
+		// the same, later): the next plan must not allocate again.
+		d.nodes[d.cfg.Hostname] = n
+		d.dirty = true
 		return nil
 	}
 	return fmt.Errorf("vxlan: write node %s: gave up after 20 conflicts", d.cfg.Hostname)

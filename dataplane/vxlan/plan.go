@@ -1,8 +1,8 @@
 package vxlan
 
 import (
+	"crypto/sha256"
 	"fmt"
-	"hash/fnv"
 	"net"
 	"net/netip"
 	"slices"
@@ -107,13 +107,11 @@ func VXLANPools(pools []*api.IPPool) []*api.IPPool {
 
 func vxlanMode(m string) bool { return m == api.EncapAlways || m == api.EncapCrossSubnet }
 
-// MACFor is the deterministic VTEP MAC of a node: six bytes of the FNV-1a
-// hash of its name, with the locally administered bit set and the
+// MACFor is the deterministic VTEP MAC of a node: the first six bytes of
+// the SHA-256 of its name, with the locally administered bit set and the
 // multicast bit clear.
 func MACFor(node string) net.HardwareAddr {
-	h := fnv.New64a()
-	h.Write([]byte(node))
-	s := h.Sum(nil)
+	s := sha256.Sum256([]byte(node))
 	mac := net.HardwareAddr(s[:6])
 	mac[0] = (mac[0] | 0x02) &^ 0x01
 	return mac
