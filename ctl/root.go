@@ -36,5 +36,6 @@ func NewRootCommand(opts *Options) *cobra.Command {
 	addResourceCommands(root, opts)
 	addPolicyCommands(root, opts)
 	addIPAMCommands(root, opts)
+	addNodeCommands(root, opts)
 	return root
 }
