@@ -440,3 +440,33 @@ func TestPrivilegedIPv6(t *testing.T) {
 		probe{"b", "a", "TCP6", 80, true},
 	)
 }
+
+// TestPrivilegedKernelErrorReported: a transaction the kernel rejects
+// (planned against a table someone deleted) returns an error naming the
+// rejected message, and the next Apply reads the kernel back and
+// programs the whole state. Messages are sent without acks, so this
+// checks that errors still come back.
+func TestPrivilegedKernelErrorReported(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, "front", "other", "db")
+	l.wl["db"].ServeTCP(6379)
+	mk := func() *desired.State {
+		return pciState(l.ip("front"), l.ip("other"), l.ip("db"), l.iface("front"), l.iface("other"), l.iface("db"))
+	}
+	l.apply(mk())
+	l.nft("delete", "table", "inet", "brindle")
+	s2 := mk()
+	s2.IPSets[selPCIFrontend] = addrSet(l.ip("front").String(), l.ip("other").String())
+	err := l.dp.Apply(s2)
+	if err == nil || !strings.Contains(err.Error(), "kernel rejected new set elements") {
+		t.Fatalf("Apply against a deleted table: err = %v, want the kernel's rejection of the element add", err)
+	}
+	if out := l.nft("list", "tables"); strings.Contains(out, "brindle") {
+		t.Fatalf("a rejected transaction changed the kernel:\n%s", out)
+	}
+	l.apply(s2)
+	l.check(probe{"other", "db", "TCP", 6379, true}, probe{"front", "db", "TCP", 6379, true})
+	if !strings.Contains(l.nft("list", "table", "inet", "brindle"), "brindle-tw-"+l.iface("db")) {
+		t.Error("the table was not restored after the failed transaction")
+	}
+}

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
+	"syscall"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
@@ -14,14 +14,16 @@ import (
 // sender delivers google/nftables' write batches on a socket of our own.
 //
 // The library's Flush reads the kernel's acknowledgements one netlink
-// receive (two syscalls and several allocations) per message, which
-// dominates a 40,000-message transaction. A Conn built with
+// receive (two syscalls and several allocations) per message, and asks
+// the kernel to echo every new rule back, which dominates a
+// 40,000-message transaction. A Conn built with
 // nftables.WithTestDial(s.dial) hands us the marshalled batch instead: we
-// send it in one sendmsg, read the acks with plain recvfrom calls into one
-// buffer, and then feed the library one synthetic success ack per
-// message it waits for. The kernel's verdict is still all-or-nothing: a
-// failed message aborts the whole transaction, and the first error is
-// reported.
+// clear the acknowledge and echo flags, send it in one sendmsg (the kernel
+// processes and commits a batch synchronously inside it), then read
+// whatever error messages it queued, and feed the library one synthetic
+// success ack per message it waits for. The kernel's verdict is still
+// all-or-nothing: a failed message aborts the whole transaction, and the
+// first error is reported.
 type sender struct {
 	nl  *netlink.Conn
 	buf []byte
@@ -95,21 +97,17 @@ func (s *sender) dial(req []netlink.Message) ([]netlink.Message, error) {
 	return nil, nil
 }
 
-// ackTimeout bounds the wait for acks after the kernel reported an error
-// (when fewer acks than messages may come).
-const ackTimeout = 200 * time.Millisecond
-
 func (s *sender) send(req []netlink.Message) error {
-	want := 0
 	types := make(map[uint32]netlink.HeaderType, len(req))
 	for _, m := range req {
-		if m.Header.Flags&netlink.Acknowledge != 0 {
-			want++
-			types[m.Header.Sequence] = m.Header.Type
-		}
+		types[m.Header.Sequence] = m.Header.Type
 	}
 	raw, err := s.nl.SyscallConn()
 	if err != nil {
+		return err
+	}
+	// Anything queued from an earlier batch is stale.
+	if _, err := s.drain(raw, nil); err != nil {
 		return err
 	}
 	// Marshal the whole batch into one buffer and send it with one
@@ -125,54 +123,56 @@ func (s *sender) send(req []netlink.Message) error {
 	if serr != nil {
 		return fmt.Errorf("send batch of %d messages (%d bytes): %w", len(req), len(buf), serr)
 	}
-	first0 := req[0].Header.Sequence
-	got := 0
+	// The kernel processes a netlink batch synchronously inside sendmsg:
+	// by now it has committed or aborted it, and queued an error message
+	// for every message that failed (and for a failed commit). Without
+	// NLM_F_ACK nothing is queued on success.
 	var first error
-	for got < want {
-		if first != nil {
-			_ = s.nl.SetReadDeadline(time.Now().Add(ackTimeout))
+	first0 := req[0].Header.Sequence
+	_, err = s.drain(raw, func(a ack) {
+		if a.errno != 0 && first == nil {
+			first = fmt.Errorf("kernel rejected %s (message %d of the batch): %w",
+				msgTypeName(types[a.seq]), a.seq-first0, a.errno)
 		}
+	})
+	if err != nil {
+		return err
+	}
+	return first
+}
+
+// drain reads every message queued on the socket without waiting, passing
+// each error message to f (when not nil), and returns how many it saw.
+func (s *sender) drain(raw syscall.RawConn, f func(ack)) (int, error) {
+	n := 0
+	for {
 		var rerr error
-		err := raw.Read(func(fd uintptr) bool {
-			for got < want {
-				n, _, e := unix.Recvfrom(int(fd), s.buf, unix.MSG_DONTWAIT)
-				if e == unix.EAGAIN || e == unix.EINTR {
-					return false
-				}
-				if e != nil {
-					rerr = e
-					return true
-				}
-				msgs, e := parseAcks(s.buf[:n])
-				if e != nil {
-					rerr = e
-					return true
-				}
-				for _, a := range msgs {
-					got++
-					if a.errno != 0 && first == nil {
-						first = fmt.Errorf("kernel rejected %s (message %d of the batch): %w",
-							msgTypeName(types[a.seq]), a.seq-first0, a.errno)
-					}
-				}
-				if first != nil {
-					return true // re-arm with a deadline
-				}
-			}
-			return true
-		})
-		if rerr != nil {
-			return fmt.Errorf("read acks: %w", rerr)
+		var got int
+		if err := raw.Control(func(fd uintptr) {
+			got, _, rerr = unix.Recvfrom(int(fd), s.buf, unix.MSG_DONTWAIT)
+		}); err != nil {
+			return n, err
 		}
+		if rerr == unix.EINTR {
+			continue
+		}
+		if rerr == unix.EAGAIN {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, fmt.Errorf("read acks: %w", rerr)
+		}
+		msgs, err := parseAcks(s.buf[:got])
 		if err != nil {
-			if first != nil {
-				break // deadline after an error: no more acks coming
+			return n, fmt.Errorf("read acks: %w", err)
+		}
+		for _, a := range msgs {
+			n++
+			if f != nil {
+				f(a)
 			}
-			return fmt.Errorf("read acks: %w", err)
 		}
 	}
-	_ = s.nl.SetReadDeadline(time.Time{})
-	return first
 }
 
 type ack struct {
@@ -273,7 +273,7 @@ func (s *sender) dumpRules(t *nftables.Table) ([]ruleInfo, error) {
 }
 
 // marshalBatch encodes netlink messages back to back, each padded to the
-// netlink alignment.
+// netlink alignment, with the acknowledge and echo flags cleared.
 func marshalBatch(msgs []netlink.Message) []byte {
 	align := func(n int) int { return (n + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1) }
 	size := 0
@@ -286,7 +286,11 @@ func marshalBatch(msgs []netlink.Message) []byte {
 		l := unix.NLMSG_HDRLEN + len(m.Data)
 		binary.NativeEndian.PutUint32(buf[off:], uint32(l))
 		binary.NativeEndian.PutUint16(buf[off+4:], uint16(m.Header.Type))
-		binary.NativeEndian.PutUint16(buf[off+6:], uint16(m.Header.Flags))
+		// No acks or echoes: errors are reported without them (see send),
+		// and echoing every new rule back costs the kernel a full rule
+		// dump each.
+		flags := m.Header.Flags &^ (netlink.Acknowledge | netlink.Echo)
+		binary.NativeEndian.PutUint16(buf[off+6:], uint16(flags))
 		binary.NativeEndian.PutUint32(buf[off+8:], m.Header.Sequence)
 		binary.NativeEndian.PutUint32(buf[off+12:], m.Header.PID)
 		copy(buf[off+unix.NLMSG_HDRLEN:], m.Data)
