@@ -584,8 +584,11 @@ func downState(ctx context.Context, cfg Config, st *State) error {
 	}
 	if st.MgmtIf != "" {
 		if _, err := net.InterfaceByName(st.MgmtIf); err == nil {
+			// Deleting the router took the pair with it, or will soon.
 			if err := ipCmd(ctx, "link", "delete", st.MgmtIf); err != nil {
-				errs = append(errs, err)
+				if _, gone := net.InterfaceByName(st.MgmtIf); gone == nil {
+					errs = append(errs, err)
+				}
 			}
 		}
 	}

@@ -39,6 +39,9 @@ type PodSpec struct {
 	// ServiceAccountLabels are the service account's labels (its
 	// ksa.<namespace>.<sa> profile).
 	ServiceAccountLabels map[string]string
+	// Ports are the pod's named ports (the endpoint's spec.ports, as the
+	// Kubernetes integration copies them from the pod's containers).
+	Ports []api.WorkloadEndpointPort
 }
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`)
@@ -224,7 +227,7 @@ func addPod(ctx context.Context, cfg Config, st *State, client *datastore.Client
 			continue
 		}
 		p.Endpoint = wep.Name
-		if len(p.Labels) == 0 {
+		if len(p.Labels) == 0 && len(spec.Ports) == 0 {
 			rev, _ := datastore.ParseRevision(wep.ResourceVersion)
 			return rev, nil
 		}
@@ -235,6 +238,7 @@ func addPod(ctx context.Context, cfg Config, st *State, client *datastore.Client
 			}
 		}
 		wep.Labels = labels
+		wep.Spec.Ports = spec.Ports
 		out, err := client.Update(ctx, wep)
 		if err != nil {
 			return 0, fmt.Errorf("pod %s: label endpoint %s: %w", p.ID(), wep.Name, err)

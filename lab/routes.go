@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/brindle-net/brindle/routing"
 )
 
 // route is one line of `ip -j route show`.
@@ -87,8 +91,67 @@ func WaitRoutes(ctx context.Context, st *State, addrs []netip.Addr, timeout time
 	}
 }
 
-// WaitRouting waits, after Up, until the BGP sessions are up. It is a
-// no-op until `brindle node` speaks BGP.
+// BGPStatus reads an agent's BGP status from its local API socket.
+func BGPStatus(ctx context.Context, socket string) (routing.DaemonStatus, error) {
+	var st routing.DaemonStatus
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://node"+routing.StatusPath, nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("%s: %s", routing.StatusPath, resp.Status)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// WaitRouting waits, after Up, until every agent's BGP daemon runs and
+// all its sessions are established. It is a no-op when the agents do not
+// speak BGP.
 func WaitRouting(ctx context.Context, st *State, timeout time.Duration) error {
+	if !st.BGP {
+		return nil
+	}
+	deadline := time.Now().Add(timeout)
+	for _, sock := range st.Sockets() {
+		for {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			s, err := BGPStatus(cctx, sock)
+			cancel()
+			var why string
+			switch {
+			case err != nil:
+				why = err.Error()
+			case s.State != "running":
+				why = s.State + " " + s.Reason
+			case len(st.Sockets()) > 1 && len(s.Peers) == 0:
+				why = "no BGP peers yet"
+			default:
+				for _, p := range s.Peers {
+					if p.State != "Established" {
+						why = fmt.Sprintf("session with %s is %s", p.Address, p.State)
+					}
+				}
+			}
+			if why == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("BGP of %s not up after %s: %s", s.Node, timeout, why)
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -120,10 +121,16 @@ func Run(ctx context.Context, cfg Config, st *State, data []byte, o RunOptions) 
 		if sa == "" {
 			sa = "default"
 		}
+		var ports []api.WorkloadEndpointPort
+		for _, pp := range p.Ports {
+			if pp.Name != "" {
+				ports = append(ports, api.WorkloadEndpointPort{Name: pp.Name, Protocol: api.ProtocolFromString(protoName(pp.Protocol)), Port: pp.Port})
+			}
+		}
 		podSpecs = append(podSpecs, PodSpec{
 			Namespace: p.Namespace, Name: p.Name, Host: h.Name, Labels: p.Labels, IP: p.IP,
 			ServiceAccount: sa, NamespaceLabels: sc.Namespaces[p.Namespace].Labels,
-			ServiceAccountLabels: saLabels[p.Namespace+"/"+sa],
+			ServiceAccountLabels: saLabels[p.Namespace+"/"+sa], Ports: ports,
 		})
 		placement[p.Namespace+"/"+p.Name] = h.Name
 	}
@@ -154,6 +161,8 @@ func Run(ctx context.Context, cfg Config, st *State, data []byte, o RunOptions) 
 			}
 		}
 		if len(newObjs) > 0 {
+			// Policies first, pools last (after their pods released).
+			slices.Reverse(newObjs)
 			if _, err := client.WriteBatch(cctx, datastore.OpDelete, newObjs); err != nil {
 				errs = append(errs, fmt.Errorf("delete the scenario's policies: %w", err))
 			}
@@ -164,6 +173,19 @@ func Run(ctx context.Context, cfg Config, st *State, data []byte, o RunOptions) 
 		return errors.Join(errs...)
 	}
 	res, err := func() (*RunResult, error) {
+		// A requested address outside the lab's pool gets a pool of its
+		// own (its /24) for the run.
+		pools := extraPools(specs)
+		if len(pools) > 0 {
+			if newPools, err := missing(ctx, client, pools); err != nil {
+				return nil, err
+			} else {
+				newObjs = append(newObjs, newPools...)
+			}
+			if _, err := client.WriteBatch(ctx, datastore.OpApply, pools); err != nil {
+				return nil, fmt.Errorf("IP pools for the requested addresses: %w", err)
+			}
+		}
 		pods, _, err := AddPods(ctx, cfg, st, client, podSpecs)
 		for _, p := range pods {
 			if _, ok := st.PodByID(p.ID()); ok && p.ContainerID != "" {
@@ -174,9 +196,11 @@ func Run(ctx context.Context, cfg Config, st *State, data []byte, o RunOptions) 
 			return nil, err
 		}
 		all := append(extraProfiles, objs...)
-		if newObjs, err = missing(ctx, client, all); err != nil {
+		newPol, err := missing(ctx, client, all)
+		if err != nil {
 			return nil, err
 		}
+		newObjs = append(newObjs, newPol...)
 		if len(all) > 0 {
 			if _, err := client.WriteBatch(ctx, datastore.OpApply, all); err != nil {
 				return nil, fmt.Errorf("apply the scenario's policies: %w", err)
@@ -233,6 +257,30 @@ func Run(ctx context.Context, cfg Config, st *State, data []byte, o RunOptions) 
 		err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
 	}
 	return res, err
+}
+
+// extraPools returns an IPPool for the /24 of each requested address that
+// lies outside the lab's pool.
+func extraPools(pods []scenario.Pod) []api.Object {
+	main := netip.MustParsePrefix(defaultPool)
+	seen := map[netip.Prefix]bool{}
+	var out []api.Object
+	for _, p := range pods {
+		a, err := netip.ParseAddr(p.IP)
+		if err != nil || !a.Is4() || main.Contains(a) {
+			continue
+		}
+		pfx, _ := a.Prefix(24)
+		if seen[pfx] || pfx.Overlaps(main) {
+			continue
+		}
+		seen[pfx] = true
+		name := "lab-run-" + strings.NewReplacer(".", "-", "/", "-").Replace(pfx.String())
+		pool := &api.IPPool{ObjectMeta: metaName(name), Spec: api.IPPoolSpec{CIDR: pfx.String(), BlockSize: 26, IPIPMode: "Never"}}
+		api.Default(pool)
+		out = append(out, pool)
+	}
+	return out
 }
 
 func mapValues(m map[string]netip.Addr) []netip.Addr {
