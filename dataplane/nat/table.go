@@ -286,8 +286,10 @@ func (t *Table) rebuild(c *nftables.Conn, exists bool, want map[string][]element
 	}
 	c.AddTable(t.table)
 	sets := map[string]*nftables.Set{}
-	for _, name := range []string{SetMasquerade, SetPools} {
-		s := &nftables.Set{Table: t.table, Name: name, KeyType: nftables.TypeIPAddr, Interval: true}
+	for i, name := range []string{SetMasquerade, SetPools} {
+		// An explicit transaction-local ID: with ID 0 the library
+		// allocates from a package-level counter without a lock.
+		s := &nftables.Set{Table: t.table, Name: name, ID: uint32(i + 1), KeyType: nftables.TypeIPAddr, Interval: true}
 		if err := c.AddSet(s, toSetElements(want[name])); err != nil {
 			return fmt.Errorf("nat: add set %s: %w", name, err)
 		}

@@ -131,6 +131,18 @@ func newLab(t *testing.T, pool api.IPPoolSpec, hosts ...string) *lab {
 	for _, h := range l.hosts {
 		l.startDaemon(h)
 	}
+	// Workloads come after the VTEPs, so that each host claims one block
+	// (two concurrent first allocations for a host may claim two).
+	if pool.VXLANMode == api.EncapAlways || pool.VXLANMode == api.EncapCrossSubnet {
+		for name := range l.hosts {
+			eventually(t, 10*time.Second, "VTEP of "+name, func() error {
+				if a, _ := l.nodeVTEP(name); a == "" {
+					return errors.New("no VTEP address yet")
+				}
+				return nil
+			})
+		}
+	}
 	return l
 }
 
