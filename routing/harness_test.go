@@ -55,6 +55,9 @@ func TestMain(m *testing.M) {
 	if v := os.Getenv(helperEnv); v != "" {
 		os.Exit(runHelper(v))
 	}
+	if v := os.Getenv(daemonHelperEnv); v != "" {
+		os.Exit(runDaemonHelper(v))
+	}
 	os.Exit(m.Run())
 }
 
@@ -153,13 +156,21 @@ func (l *lockedBuffer) String() string {
 
 func startSpeaker(t *testing.T, ns *netnstest.NS, hc helperConfig) *speakerProc {
 	t.Helper()
+	cfg, _ := json.Marshal(hc)
+	return startHelperProc(t, ns, helperEnv, string(cfg), "")
+}
+
+// startHelperProc re-executes the test binary in ns as a helper process
+// (env=value selects which), in directory dir ("" = the current one).
+func startHelperProc(t *testing.T, ns *netnstest.NS, env, value, dir string) *speakerProc {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, _ := json.Marshal(hc)
 	cmd := exec.Command("ip", "netns", "exec", ns.Name(), exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+string(cfg))
+	cmd.Env = append(os.Environ(), env+"="+value)
+	cmd.Dir = dir
 	p := &speakerProc{t: t, cmd: cmd, lines: make(chan string, 16), stderr: &lockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	p.in, err = cmd.StdinPipe()
@@ -171,7 +182,7 @@ func startSpeaker(t *testing.T, ns *netnstest.NS, hc helperConfig) *speakerProc 
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start speaker in %s: %v", ns.Name(), err)
+		t.Fatalf("start helper process in %s: %v", ns.Name(), err)
 	}
 	go func() {
 		sc := bufio.NewScanner(stdout)
