@@ -118,11 +118,11 @@ type Service struct {
 	// flight (GC skips it). Guarded by mu.
 	locks map[string]chan struct{}
 
-	// ipamMu serialises this host's assignments, as Calico's host-wide
-	// IPAM lock does: concurrent ADDs would otherwise race for the same
-	// block and burn compare-and-swap retries (each one re-reads and
-	// re-encodes the block).
-	ipamMu sync.Mutex
+	// assigner group-commits this host's automatic assignments (one batch
+	// at a time, as Calico's host-wide IPAM lock serialises them): ADDs
+	// arriving together share one compare-and-swap of their block instead
+	// of racing for it.
+	assigner *assigner
 
 	// afterEndpointWrite, when set (tests only), runs after the endpoint
 	// is written and before the readiness wait; a panic there stands in
@@ -138,11 +138,12 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		cfg:   cfg,
-		store: ipam.NewEtcdStore(cfg.Datastore),
-		log:   cfg.Logger,
-		mux:   http.NewServeMux(),
-		locks: map[string]chan struct{}{},
+		cfg:      cfg,
+		store:    ipam.NewEtcdStore(cfg.Datastore),
+		log:      cfg.Logger,
+		mux:      http.NewServeMux(),
+		locks:    map[string]chan struct{}{},
+		assigner: &assigner{ipam: cfg.IPAM, timeout: DefaultCleanupTimeout},
 	}
 	s.mux.HandleFunc("POST "+wire.PathAdd, handle(s, s.Add))
 	s.mux.HandleFunc("POST "+wire.PathDel, handle(s, s.Del))
@@ -286,9 +287,7 @@ func (s *Service) Add(ctx context.Context, req *wire.AddRequest) (resp *wire.Add
 			podc <- podLookup{pi, err}
 		}()
 	}
-	s.ipamMu.Lock()
 	ips, err := s.assign(ctx, id, req, requested)
-	s.ipamMu.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +374,7 @@ func (s *Service) assign(ctx context.Context, id identity, req *wire.AddRequest,
 		args.Num6 = 1
 		args.Pools = append(args.Pools, req.IPv6Pools...)
 	}
-	got, err := s.cfg.IPAM.AutoAssign(ctx, args)
+	got, err := s.assigner.assign(ctx, args)
 	if err != nil {
 		return nil, &wire.Error{Code: wire.CodeInternal, Msg: "add: ipam", Details: err.Error()}
 	}

@@ -36,7 +36,11 @@ func allocationsByAddr(t testing.TB, m *IPAM) map[netip.Addr]string {
 // host), releases half of them at once (by handle and by address), and
 // checks that no address was handed out twice and that blocks and handles
 // agree exactly.
-func runConcurrency(t *testing.T, newStore func(t *testing.T) Store, hosts, perHost, workers int) {
+//
+// With batch > 1, each worker assigns through AutoAssignMany, batch handles
+// at a time, and odd workers keep using AutoAssign, so batched and single
+// assignments race for the same blocks.
+func runConcurrency(t *testing.T, newStore func(t *testing.T) Store, hosts, perHost, workers, batch int) {
 	ctx := context.Background()
 	st := newStore(t)
 	// 512 addresses in eight /26 blocks for 500 allocations: hosts race to
@@ -63,19 +67,36 @@ func runConcurrency(t *testing.T, newStore func(t *testing.T) Store, hosts, perH
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				var mine []AutoAssignArgs
 				for i := w; i < perHost; i += workers {
 					handle := fmt.Sprintf("net.host-%d-%03d", h, i)
-					got, err := ipams[h].AutoAssign(ctx, AutoAssignArgs{Num4: 1, HandleID: handle,
-						Attrs: map[string]string{"pod": handle}})
-					r := result{handle: handle, err: err}
-					if err == nil {
-						if len(got) != 1 {
-							r.err = fmt.Errorf("got %d addresses, want 1", len(got))
-						} else {
-							r.addr = got[0].Addr()
-						}
+					mine = append(mine, AutoAssignArgs{Num4: 1, HandleID: handle, Attrs: map[string]string{"pod": handle}})
+				}
+				n := 1
+				if batch > 1 && w%2 == 0 {
+					n = batch
+				}
+				for len(mine) > 0 {
+					k := min(n, len(mine))
+					var res []AssignResult
+					if k == 1 && n == 1 {
+						got, err := ipams[h].AutoAssign(ctx, mine[0])
+						res = []AssignResult{{Prefixes: got, Err: err}}
+					} else {
+						res = ipams[h].AutoAssignMany(ctx, mine[:k])
 					}
-					results <- r
+					for j, a := range mine[:k] {
+						r := result{handle: a.HandleID, err: res[j].Err}
+						if r.err == nil {
+							if len(res[j].Prefixes) != 1 {
+								r.err = fmt.Errorf("got %d addresses, want 1", len(res[j].Prefixes))
+							} else {
+								r.addr = res[j].Prefixes[0].Addr()
+							}
+						}
+						results <- r
+					}
+					mine = mine[k:]
 				}
 			}()
 		}
@@ -179,5 +200,9 @@ func runConcurrency(t *testing.T, newStore func(t *testing.T) Store, hosts, perH
 }
 
 func TestConcurrencyMemStore(t *testing.T) {
-	runConcurrency(t, func(*testing.T) Store { return NewMemStore() }, 5, 100, 10)
+	runConcurrency(t, func(*testing.T) Store { return NewMemStore() }, 5, 100, 10, 1)
+}
+
+func TestConcurrencyBatchedMemStore(t *testing.T) {
+	runConcurrency(t, func(*testing.T) Store { return NewMemStore() }, 5, 100, 4, 16)
 }

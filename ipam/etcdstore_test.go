@@ -65,5 +65,11 @@ func TestConcurrencyEtcd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an embedded etcd member")
 	}
-	runConcurrency(t, func(t *testing.T) Store { return NewEtcdStore(datastoretest.New(t).Client) }, 5, 100, 10)
+	runConcurrency(t, func(t *testing.T) Store { return NewEtcdStore(datastoretest.New(t).Client) }, 5, 100, 10, 1)
+}
+
+// TestConcurrencyBatchedEtcd: batched and single assignments from five
+// hosts race on real etcd.
+func TestConcurrencyBatchedEtcd(t *testing.T) {
+	runConcurrency(t, func(t *testing.T) Store { return NewEtcdStore(datastoretest.New(t).Client) }, 5, 100, 4, 16)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/brindle-net/brindle/api"
 	"github.com/brindle-net/brindle/cni"
@@ -205,5 +206,88 @@ func TestPodInfo(t *testing.T) {
 		if p.InUse != 0 {
 			t.Errorf("pool %s: %d addresses in use", p.Name, p.InUse)
 		}
+	}
+}
+
+// TestServiceConcurrentAdds: many ADDs at once, some given up by their
+// callers at random moments (queued, mid-batch, after), share this host's
+// group-committed assignments: each success holds exactly its address,
+// every failure holds nothing, no address is handed out twice, and DEL of
+// all of them leaves IPAM clean.
+func TestServiceConcurrentAdds(t *testing.T) {
+	s := newServiceOnly(t, nil)
+	const n = 60
+	type outcome struct {
+		att  wire.Attachment
+		resp *wire.AddResponse
+		err  error
+	}
+	outs := make([]outcome, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		outs[i].att = wire.Attachment{Network: testNetwork, ContainerID: fmt.Sprintf("c%03d", i), IfName: "eth0",
+			K8s: &wire.K8s{Namespace: "team-a", Pod: fmt.Sprintf("p%03d", i)}}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			if i%3 == 0 { // a third give up after 0 to 9 ms
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, time.Duration(i%10)*time.Millisecond)
+				defer cancel()
+			}
+			outs[i].resp, outs[i].err = s.svc.Add(ctx, &wire.AddRequest{Attachment: outs[i].att, AssignIPv4: true})
+		}()
+	}
+	wg.Wait()
+	ctx := context.Background()
+	seen := map[string]string{}
+	succeeded := 0
+	for i, o := range outs {
+		handle := o.att.Network + "." + o.att.ContainerID
+		if o.err != nil {
+			if i%3 != 0 {
+				t.Errorf("ADD %d failed without being cancelled: %v", i, o.err)
+			}
+			if _, err := s.ipam.ReleaseByHandle(ctx, handle); !errors.Is(err, ipam.ErrHandleNotFound) {
+				t.Errorf("ADD %d failed (%v) but its handle holds addresses (release: %v)", i, o.err, err)
+			}
+			continue
+		}
+		succeeded++
+		if len(o.resp.IPs) != 1 {
+			t.Fatalf("ADD %d: IPs %v", i, o.resp.IPs)
+		}
+		if prev, dup := seen[o.resp.IPs[0]]; dup {
+			t.Errorf("%s handed to %s and %s", o.resp.IPs[0], prev, handle)
+		}
+		seen[o.resp.IPs[0]] = handle
+	}
+	if succeeded < n-n/3 {
+		t.Errorf("%d of %d ADDs succeeded, want at least %d", succeeded, n, n-n/3)
+	}
+	rep, err := s.ipam.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 0 || rep.Allocations != succeeded {
+		t.Errorf("ipam check: %d allocations (want %d), problems %+v", rep.Allocations, succeeded, rep.Problems)
+	}
+	for _, o := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.svc.Del(ctx, &wire.DelRequest{Attachment: o.att}); err != nil {
+				t.Errorf("DEL %s: %v", o.att.ContainerID, err)
+			}
+		}()
+	}
+	wg.Wait()
+	rep, err = s.ipam.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 0 || rep.Allocations != 0 {
+		t.Errorf("after DEL: %d allocations, problems %+v", rep.Allocations, rep.Problems)
 	}
 }
