@@ -10,18 +10,18 @@ import (
 )
 
 // birdConfig is the top-of-rack router's BIRD 2 configuration: an eBGP
-// session (AS 64513) with every host (AS 64512), learning their blocks
-// into the kernel so the router forwards to them. What it sends back is
-// refused by the hosts (their own AS is in the path).
+// session (AS 64513) with every host (AS 65000+N, the node-to-node mesh
+// off), learning their blocks into the kernel so the router forwards to
+// them, and passing each host's blocks on to the other hosts.
 func birdConfig(st *State) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# BIRD 2 top-of-rack router of lab %s (written by brindle lab)\n", st.Name)
 	fmt.Fprintf(&b, "router id %s;\n", st.Router.Addr.Addr())
 	b.WriteString("protocol device { scan time 10; }\n")
-	b.WriteString("protocol kernel { ipv4 { import none; export all; }; merge paths on; }\n")
+	b.WriteString("protocol kernel { ipv4 { import none; export all; }; }\n")
 	fmt.Fprintf(&b, "template bgp hosts {\n  local as %d;\n  graceful restart on;\n  ipv4 { import all; export all; };\n}\n", torAS)
 	for _, h := range st.Hosts {
-		fmt.Fprintf(&b, "protocol bgp %s from hosts { neighbor %s as %d; }\n", h.Name, h.Addr.Addr(), meshAS)
+		fmt.Fprintf(&b, "protocol bgp %s from hosts { neighbor %s as %d; }\n", h.Name, h.Addr.Addr(), hostAS(h))
 	}
 	return b.String()
 }

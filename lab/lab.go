@@ -390,6 +390,13 @@ func (b *builder) pool(ctx context.Context) error {
 		Spec:       api.IPPoolSpec{CIDR: defaultPool, BlockSize: 26, VXLANMode: b.st.VXLANMode, IPIPMode: "Never"},
 	}}
 	if b.st.TOR {
+		// Top-of-rack design: no mesh; each host (its own AS) peers with
+		// the router only, which passes every block on to the others.
+		off := false
+		objs = append(objs, &api.BGPConfiguration{
+			ObjectMeta: metaName("default"),
+			Spec:       api.BGPConfigurationSpec{NodeToNodeMeshEnabled: &off},
+		})
 		for _, h := range b.st.Hosts {
 			objs = append(objs, &api.BGPPeer{
 				ObjectMeta: metaName("tor-" + h.Name),
@@ -413,8 +420,18 @@ func (b *builder) nodeArgs(h Host) []string {
 		"--socket", h.Socket, "--config-file", ""}
 	if b.st.BGP {
 		args = append(args, "--ip", h.Addr.String())
+		if b.st.TOR {
+			args = append(args, "--as", fmt.Sprint(hostAS(h)))
+		}
 	}
 	return args
+}
+
+// hostAS is a host's AS number with --tor: 65001 for host1, and so on.
+func hostAS(h Host) int {
+	var n int
+	fmt.Sscanf(h.Name, "host%d", &n)
+	return 65000 + n
 }
 
 // supportsNodeIP reports whether `brindle node` registers a Node with BGP

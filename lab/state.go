@@ -29,7 +29,6 @@ var (
 	mgmtBase      = netip.MustParseAddr("169.254.210.0")
 	defaultPool   = "10.244.0.0/16"
 	poolName      = "default-ipv4-ippool"
-	meshAS        = 64512
 	torAS         = 64513
 	etcdPort      = 2379
 	etcdPeerPort  = 2380

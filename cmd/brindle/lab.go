@@ -116,13 +116,18 @@ func writeHosts(out io.Writer, st *lab.State) {
 	for _, h := range st.Hosts {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Name, h.NS, h.Addr, h.Socket)
 	}
-	role := "router (brindle node, no workloads)"
+	role := "router"
 	if st.TOR {
-		role = "router (BIRD 2 top-of-rack, birdc -s " + st.BirdSocket() + ")"
+		role = "router (BIRD)"
 	}
 	fmt.Fprintf(tw, "%s\t%s\t%s, 172.30.2.1/24\t%s\n", role, st.Router.NS, st.Router.Addr, st.Router.Socket)
 	fmt.Fprintf(tw, "outside\t%s\t172.30.99.2/24\t\n", st.Outside)
 	tw.Flush()
+	if st.TOR {
+		fmt.Fprintf(out, "The router runs BIRD 2 as a top-of-rack router (AS 64513; host N is AS 6500N): birdc -s %s show route\n", st.BirdSocket())
+	} else {
+		fmt.Fprintln(out, "The router runs a brindle node without workloads: a BGP mesh member, so it learns every block.")
+	}
 }
 
 func newLabDownCommand(name *string, cfg func(*cobra.Command) lab.Config) *cobra.Command {
