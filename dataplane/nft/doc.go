@@ -20,12 +20,12 @@
 //
 // # Layout (table inet brindle)
 //
-// Base chains, egress before ingress on each hook:
+// Base chains: egress policy once, before routing, for every packet from a
+// workload; then ingress policy (forwarded) or the host action (input):
 //
-//	brindle-forward-egress   forward, priority filter     iifname "cali*" jump brindle-from-wl-dispatch
-//	brindle-forward-ingress  forward, priority filter+1   oifname "cali*" jump brindle-to-wl-dispatch
-//	brindle-input-egress     input,   priority filter     iifname "cali*" jump brindle-from-wl-dispatch
-//	brindle-input-host       input,   priority filter+1   iifname "cali*" drop|accept|return (DefaultEndpointToHostAction)
+//	brindle-prerouting-egress  prerouting, priority filter    iifname "cali*" jump brindle-from-wl-dispatch
+//	brindle-forward-ingress    forward,    priority filter+1  oifname "cali*" jump brindle-to-wl-dispatch
+//	brindle-input-host         input,      priority filter+1  iifname "cali*" drop|accept|return (DefaultEndpointToHostAction)
 //
 // The dispatch chains accept established/related, drop invalid, dispatch
 // through a verdict map keyed by interface name (iifname vmap

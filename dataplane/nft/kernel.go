@@ -117,7 +117,7 @@ func hookOf(c *nftables.Chain) hook {
 	if c.Hooknum == nil {
 		return hookNone
 	}
-	for _, h := range []hook{hookForwardEgress, hookForwardIngress, hookInputEgress, hookInputHost} {
+	for _, h := range []hook{hookPreroutingEgress, hookForwardIngress, hookInputHost} {
 		num, prio := h.attach()
 		if *c.Hooknum == *num && c.Priority != nil && *c.Priority == prio &&
 			c.Type == nftables.ChainTypeFilter && (c.Policy == nil || *c.Policy == nftables.ChainPolicyAccept) {
@@ -130,12 +130,10 @@ func hookOf(c *nftables.Chain) hook {
 // attach returns the netfilter hook and priority of a base chain.
 func (h hook) attach() (*nftables.ChainHook, nftables.ChainPriority) {
 	switch h {
-	case hookForwardEgress:
-		return nftables.ChainHookForward, *nftables.ChainPriorityFilter
+	case hookPreroutingEgress:
+		return nftables.ChainHookPrerouting, *nftables.ChainPriorityFilter
 	case hookForwardIngress:
 		return nftables.ChainHookForward, *nftables.ChainPriorityFilter + 1
-	case hookInputEgress:
-		return nftables.ChainHookInput, *nftables.ChainPriorityFilter
 	case hookInputHost:
 		return nftables.ChainHookInput, *nftables.ChainPriorityFilter + 1
 	}

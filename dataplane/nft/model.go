@@ -37,19 +37,22 @@ type elem struct {
 
 func (e elem) mapKey() string { return string(e.key) + "\x00" + string(e.end) + "\x00" + e.jump }
 
-// hook is where a base chain attaches. Egress (from-workload) and
-// ingress/host processing are separate base chains on the same hook, the
-// egress one first: an Allow is a plain accept, which ends only the base
-// chain it is in, so a packet allowed out of one workload still meets the
-// next base chain (the destination's ingress policy, or the
-// workload-to-host action).
+// hook is where a base chain attaches. Egress (from-workload) policy runs
+// in one base chain at prerouting, which every packet from a workload
+// passes whether it is forwarded or for the host; ingress and host
+// processing are base chains at forward and input, after routing. An
+// Allow is a plain accept, which ends only the base chain it is in, so a
+// packet allowed out of one workload still meets the next base chain (the
+// destination's ingress policy, or the workload-to-host action). One
+// egress base chain (not one at forward and one at input) also halves the
+// kernel's validation walk of the egress endpoint and policy chains, which
+// it repeats from every base chain on each transaction that adds rules.
 type hook uint8
 
 const (
 	hookNone           hook = iota
-	hookForwardEgress       // forward, priority filter
+	hookPreroutingEgress    // prerouting, priority filter
 	hookForwardIngress      // forward, priority filter + 1
-	hookInputEgress         // input, priority filter
 	hookInputHost           // input, priority filter + 1
 )
 
@@ -448,13 +451,12 @@ func (b *builder) staticChains(cfg desired.Config) []*chainSpec {
 			})
 		}
 	}
-	fwdEgress := base(chainFwdEgress, hookForwardEgress, true, chainFromWLDisp)
-	fwdIngress := base(chainFwdIngress, hookForwardIngress, false, chainToWLDisp)
-	inEgress := &chainSpec{name: chainInEgress, hook: hookInputEgress, rank: 0}
-	ndp(inEgress)
+	preEgress := &chainSpec{name: chainPreEgress, hook: hookPreroutingEgress, rank: 0}
+	ndp(preEgress)
 	for _, p := range cfg.Prefixes() {
-		rule(inEgress, "", func(x *rb) { x.ifname(true, p, true); x.verdict(expr.VerdictJump, chainFromWLDisp) })
+		rule(preEgress, "", func(x *rb) { x.ifname(true, p, true); x.verdict(expr.VerdictJump, chainFromWLDisp) })
 	}
+	fwdIngress := base(chainFwdIngress, hookForwardIngress, false, chainToWLDisp)
 	inHost := &chainSpec{name: chainInHost, hook: hookInputHost, rank: 0}
 	ndp(inHost)
 	for _, p := range cfg.Prefixes() {
@@ -486,6 +488,6 @@ func (b *builder) staticChains(cfg desired.Config) []*chainSpec {
 		}
 		return c
 	}
-	return []*chainSpec{fwdEgress, fwdIngress, inEgress, inHost,
+	return []*chainSpec{preEgress, fwdIngress, inHost,
 		dispatch(chainFromWLDisp, true, mapFromWL), dispatch(chainToWLDisp, false, mapToWL)}
 }

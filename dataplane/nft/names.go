@@ -14,9 +14,8 @@ const prefix = "brindle-"
 
 // Fixed chain and map names.
 const (
-	chainFwdEgress  = prefix + "forward-egress"
+	chainPreEgress  = prefix + "prerouting-egress"
 	chainFwdIngress = prefix + "forward-ingress"
-	chainInEgress   = prefix + "input-egress"
 	chainInHost     = prefix + "input-host"
 	chainFromWLDisp = prefix + "from-wl-dispatch"
 	chainToWLDisp   = prefix + "to-wl-dispatch"

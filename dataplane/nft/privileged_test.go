@@ -290,7 +290,9 @@ func TestPrivilegedFirstApplySweepsAndNothingBefore(t *testing.T) {
 	l.nft("add", "set", "inet", "brindle", "brindle-c4-stale", "{ type ipv4_addr; flags interval; }")
 	// One of our base chains exists with the wrong shape (no hook): it
 	// cannot be altered in place, so the first Apply recreates the table.
-	l.nft("add", "chain", "inet", "brindle", chainFwdEgress)
+	l.nft("add", "chain", "inet", "brindle", chainPreEgress)
+	// A base chain of the earlier layout (egress at input): swept.
+	l.nft("add", "chain", "inet", "brindle", "brindle-input-egress", "{ type filter hook input priority filter; policy accept; }")
 	if err := l.dp.Resync(); err != nil {
 		t.Fatal(err)
 	}
@@ -299,10 +301,10 @@ func TestPrivilegedFirstApplySweepsAndNothingBefore(t *testing.T) {
 	}
 	l.apply(l.base())
 	got := l.nft("list", "table", "inet", "brindle")
-	if strings.Contains(got, "stale") {
+	if strings.Contains(got, "stale") || strings.Contains(got, "input-egress") {
 		t.Fatalf("first Apply left stale objects:\n%s", got)
 	}
-	if !strings.Contains(got, "chain "+chainFwdEgress+" {\n\t\ttype filter hook forward priority filter; policy accept;") {
+	if !strings.Contains(got, "chain "+chainPreEgress+" {\n\t\ttype filter hook prerouting priority filter; policy accept;") {
 		t.Fatalf("first Apply did not repair the base chain:\n%s", got)
 	}
 	l.check(probe{"a", "b", "TCP", 80, true})

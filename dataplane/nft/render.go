@@ -40,12 +40,10 @@ func (m *model) render(table string) string {
 	for _, c := range chains {
 		fmt.Fprintf(&b, "\tchain %s {\n", c.name)
 		switch c.hook {
-		case hookForwardEgress:
-			b.WriteString("\t\ttype filter hook forward priority filter; policy accept;\n")
+		case hookPreroutingEgress:
+			b.WriteString("\t\ttype filter hook prerouting priority filter; policy accept;\n")
 		case hookForwardIngress:
 			b.WriteString("\t\ttype filter hook forward priority filter + 1; policy accept;\n")
-		case hookInputEgress:
-			b.WriteString("\t\ttype filter hook input priority filter; policy accept;\n")
 		case hookInputHost:
 			b.WriteString("\t\ttype filter hook input priority filter + 1; policy accept;\n")
 		}
