@@ -50,10 +50,10 @@ func (e elem) mapKey() string { return string(e.key) + "\x00" + string(e.end) + 
 type hook uint8
 
 const (
-	hookNone           hook = iota
-	hookPreroutingEgress    // prerouting, priority filter
-	hookForwardIngress      // forward, priority filter + 1
-	hookInputHost           // input, priority filter + 1
+	hookNone             hook = iota
+	hookPreroutingEgress      // prerouting, priority filter
+	hookForwardIngress        // forward, priority filter + 1
+	hookInputHost             // input, priority filter + 1
 )
 
 // chainSpec is one chain and its rules in order.
