@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -242,6 +243,7 @@ func (m *IPAM) assignFromBlockMany(ctx context.Context, snap *snapshot, cidr net
 		r    *manyReq
 		ords []int
 	}
+	useTxn := true
 	for i := 0; i < m.cfg.MaxRetries; i++ {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -268,6 +270,44 @@ func (m *IPAM) assignFromBlockMany(ctx context.Context, snap *snapshot, cidr net
 		if len(takes) == 0 {
 			return nil
 		}
+		done := func() {
+			for _, t := range takes {
+				for _, o := range t.ords {
+					t.r.got = append(t.r.got, netip.PrefixFrom(ordinalAddr(cidr, o), cidr.Bits()))
+				}
+				t.r.fam += len(t.ords)
+			}
+		}
+		// One transaction: the block at the revision read, and every
+		// handle new. If a handle already exists, do it step by step.
+		if ts, ok := m.store.(TxnStore); ok && useTxn && len(takes) < maxTxnHandles {
+			conds := []TxnCond{{Key: BlockKey(cidr), Revision: rev}}
+			b.SequenceNumber++
+			raw, err := json.Marshal(b)
+			if err != nil {
+				return err
+			}
+			puts := []TxnPut{{Key: BlockKey(cidr), Value: raw}}
+			for _, t := range takes {
+				h, _ := json.Marshal(Handle{HandleID: t.r.args.HandleID, Block: map[string]int{cidr.String(): len(t.ords)}})
+				conds = append(conds, TxnCond{Key: HandleKey(t.r.args.HandleID)})
+				puts = append(puts, TxnPut{Key: HandleKey(t.r.args.HandleID), Value: h})
+			}
+			ok, err := ts.Txn(ctx, conds, puts)
+			if err != nil {
+				return fmt.Errorf("write block %s with %d handles: %w", cidr, len(takes), err)
+			}
+			if ok {
+				done()
+				return nil
+			}
+			// Which condition failed: the block (retry) or a handle?
+			if _, now, err := m.store.Get(ctx, BlockKey(cidr)); err == nil && now == rev {
+				useTxn = false
+			}
+			backoff(ctx, i)
+			continue
+		}
 		// Handle counts up, all at once; on any failure, back down.
 		upErrs := parallel(len(takes), func(k int) error {
 			return m.incrementHandle(ctx, takes[k].r.args.HandleID, cidr, len(takes[k].ords))
@@ -293,12 +333,7 @@ func (m *IPAM) assignFromBlockMany(ctx context.Context, snap *snapshot, cidr net
 		}
 		werr := m.writeBlock(ctx, cidr, b, rev, false)
 		if werr == nil {
-			for _, t := range takes {
-				for _, o := range t.ords {
-					t.r.got = append(t.r.got, netip.PrefixFrom(ordinalAddr(cidr, o), cidr.Bits()))
-				}
-				t.r.fam += len(t.ords)
-			}
+			done()
 			return nil
 		}
 		if derr := undo(); derr != nil {
@@ -311,6 +346,10 @@ func (m *IPAM) assignFromBlockMany(ctx context.Context, snap *snapshot, cidr net
 	}
 	return fmt.Errorf("write block %s: gave up after %d conflicts", cidr, m.cfg.MaxRetries)
 }
+
+// maxTxnHandles bounds the handles written in one transaction with their
+// block (etcd allows 128 operations per transaction by default).
+const maxTxnHandles = 100
 
 // maxParallelWrites bounds the store writes parallel issues at once.
 const maxParallelWrites = 32

@@ -21,6 +21,13 @@
 //   - Allocate: handle count up, then the block; if the block write fails
 //     the handle count goes back down. A failed AutoAssign releases what it
 //     already took, so it is all or nothing.
+//   - AutoAssignMany serves many handles with one write of each block they
+//     share: on a TxnStore (EtcdStore, MemStore) the block and the new
+//     handles go in one transaction conditional on the block's revision
+//     and on every handle being absent; otherwise, or when a handle
+//     already exists, handle counts go up in parallel, then the block is
+//     written once, and a failed block write takes them down again. Each
+//     request is all or nothing on its own.
 //   - Release: the block first, then the handle. If the handle write fails
 //     the handle is left counting addresses already freed; the error says
 //     so, `Check` reports it, and ReleaseByHandle (idempotent: it drops the

@@ -80,3 +80,17 @@ func (s *EtcdStore) List(ctx context.Context, prefix string) ([]KV, error) {
 	}
 	return out, nil
 }
+
+// Txn implements TxnStore.
+func (s *EtcdStore) Txn(ctx context.Context, conds []TxnCond, puts []TxnPut) (bool, error) {
+	cs := make([]datastore.Cond, len(conds))
+	for i, c := range conds {
+		cs[i] = datastore.Cond{Key: c.Key, ModRevision: c.Revision}
+	}
+	ops := make([]datastore.RawOp, len(puts))
+	for i, p := range puts {
+		ops[i] = datastore.RawOp{Key: p.Key, Value: p.Value}
+	}
+	ok, _, err := s.raw.Txn(ctx, cs, ops)
+	return ok, mapErr(err)
+}

@@ -53,6 +53,37 @@ func storeContract(t *testing.T, s Store) {
 	if _, err := s.Update(ctx, k, []byte("z"), r2); !errors.Is(err, ErrConflict) {
 		t.Fatalf("update gone: %v, want ErrConflict", err)
 	}
+
+	// Transactions: all or nothing on every condition.
+	ts, ok := s.(TxnStore)
+	if !ok {
+		t.Fatalf("%T is not a TxnStore", s)
+	}
+	_, r3, err := s.Get(ctx, k+"2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	puts := []TxnPut{{Key: k + "2", Value: []byte("y")}, {Key: k + "3", Value: []byte("new")}}
+	for _, bad := range [][]TxnCond{
+		{{Key: k + "2", Revision: r3 + 100}, {Key: k + "3"}}, // stale revision
+		{{Key: k + "2", Revision: r3}, {Key: k + "2"}},       // "absent" but exists
+		{{Key: k + "missing", Revision: r3}, {Key: k + "3"}}, // revision of a missing key
+	} {
+		if ok, err := ts.Txn(ctx, bad, puts); ok || err != nil {
+			t.Fatalf("txn with conditions %v: ok %v, %v; want a failed condition", bad, ok, err)
+		}
+	}
+	if _, _, err := s.Get(ctx, k+"3"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("failed txns wrote %s: %v", k+"3", err)
+	}
+	if ok, err := ts.Txn(ctx, []TxnCond{{Key: k + "2", Revision: r3}, {Key: k + "3"}}, puts); !ok || err != nil {
+		t.Fatalf("txn: ok %v, %v", ok, err)
+	}
+	for key, want := range map[string]string{k + "2": "y", k + "3": "new"} {
+		if v, rev, err := s.Get(ctx, key); err != nil || string(v) != want || rev <= r3 {
+			t.Fatalf("after txn %s = %q rev %d, %v; want %q", key, v, rev, err, want)
+		}
+	}
 }
 
 func TestStoreContractMemStore(t *testing.T) { storeContract(t, NewMemStore()) }

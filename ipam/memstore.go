@@ -16,6 +16,9 @@ const (
 	OpCreate WriteOp = "create"
 	OpUpdate WriteOp = "update"
 	OpDelete WriteOp = "delete"
+	// OpTxn is a whole transaction (one write for fault injection; the
+	// key is its first put's).
+	OpTxn WriteOp = "txn"
 )
 
 // MemStore is an in-memory Store with the same conditional-write semantics as
@@ -150,6 +153,30 @@ func (s *MemStore) Delete(_ context.Context, key string, expectedRev int64) erro
 	s.rev++
 	delete(s.data, key)
 	return nil
+}
+
+// Txn implements TxnStore. It counts as one write for fault injection.
+func (s *MemStore) Txn(_ context.Context, conds []TxnCond, puts []TxnPut) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := ""
+	if len(puts) > 0 {
+		key = puts[0].Key
+	}
+	if err := s.fault(OpTxn, key); err != nil {
+		return false, err
+	}
+	for _, c := range conds {
+		e, ok := s.data[c.Key]
+		if (c.Revision == 0 && ok) || (c.Revision != 0 && (!ok || e.rev != c.Revision)) {
+			return false, nil
+		}
+	}
+	s.rev++
+	for _, p := range puts {
+		s.data[p.Key] = memEntry{value: clone(p.Value), rev: s.rev}
+	}
+	return true, nil
 }
 
 // List implements Store.

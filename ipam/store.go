@@ -48,3 +48,27 @@ type Store interface {
 func retryable(err error) bool {
 	return errors.Is(err, ErrConflict) || errors.Is(err, ErrExists)
 }
+
+// TxnStore is a Store that can also write several keys in one atomic step.
+// When the Store offers it, AutoAssignMany writes a block and the handles
+// of every address it took from it in one transaction.
+type TxnStore interface {
+	Store
+	// Txn applies puts, all or nothing, if every condition holds. ok is
+	// false, and nothing is written, when one does not; err is for
+	// failures other than a condition.
+	Txn(ctx context.Context, conds []TxnCond, puts []TxnPut) (ok bool, err error)
+}
+
+// TxnCond is a condition of a transaction: Key's revision must be
+// Revision, where 0 means the key must not exist.
+type TxnCond struct {
+	Key      string
+	Revision int64
+}
+
+// TxnPut is one write of a transaction.
+type TxnPut struct {
+	Key   string
+	Value []byte
+}
