@@ -51,6 +51,19 @@
 //     accepted, advertised) for `brindlectl node status`; PeerStatus and
 //     Stats serialise to JSON for the agent's local API.
 //
+// Daemon contract (what brindle node runs):
+//   - It watches Nodes, BGPPeers, BGPConfigurations, every IPAM block and
+//     the node's own affinities (WatchOptions), and after every change
+//     (debounced) applies Plan of its view. Blocks are the node's
+//     confirmed (or state-less) affinities; Borrowed are addresses
+//     allocated to the node (attribute "node", not cooling down) outside
+//     its own blocks.
+//   - Nothing is applied before the watch is in sync and, when
+//     DaemonConfig.Ready is set, before it first says yes. An unchanged
+//     plan is not applied again; a failed Apply is retried with backoff.
+//   - Stop is the speaker's graceful Stop; Status (also served as JSON at
+//     StatusPath by ServeHTTP) reports progress, sessions and the plan.
+//
 // Concurrency: Apply, Stop and Status are safe from any goroutine; one
 // mutex guards the speaker's record of peers and paths, and the kernel
 // reconciler has its own (taken after the speaker's, never before). GoBGP's
