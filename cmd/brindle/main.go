@@ -29,6 +29,7 @@ func newRootCommand(logger *slog.Logger) *cobra.Command {
 	}
 	root.AddCommand(newDatastoreCommand(logger))
 	root.AddCommand(newNodeCommand(logger))
+	root.AddCommand(newKubeControllersCommand(logger))
 	root.AddCommand(newLabCommand(logger))
 	return root
 }

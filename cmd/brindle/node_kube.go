@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/brindle-net/brindle/cni"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// podInfoTimeout bounds one pod lookup of a CNI ADD.
+const podInfoTimeout = 10 * time.Second
+
+// kubePodInfo returns the CNI service's pod lookup through the Kubernetes
+// API, so that a pod's endpoint carries its labels and service account
+// from the first packet; nil when no kubeconfig is given (flag
+// --kubeconfig, else env BRINDLE_KUBECONFIG; "in-cluster" uses the pod's
+// service account).
+func kubePodInfo(kubeconfig string) (func(ctx context.Context, namespace, pod string) (cni.PodInfo, error), error) {
+	if kubeconfig == "" {
+		kubeconfig = os.Getenv("BRINDLE_KUBECONFIG")
+	}
+	if kubeconfig == "" {
+		return nil, nil
+	}
+	cs, err := kubeClient(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return podInfoFrom(cs), nil
+}
+
+// podInfoFrom looks pods up with cs.
+func podInfoFrom(cs kubernetes.Interface) func(ctx context.Context, namespace, pod string) (cni.PodInfo, error) {
+	return func(ctx context.Context, namespace, pod string) (cni.PodInfo, error) {
+		ctx, cancel := context.WithTimeout(ctx, podInfoTimeout)
+		defer cancel()
+		p, err := cs.CoreV1().Pods(namespace).Get(ctx, pod, metav1.GetOptions{})
+		if err != nil {
+			return cni.PodInfo{}, fmt.Errorf("kubernetes: get pod %s/%s: %w", namespace, pod, err)
+		}
+		return cni.PodInfo{Labels: p.Labels, ServiceAccount: p.Spec.ServiceAccountName}, nil
+	}
+}
+
+// kubeClient builds a clientset from a kubeconfig path, or from the pod's
+// service account for "in-cluster".
+func kubeClient(kubeconfig string) (*kubernetes.Clientset, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig == "in-cluster" {
+		cfg, err = rest.InClusterConfig()
+	} else {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+	}
+	cfg.UserAgent = "brindle"
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+	}
+	return cs, nil
+}
