@@ -2,14 +2,15 @@ package nft
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
-	"strings"
 
 	"github.com/brindle-net/brindle/desired"
 )
 
-// Every object in our table carries this prefix; an object without it is
-// not ours and is removed by the first Apply.
+// Every chain and verdict map in our table carries this prefix (sets are
+// named by setName). Whatever the table holds that is not desired is
+// removed by the first Apply.
 const prefix = "brindle-"
 
 // Fixed chain and map names.
@@ -81,11 +82,17 @@ func setKindFor(t desired.IPSetType, family int) setKind {
 	return k
 }
 
-// setName derives the kernel set name for one family of a desired set:
-// the prefix, a tag for type and family, and a hash of the ID. The full ID
-// is the set's comment. Equal IDs (equal selectors) share one set.
+// setName derives the kernel set name for one family of a desired set: a
+// tag for type and family and a 64-bit hash of the ID (base64url), like
+// "a4-Jx0k3vQ9b_E". The full ID is the set's comment. Equal IDs (equal
+// selectors) share one set.
+//
+// Set names are short and carry no prefix (the table is ours): the kernel
+// finds a set by name with a linear walk of the table's sets that takes
+// the length of every name it passes (strlen), once per new set, per
+// element batch and per rule that uses a set, which dominates a
+// transaction that creates thousands of sets.
 func setName(id string, t desired.IPSetType, family int) string {
-	return prefix + kindTags[setKindFor(t, family)] + "-" + hashID(id)
+	sum := sha256.Sum256([]byte(id))
+	return kindTags[setKindFor(t, family)] + "-" + base64.RawURLEncoding.EncodeToString(sum[:8])
 }
-
-func isOurs(name string) bool { return strings.HasPrefix(name, prefix) }
