@@ -117,11 +117,13 @@ func Up(ctx context.Context, cfg Config, o UpOptions) (st *State, err error) {
 		}
 		return nil, err
 	}
-	st = &State{Name: o.Name, Dir: dir, TOR: o.TOR, VXLANMode: o.VXLANMode, MgmtIf: "bl-" + o.Name}
+	built := &State{Name: o.Name, Dir: dir, TOR: o.TOR, VXLANMode: o.VXLANMode, MgmtIf: "bl-" + o.Name}
+	st = built
 	defer func() {
 		if err != nil {
+			// (st is nil here: the return statement set it.)
 			cfg.Logger.Warn("lab up failed; removing what was built", "lab", o.Name, "error", err)
-			if derr := downState(context.Background(), cfg, st); derr != nil {
+			if derr := downState(context.Background(), cfg, built); derr != nil {
 				err = errors.Join(err, fmt.Errorf("cleanup: %w", derr))
 			}
 			st = nil
@@ -238,6 +240,13 @@ func (b *builder) fabric(ctx context.Context) error {
 	}
 	// Management: a veth from the machine's namespace to the router,
 	// carrying the agents' datastore traffic (masqueraded by the router).
+	// One lab at a time picks and takes its management address, whatever
+	// its state directory.
+	unlockMgmt, err := lockFile(mgmtLock)
+	if err != nil {
+		return err
+	}
+	defer unlockMgmt()
 	slot, err := freeMgmtSlot(b.cfg.StateDir, st.Name)
 	if err != nil {
 		return err

@@ -168,8 +168,13 @@ func List(stateDir string) ([]string, error) {
 
 // lockDir takes an exclusive lock on the lab's directory, so two commands
 // do not change one lab's state at once. The returned func unlocks.
-func lockDir(dir string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+func lockDir(dir string) (func(), error) { return lockFile(filepath.Join(dir, "lock")) }
+
+// mgmtLock serialises the choice of management addresses between labs.
+const mgmtLock = "/run/brindle-lab-mgmt.lock"
+
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock lab: %w", err)
 	}
