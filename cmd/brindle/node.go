@@ -41,6 +41,7 @@ type nodeFlags struct {
 	dumpWait   time.Duration
 	params     map[string]string
 	routing    nodeRoutingFlags
+	kubeconfig string
 }
 
 // newNodeCommand is `brindle node`: the per-host agent. It logs through a
@@ -83,6 +84,7 @@ exits without touching the kernel.`,
 	f.DurationVar(&fl.dumpWait, "dump-timeout", 30*time.Second, "with --dump: how long to wait for the datastore")
 	f.StringToStringVar(&fl.params, "set", nil, "parameter overrides, e.g. --set InterfacePrefix=tap,LogSeverityScreen=Debug")
 	addNodeRoutingFlags(f, &fl.routing) // --ip, --as, --no-bgp, --bgp-hold-time, --bgp-restart-time (node_routing.go)
+	f.StringVar(&fl.kubeconfig, "kubeconfig", "", `kubeconfig (or "in-cluster") for the CNI service's pod lookups: labels and service account at ADD (env BRINDLE_KUBECONFIG; default: none)`)
 	return cmd
 }
 
@@ -154,7 +156,11 @@ func runNode(ctx context.Context, fl nodeFlags, logger *slog.Logger, level *slog
 	var a *agent.Agent
 	handlers := map[string]http.Handler{}
 	if fl.socket != "" {
-		svc, err := newCNIService(client, hostname, fl.params, logger, func() *agent.Agent { return a })
+		podInfo, err := kubePodInfo(fl.kubeconfig) // pod labels and service account at ADD time (node_kube.go)
+		if err != nil {
+			return err
+		}
+		svc, err := newCNIService(client, hostname, fl.params, logger, func() *agent.Agent { return a }, podInfo)
 		if err != nil {
 			return err
 		}
@@ -183,7 +189,7 @@ func runNode(ctx context.Context, fl nodeFlags, logger *slog.Logger, level *slog
 // newCNIService builds the CNI service the agent serves on its local
 // socket: the plugin's ADD is answered only once the agent has programmed
 // the new endpoint's policy.
-func newCNIService(client *datastore.Client, hostname string, params map[string]string, logger *slog.Logger, agentOf func() *agent.Agent) (*cni.Service, error) {
+func newCNIService(client *datastore.Client, hostname string, params map[string]string, logger *slog.Logger, agentOf func() *agent.Agent, podInfo func(context.Context, string, string) (cni.PodInfo, error)) (*cni.Service, error) {
 	ip, err := ipam.New(ipam.NewEtcdStore(client), ipam.Config{Node: hostname, Source: cni.NewDatastoreSource(client), Logger: logger})
 	if err != nil {
 		return nil, err
@@ -195,7 +201,7 @@ func newCNIService(client *datastore.Client, hostname string, params map[string]
 		}
 	}
 	return cni.NewService(cni.ServiceConfig{
-		Datastore: client, IPAM: ip, Node: hostname, InterfacePrefix: prefix, Logger: logger,
+		Datastore: client, IPAM: ip, Node: hostname, InterfacePrefix: prefix, Logger: logger, PodInfo: podInfo,
 		Ready: func(ctx context.Context, namespace, name string, revision int64) error {
 			res := agentOf().WaitEndpoint(ctx, namespace, name, revision)
 			if res.Ready {
