@@ -27,3 +27,4 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 cd "$(dirname "$0")/.."
 go mod download
+[ "${BRINDLE_SKIP_KUBE:-}" = 1 ] || bash hack/kube/build.sh >/dev/null # kube-apiserver + etcd for the Kubernetes tests (cold ~10 min, then cached outside the repo)
