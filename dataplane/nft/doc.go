@@ -36,7 +36,7 @@
 // Per endpoint: brindle-fw-<iface> (egress, traffic from the workload) and
 // brindle-tw-<iface> (ingress). Per policy: brindle-pi-<hash> (inbound) and
 // brindle-po-<hash> (outbound). Per profile: brindle-pri-<hash> and
-// brindle-pro-<hash>. Sets: brindle-<a|c|n><4|6>-<hash of the set ID>
+// brindle-pro-<hash>. Sets: <a|c|n><4|6>-<base64url hash of the set ID>
 // (addresses, CIDR intervals, address.protocol.port), with the full ID as
 // the set's comment; a set exists only while a rule uses it.
 //
