@@ -62,6 +62,23 @@ func (h *harness) startAgent() *agent.Agent {
 // connections in a tight loop from before ADD starts until after it
 // returns, and none gets through. A pod the policy does not select reaches
 // the same server at once, so it is the policy that blocks.
+// startAgentProgrammed starts the agent and waits until it has programmed
+// the datastore as it is now.
+func (h *harness) startAgentProgrammed() *agent.Agent {
+	h.t.Helper()
+	a := h.startAgent()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rev, err := h.member.Client.Revision(ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if !a.WaitProgrammed(ctx, rev) {
+		h.t.Fatalf("agent did not program revision %d: %+v", rev, a.Status())
+	}
+	return a
+}
+
 func TestPrivilegedDefaultDenyFromFirstPacket(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	ctx := context.Background()

@@ -2,90 +2,88 @@ package cni
 
 import (
 	"context"
-	"net/netip"
 	"sync"
 	"time"
-
-	"github.com/brindle-net/brindle/ipam"
 )
 
-// maxBatch bounds the requests one AutoAssignMany serves (each handle is a
-// store write of its own; the block is written once).
-const maxBatch = 128
+// maxBatch bounds the requests one batch serves (a batch of endpoint
+// writes or of handles must fit in one etcd transaction).
+const maxBatch = 64
 
-// assigner group-commits this host's automatic assignments: while one
-// batch is being assigned, requests queue; when it is done, the next batch
-// takes everything queued, so N ADDs arriving together cost a few block
-// writes instead of N conflicting ones. Only one batch runs at a time
-// (the role Calico's host-wide IPAM lock plays).
-type assigner struct {
-	ipam    *ipam.IPAM
+// batcher group-commits requests: while one batch runs, requests queue;
+// when it is done, the next batch takes everything queued (up to
+// maxBatch). N requests arriving together thus cost a few datastore
+// transactions instead of N that contend with each other. One batch runs
+// at a time.
+type batcher[Req, Res any] struct {
+	// run serves a batch and returns one result per request, in order.
+	// It gets its own context (bounded by timeout), not a caller's.
+	run     func(ctx context.Context, reqs []Req) []Res
 	timeout time.Duration
 
 	mu      sync.Mutex
-	queue   []*assignReq // guarded by mu
-	running bool         // guarded by mu: a batch loop is running
+	queue   []*batchItem[Req, Res] // guarded by mu
+	running bool                   // guarded by mu: the loop is running
 }
 
-type assignReq struct {
-	args ipam.AutoAssignArgs
-	done chan ipam.AssignResult // buffered, receives exactly one result
+type batchItem[Req, Res any] struct {
+	req  Req
+	done chan Res // buffered, receives exactly one result
 }
 
-// assign queues args and waits for its result. A request whose ctx ends
-// while it is still queued is withdrawn; once its batch has started it
-// waits for the result (the batch runs on its own bounded context), so the
-// caller always learns what it holds and can release it.
-func (a *assigner) assign(ctx context.Context, args ipam.AutoAssignArgs) ([]netip.Prefix, error) {
-	r := &assignReq{args: args, done: make(chan ipam.AssignResult, 1)}
-	a.mu.Lock()
-	a.queue = append(a.queue, r)
-	if !a.running {
-		a.running = true
-		go a.loop()
+// do queues req and waits for its result. A request whose ctx ends while
+// it is still queued is withdrawn (ok false: nothing was done). Once its
+// batch has started it waits for the result, so the caller always learns
+// what was done for it and can undo it.
+func (b *batcher[Req, Res]) do(ctx context.Context, req Req) (res Res, ok bool) {
+	it := &batchItem[Req, Res]{req: req, done: make(chan Res, 1)}
+	b.mu.Lock()
+	b.queue = append(b.queue, it)
+	if !b.running {
+		b.running = true
+		go b.loop()
 	}
-	a.mu.Unlock()
+	b.mu.Unlock()
 	select {
-	case res := <-r.done:
-		return res.Prefixes, res.Err
+	case res := <-it.done:
+		return res, true
 	case <-ctx.Done():
 	}
-	a.mu.Lock()
-	for i, q := range a.queue {
-		if q == r {
-			a.queue = append(a.queue[:i:i], a.queue[i+1:]...)
-			a.mu.Unlock()
-			return nil, ctx.Err()
+	b.mu.Lock()
+	for i, q := range b.queue {
+		if q == it {
+			b.queue = append(b.queue[:i:i], b.queue[i+1:]...)
+			b.mu.Unlock()
+			return res, false
 		}
 	}
-	a.mu.Unlock()
-	res := <-r.done
-	return res.Prefixes, res.Err
+	b.mu.Unlock()
+	return <-it.done, true
 }
 
 // loop runs batches until the queue is empty.
-func (a *assigner) loop() {
+func (b *batcher[Req, Res]) loop() {
 	for {
-		a.mu.Lock()
-		n := min(len(a.queue), maxBatch)
+		b.mu.Lock()
+		n := min(len(b.queue), maxBatch)
 		if n == 0 {
-			a.running = false
-			a.mu.Unlock()
+			b.running = false
+			b.mu.Unlock()
 			return
 		}
-		batch := a.queue[:n:n]
-		a.queue = a.queue[n:]
-		a.mu.Unlock()
+		items := b.queue[:n:n]
+		b.queue = b.queue[n:]
+		b.mu.Unlock()
 
-		args := make([]ipam.AutoAssignArgs, len(batch))
-		for i, r := range batch {
-			args[i] = r.args
+		reqs := make([]Req, len(items))
+		for i, it := range items {
+			reqs[i] = it.req
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
-		res := a.ipam.AutoAssignMany(ctx, args)
+		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+		res := b.run(ctx, reqs)
 		cancel()
-		for i, r := range batch {
-			r.done <- res[i]
+		for i, it := range items {
+			it.done <- res[i]
 		}
 	}
 }

@@ -120,9 +120,13 @@ type Service struct {
 
 	// assigner group-commits this host's automatic assignments (one batch
 	// at a time, as Calico's host-wide IPAM lock serialises them): ADDs
-	// arriving together share one compare-and-swap of their block instead
-	// of racing for it.
-	assigner *assigner
+	// arriving together share one write of their block instead of racing
+	// for it.
+	assigner *batcher[ipam.AutoAssignArgs, ipam.AssignResult]
+	// writer group-commits endpoint writes: ADDs arriving together write
+	// their WorkloadEndpoints in one transaction (and the agent programs
+	// them in one pass).
+	writer *batcher[*api.WorkloadEndpoint, endpointWrite]
 
 	// afterEndpointWrite, when set (tests only), runs after the endpoint
 	// is written and before the readiness wait; a panic there stands in
@@ -138,13 +142,14 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		cfg:      cfg,
-		store:    ipam.NewEtcdStore(cfg.Datastore),
-		log:      cfg.Logger,
-		mux:      http.NewServeMux(),
-		locks:    map[string]chan struct{}{},
-		assigner: &assigner{ipam: cfg.IPAM, timeout: DefaultCleanupTimeout},
+		cfg:   cfg,
+		store: ipam.NewEtcdStore(cfg.Datastore),
+		log:   cfg.Logger,
+		mux:   http.NewServeMux(),
+		locks: map[string]chan struct{}{},
 	}
+	s.assigner = &batcher[ipam.AutoAssignArgs, ipam.AssignResult]{run: cfg.IPAM.AutoAssignMany, timeout: DefaultCleanupTimeout}
+	s.writer = &batcher[*api.WorkloadEndpoint, endpointWrite]{run: s.writeEndpoints, timeout: DefaultCleanupTimeout}
 	s.mux.HandleFunc("POST "+wire.PathAdd, handle(s, s.Add))
 	s.mux.HandleFunc("POST "+wire.PathDel, handle(s, s.Del))
 	s.mux.HandleFunc("POST "+wire.PathCheck, handle(s, s.Check))
@@ -374,7 +379,11 @@ func (s *Service) assign(ctx context.Context, id identity, req *wire.AddRequest,
 		args.Num6 = 1
 		args.Pools = append(args.Pools, req.IPv6Pools...)
 	}
-	got, err := s.assigner.assign(ctx, args)
+	res, ok := s.assigner.do(ctx, args)
+	if !ok {
+		return nil, fmt.Errorf("add: waiting to assign an address: %w", ctx.Err())
+	}
+	got, err := res.Prefixes, res.Err
 	if err != nil {
 		return nil, &wire.Error{Code: wire.CodeInternal, Msg: "add: ipam", Details: err.Error()}
 	}
@@ -439,18 +448,60 @@ func (s *Service) endpoint(id identity, a *wire.Attachment, pod *PodInfo, ips []
 	}
 }
 
+// endpointWrite is the outcome of one endpoint write: its revision.
+type endpointWrite struct {
+	rev int64
+	err error
+}
+
 // writeEndpoint creates or overwrites the endpoint (a newer sandbox of the
-// same pod replaces an older one's) and returns the write's revision.
+// same pod replaces an older one's) and returns the write's revision. It
+// goes through the writer, so concurrent ADDs share a transaction.
 func (s *Service) writeEndpoint(ctx context.Context, wep *api.WorkloadEndpoint) (int64, error) {
-	out, err := s.cfg.Datastore.Apply(ctx, wep)
-	if err != nil {
-		return 0, &wire.Error{Code: wire.CodeInternal, Msg: fmt.Sprintf("add: write endpoint %s/%s", wep.Namespace, wep.Name), Details: err.Error()}
+	res, ok := s.writer.do(ctx, wep)
+	if !ok {
+		return 0, fmt.Errorf("add: waiting to write endpoint %s/%s: %w", wep.Namespace, wep.Name, ctx.Err())
 	}
-	rev, err := datastore.ParseRevision(out.GetResourceVersion())
-	if err != nil {
-		return 0, fmt.Errorf("add: endpoint %s/%s: %w", wep.Namespace, wep.Name, err)
+	return res.rev, res.err
+}
+
+// writeEndpoints applies a batch of endpoints in one transaction; if that
+// fails (say, two sandboxes of one pod in the batch), one by one.
+func (s *Service) writeEndpoints(ctx context.Context, weps []*api.WorkloadEndpoint) []endpointWrite {
+	out := make([]endpointWrite, len(weps))
+	if len(weps) > 1 {
+		objs := make([]api.Object, len(weps))
+		for i, w := range weps {
+			objs[i] = w
+		}
+		res, err := s.cfg.Datastore.WriteBatch(ctx, datastore.OpApply, objs)
+		if err == nil && len(res) == len(weps) {
+			for _, r := range res {
+				out[r.Index] = s.endpointRevision(weps[r.Index], r.Object, nil)
+			}
+			return out
+		}
+		s.log.Debug("batched endpoint write failed; writing one by one", "endpoints", len(weps), "err", err)
 	}
-	return rev, nil
+	for i, w := range weps {
+		obj, err := s.cfg.Datastore.Apply(ctx, w)
+		out[i] = s.endpointRevision(w, obj, err)
+	}
+	return out
+}
+
+func (s *Service) endpointRevision(wep *api.WorkloadEndpoint, stored api.Object, err error) endpointWrite {
+	if err != nil {
+		return endpointWrite{err: &wire.Error{Code: wire.CodeInternal, Msg: fmt.Sprintf("add: write endpoint %s/%s", wep.Namespace, wep.Name), Details: err.Error()}}
+	}
+	if stored == nil {
+		return endpointWrite{err: fmt.Errorf("add: endpoint %s/%s: the datastore returned no object", wep.Namespace, wep.Name)}
+	}
+	rev, err := datastore.ParseRevision(stored.GetResourceVersion())
+	if err != nil {
+		return endpointWrite{err: fmt.Errorf("add: endpoint %s/%s: %w", wep.Namespace, wep.Name, err)}
+	}
+	return endpointWrite{rev: rev}
 }
 
 // ensureNetworkProfile creates a plain-CNI network's profile if it is
