@@ -327,3 +327,53 @@ func TestPrivilegedUpCleansUp(t *testing.T) {
 		})
 	}
 }
+
+// TestPrivilegedVXLAN: the same three hosts with the pool's vxlanMode
+// Always (every remote block through the VXLAN device) and CrossSubnet
+// (only toward the other subnet).
+func TestPrivilegedVXLAN(t *testing.T) {
+	requireRoot(t)
+	for _, mode := range []string{"Always", "CrossSubnet"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			cfg, st := testLab(t, UpOptions{Hosts: 3, VXLANMode: mode})
+			ctx := context.Background()
+			blocks := map[string]string{}
+			for i := 1; i <= 3; i++ {
+				p, err := AddPod(ctx, cfg, st, PodSpec{Namespace: "vx", Name: fmt.Sprintf("p%d", i), Host: fmt.Sprint(i)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := netip.MustParseAddr(p.IP).Prefix(26)
+				blocks[p.Host] = b.String()
+			}
+			res, err := Matrix(ctx, cfg, st, []string{"80/TCP", "53/UDP"}, RunOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range res.Probes {
+				if !r.Result.Allowed {
+					t.Errorf("%s -> %s %s: denied, want allowed", r.Probe.From, r.Probe.To, r.Probe.Label())
+				}
+			}
+			// host1 and host3 share a subnet; host2 is across the router.
+			rs, err := Routes(ctx, st.Hosts[0].NS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dev := map[string]string{}
+			for _, r := range rs {
+				dev[r.Dst] = r.Dev
+			}
+			want := map[string]string{blocks["host2"]: "vxlan.calico", blocks["host3"]: "vxlan.calico"}
+			if mode == "CrossSubnet" {
+				want[blocks["host3"]] = "eth0"
+			}
+			for b, d := range want {
+				if dev[b] != d {
+					t.Errorf("host1: route to %s goes through %q, want %q (routes %+v)", b, dev[b], d, rs)
+				}
+			}
+		})
+	}
+}
