@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -350,3 +351,5 @@ func (e *env) converged(within time.Duration) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func intstrPort(p int32) intstr.IntOrString { return intstr.FromInt32(p) }
