@@ -48,6 +48,11 @@ type Config struct {
 	// DisableGracefulRestart turns graceful restart off on every session:
 	// peers then drop our routes as soon as a session fails.
 	DisableGracefulRestart bool
+	// GracefulOnHoldExpiry keeps GoBGP's own behaviour for a peer whose
+	// hold timer expires: its routes stay as stale for its restart time
+	// more (RFC 8538). By default the speaker drops them at once: a
+	// restarting peer closes its TCP session, a silent one is lost.
+	GracefulOnHoldExpiry bool
 	// RestartTime overrides DefaultRestartTime for sessions whose Peer has
 	// none; it is also how long after the first Apply the speaker waits for
 	// peers before it sweeps learned routes left by an earlier run.

@@ -39,7 +39,10 @@
 //     without a NOTIFICATION (see abandonSessions) and leaves kernel routes
 //     alone, so peers keep our routes as stale and our kernel keeps theirs
 //     while the agent restarts. A killed agent looks the same to peers: its
-//     routes stay at peers for the restart time, then go. StopAndWithdraw
+//     routes stay at peers for the restart time, then go. A peer that goes
+//     silent (its hold timer expires: we send the NOTIFICATION) is not
+//     treated as restarting: its routes are dropped then (dropSilentPeers;
+//     Config.GracefulOnHoldExpiry keeps GoBGP's RFC 8538 way). StopAndWithdraw
 //     sends a Cease (peers drop our routes at once) and deletes our kernel
 //     routes.
 //   - Namespaces. The speaker works in its process's network namespace:

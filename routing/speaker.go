@@ -39,6 +39,13 @@ type Speaker struct {
 	converged  bool
 	stopped    bool
 	stats      Stats
+	// desired is the last Desired applied (apiPeer needs its AS and
+	// cluster ID to re-add a peer).
+	desired Desired
+
+	// sentNotif is, per peer address, how many NOTIFICATIONs we had sent
+	// to it when it was last seen Established. Owned by the loop goroutine.
+	sentNotif map[string]uint64
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -58,8 +65,11 @@ type Stats struct {
 	PathsAdded     uint64 `json:"pathsAdded"`
 	PathsWithdrawn uint64 `json:"pathsWithdrawn"`
 	BGPRestarts    uint64 `json:"bgpRestarts"`
-	RouteWrites    uint64 `json:"routeWrites"`
-	RouteDeletes   uint64 `json:"routeDeletes"`
+	// SilentPeersDropped counts peers whose routes were dropped at hold
+	// timer expiry instead of being kept for their restart time.
+	SilentPeersDropped uint64 `json:"silentPeersDropped"`
+	RouteWrites        uint64 `json:"routeWrites"`
+	RouteDeletes       uint64 `json:"routeDeletes"`
 	// Converged is true once learned routes left by an earlier run may be
 	// swept (see doc.go).
 	Converged bool `json:"converged"`
@@ -74,10 +84,11 @@ func New(cfg Config) (*Speaker, error) {
 		return nil, err
 	}
 	return &Speaker{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		peers: map[netip.Addr]Peer{},
-		paths: map[netip.Prefix]bool{},
+		cfg:       cfg,
+		log:       cfg.Logger,
+		peers:     map[netip.Addr]Peer{},
+		paths:     map[netip.Prefix]bool{},
+		sentNotif: map[string]uint64{},
 	}, nil
 }
 
@@ -185,6 +196,9 @@ func (s *Speaker) loop(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		if !s.cfg.GracefulOnHoldExpiry && !s.cfg.DisableGracefulRestart {
+			s.dropSilentPeers(ctx)
+		}
 		s.mu.Lock()
 		converged := s.converged
 		s.mu.Unlock()
@@ -215,6 +229,64 @@ func (s *Speaker) loop(ctx context.Context) {
 			lastResync = time.Now()
 		}
 	}
+}
+
+// dropSilentPeers ends graceful-restart helper mode for peers whose
+// session ended with a NOTIFICATION from us — in practice the hold timer
+// expired: the peer went silent (host frozen, powered off or cut off)
+// rather than restarting, since a restarting speaker closes its TCP
+// session. GoBGP would keep their routes as stale for the restart time on
+// top of the hold time; re-adding the peer drops them now. A peer whose
+// process died (TCP closed, no NOTIFICATION) keeps graceful restart.
+func (s *Speaker) dropSilentPeers(ctx context.Context) {
+	var silent []string
+	err := s.bgp.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		addr := p.GetConf().GetNeighborAddress()
+		sent := p.GetState().GetMessages().GetSent().GetNotification()
+		if p.GetState().GetSessionState() == api.PeerState_ESTABLISHED {
+			s.sentNotif[addr] = sent
+			return
+		}
+		prev, seen := s.sentNotif[addr]
+		if seen && sent > prev && p.GetGracefulRestart().GetPeerRestarting() {
+			silent = append(silent, addr)
+		}
+	})
+	if err != nil {
+		return
+	}
+	for _, addr := range silent {
+		delete(s.sentNotif, addr)
+		if err := s.readdPeer(ctx, addr); err != nil {
+			s.log.Warn("routing: drop routes of a silent peer", "peer", addr, "err", err)
+			continue
+		}
+		s.log.Info("routing: hold timer expired; dropped the silent peer's routes instead of keeping them for its restart time", "peer", addr)
+	}
+}
+
+// readdPeer deletes and re-adds a peer with the same configuration, which
+// drops every route learned from it.
+func (s *Speaker) readdPeer(ctx context.Context, addr string) error {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.peers[a]
+	if !ok || !s.running || s.stopped {
+		return nil
+	}
+	if err := s.bgp.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr}); err != nil {
+		return fmt.Errorf("remove: %w", err)
+	}
+	if err := s.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p, s.desired)}); err != nil {
+		delete(s.peers, a)
+		return fmt.Errorf("add back: %w", err)
+	}
+	s.stats.SilentPeersDropped++
+	return nil
 }
 
 // checkConverged reports whether every desired peer is established and has
@@ -299,6 +371,7 @@ func (s *Speaker) Apply(d Desired) error {
 	if s.firstApply.IsZero() {
 		s.firstApply = time.Now()
 	}
+	s.desired = d
 	var errs []error
 	// Peers: remove, then add (a changed peer is removed and re-added).
 	want := make(map[netip.Addr]Peer, len(d.Peers))
