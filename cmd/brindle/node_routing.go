@@ -43,8 +43,8 @@ func addNodeRoutingFlags(f *pflag.FlagSet, fl *nodeRoutingFlags) {
 }
 
 // defaultNodeRestartTime is two thirds of the default hold time, so that a
-// host whose process died is withdrawn by its peers before a silent host
-// would be (docs/routing.md, "Host loss").
+// host whose process died is withdrawn by its peers within the hold time,
+// as a silent one is (docs/routing.md, "Host loss").
 const defaultNodeRestartTime = 60 * time.Second
 
 // startNodeRouting registers this node (Node spec.bgp.ipv4Address, and
