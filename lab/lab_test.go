@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -154,5 +155,23 @@ wrong expectations:
 	}
 	if !strings.Contains(out.String(), "the reference evaluator disagrees with the packets on 1 probes:\n  x/b -> x/a 80/TCP: packets allowed, evaluator denied") {
 		t.Errorf("disagreement not listed:\n%s", out.String())
+	}
+}
+
+func TestCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		ok         bool
+	}{
+		{"good", "name: x\npods: [{namespace: x, name: a}]\n", true},
+		{"unknown field", "name: x\npods: [{namespace: x, name: a, bogus: 1}]\n", false},
+		{"unknown pod", "name: x\npods: [{namespace: x, name: a}]\nprobes: [{from: x/a, to: x/b, port: 80}]\n", false},
+		{"bad policy", "name: x\npolicies: [{apiVersion: projectcalico.org/v3, kind: GlobalNetworkPolicy, metadata: {name: p}, spec: {selector: \"a ==\"}}]\n", false},
+	} {
+		err := Check([]byte(tc.yaml))
+		var bad *BadInputError
+		if tc.ok && err != nil || !tc.ok && !errors.As(err, &bad) {
+			t.Errorf("%s: Check = %v, want ok %v (or a BadInputError)", tc.name, err, tc.ok)
+		}
 	}
 }

@@ -68,6 +68,22 @@ type RunResult struct {
 	Placement map[string]string
 }
 
+// Check parses and builds a scenario the way Run does, without a lab: a
+// scenario Run would refuse is a *BadInputError.
+func Check(data []byte) error {
+	sc, err := scenario.Parse(data)
+	if err != nil {
+		return &BadInputError{err}
+	}
+	if _, err := sc.Build(); err != nil {
+		return &BadInputError{err}
+	}
+	if _, err := scenarioObjects(sc); err != nil {
+		return &BadInputError{err}
+	}
+	return nil
+}
+
 // Run runs a scenario's probes on the lab with real packets. A scenario
 // that does not parse or build is a *BadInputError.
 func Run(ctx context.Context, cfg Config, st *State, data []byte, o RunOptions) (*RunResult, error) {

@@ -271,6 +271,10 @@ func runLab(cmd *cobra.Command, args []string, name *string, cfg func(*cobra.Com
 	if err != nil {
 		return &labExit{2, err}
 	}
+	// Bad input is exit 2 before any lab is built.
+	if err := lab.Check(data); err != nil {
+		return &labExit{2, fmt.Errorf("lab run: %s: %w", args[0], err)}
+	}
 	c := cfg(cmd)
 	st, err := load()
 	if errors.Is(err, lab.ErrNotUp) {
