@@ -384,7 +384,10 @@ func (b *builder) datastore(ctx context.Context) error {
 		if !ours(pid, st.Dir) {
 			return fmt.Errorf("the datastore exited:\n%s", tail(logPath, 15))
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
 			return fmt.Errorf("the datastore did not answer at %s within 30s: %w", st.Endpoint, err)
 		}
 		time.Sleep(200 * time.Millisecond)
