@@ -22,8 +22,9 @@ import (
 // ErrNoSCTP says the kernel cannot open SCTP sockets.
 var ErrNoSCTP = errors.New("kernel has no SCTP")
 
-// DefaultProbeTimeout is what a blocked probe costs.
-const DefaultProbeTimeout = time.Second
+// DefaultProbeTimeout is how long one attempt of a probe waits for an
+// answer; a blocked probe makes two attempts.
+const DefaultProbeTimeout = 700 * time.Millisecond
 
 func nsPath(name string) string { return filepath.Join("/run/netns", name) }
 

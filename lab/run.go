@@ -27,7 +27,8 @@ func (e *BadInputError) Unwrap() error { return e.Err }
 
 // RunOptions tune Run.
 type RunOptions struct {
-	// Timeout is what a blocked probe waits; default DefaultProbeTimeout.
+	// Timeout is what each of a blocked probe's two attempts waits;
+	// default DefaultProbeTimeout.
 	Timeout time.Duration
 	// Parallel probes at once; default 64.
 	Parallel int
@@ -542,7 +543,12 @@ func probeAll(ctx context.Context, st *State, b *scenario.Built, o RunOptions) (
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
+			// A probe counts as denied only when a second attempt fails
+			// too: a lost first packet on a loaded machine is not policy.
 			ok, err := probe(netns, src, dst, pk.DstPort, proto, pk.ICMPType, pk.ICMPCode, o.Timeout)
+			if err == nil && !ok {
+				ok, err = probe(netns, src, dst, pk.DstPort, proto, pk.ICMPType, pk.ICMPCode, o.Timeout)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
