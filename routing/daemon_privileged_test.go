@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brindle-net/brindle/api"
 	"github.com/brindle-net/brindle/ctl"
 	"github.com/brindle-net/brindle/ipam"
 	"github.com/brindle-net/brindle/routing"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // TestPrivilegedDaemonMesh: three hosts, each running the routing daemon
@@ -123,6 +125,27 @@ func TestPrivilegedDaemonMesh(t *testing.T) {
 		if _, err := l.IPAM.ReleaseIPs(context.Background(), ipam.ReleaseOptions{Address: a}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	h1.WantRoutes(sorted(bh(b1), r(b3, h3)), 10*time.Second)
+	h3.WantRoutes(sorted(r(b1, h1), bh(b3), r(host32, h1)), 10*time.Second)
+
+	// A VXLAN pool's routes belong to the VXLAN dataplane: learned routes
+	// inside it leave the kernel (blackholes of owned blocks stay), and come
+	// back when the pool stops using VXLAN.
+	pool := &api.IPPool{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "projectcalico.org/v3", Kind: "IPPool"},
+		ObjectMeta: metav1.ObjectMeta{Name: "pool"},
+		Spec:       api.IPPoolSpec{CIDR: "10.244.0.0/16", BlockSize: 26, VXLANMode: api.EncapAlways},
+	}
+	stored, err := l.Client.Create(context.Background(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1.WantRoutes([]string{bh(b1)}, 10*time.Second)
+	h3.WantRoutes([]string{bh(b3)}, 10*time.Second)
+	stored.(*api.IPPool).Spec.VXLANMode = api.EncapNever
+	if _, err := l.Client.Update(context.Background(), stored); err != nil {
+		t.Fatal(err)
 	}
 	h1.WantRoutes(sorted(bh(b1), r(b3, h3)), 10*time.Second)
 	h3.WantRoutes(sorted(r(b1, h1), bh(b3), r(host32, h1)), 10*time.Second)

@@ -19,10 +19,10 @@ const (
 )
 
 // WatchOptions is what a Daemon for node watches: Nodes, BGPPeers,
-// BGPConfigurations, every IPAM block and the node's own affinities.
+// BGPConfigurations, IPPools, every IPAM block and the node's own affinities.
 func WatchOptions(node string) datastore.WatchOptions {
 	var opts datastore.WatchOptions
-	for _, k := range []string{"Node", "BGPPeer", "BGPConfiguration"} {
+	for _, k := range []string{"Node", "BGPPeer", "BGPConfiguration", "IPPool"} {
 		info, _ := api.LookupKind(k)
 		opts.Kinds = append(opts.Kinds, info)
 	}
@@ -37,6 +37,7 @@ type inputState struct {
 	nodes   map[string]api.Node
 	peers   map[string]api.BGPPeer
 	configs map[string]api.BGPConfiguration
+	pools   map[string]api.IPPool
 	// affine are the blocks this node holds an affinity for that counts
 	// (confirmed, or no state: compat §7.3), by affinity key.
 	affine map[string]netip.Prefix
@@ -53,6 +54,7 @@ func newInputState(node string) *inputState {
 		nodes:    map[string]api.Node{},
 		peers:    map[string]api.BGPPeer{},
 		configs:  map[string]api.BGPConfiguration{},
+		pools:    map[string]api.IPPool{},
 		affine:   map[string]netip.Prefix{},
 		mine:     map[string][]netip.Addr{},
 		problems: map[string]string{},
@@ -99,6 +101,12 @@ func (s *inputState) feedResource(u datastore.Update, del bool) bool {
 			s.configs[u.Name] = *c
 		} else {
 			delete(s.configs, u.Name)
+		}
+	case "IPPool":
+		if p, ok := u.Object.(*api.IPPool); ok && !del {
+			s.pools[u.Name] = *p
+		} else {
+			delete(s.pools, u.Name)
 		}
 	default:
 		return false
@@ -227,6 +235,9 @@ func (s *inputState) inputs() Inputs {
 	}
 	for _, k := range sortedKeys(s.configs) {
 		in.Configs = append(in.Configs, s.configs[k])
+	}
+	for _, k := range sortedKeys(s.pools) {
+		in.Pools = append(in.Pools, s.pools[k])
 	}
 	for _, p := range s.affine {
 		in.Blocks = append(in.Blocks, p)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,11 +35,14 @@ type kernel struct {
 	// peer.
 	learned    map[netip.Prefix]netip.Addr
 	blackholes map[netip.Prefix]bool
-	inSync     bool
-	frozen     bool // Stop: no more kernel writes
-	conflicts  map[netip.Prefix]bool
-	writes     uint64
-	deletes    uint64
+	// overlay are pool CIDRs whose learned routes are not installed
+	// (the VXLAN dataplane routes them).
+	overlay   []netip.Prefix
+	inSync    bool
+	frozen    bool // Stop: no more kernel writes
+	conflicts map[netip.Prefix]bool
+	writes    uint64
+	deletes   uint64
 }
 
 func newKernel(log *slog.Logger, nl *netlink.Handle, proto netlink.RouteProtocol, metric int) *kernel {
@@ -95,6 +99,30 @@ func (k *kernel) setBlackholes(pfxs []netip.Prefix) {
 	for _, p := range changed {
 		k.programLocked(p)
 	}
+}
+
+// setOverlay replaces the overlay pools and reprograms every learned
+// prefix whose treatment changes.
+func (k *kernel) setOverlay(pools []netip.Prefix) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	old := k.overlay
+	k.overlay = slices.Clone(pools)
+	for p := range k.learned {
+		if inAny(old, p) != inAny(k.overlay, p) {
+			k.programLocked(p)
+		}
+	}
+}
+
+// inAny reports whether p lies inside one of pools.
+func inAny(pools []netip.Prefix, p netip.Prefix) bool {
+	for _, pool := range pools {
+		if pool.Bits() <= p.Bits() && pool.Contains(p.Addr()) {
+			return true
+		}
+	}
+	return false
 }
 
 // freeze stops all kernel writes (graceful stop: routes stay).
@@ -162,7 +190,7 @@ func (k *kernel) wanted(p netip.Prefix) bool {
 		return true
 	}
 	_, ok := k.learned[p]
-	return ok
+	return ok && !inAny(k.overlay, p)
 }
 
 // purge deletes every route of ours (StopAndWithdraw).
@@ -256,7 +284,7 @@ func (k *kernel) wantRoute(p netip.Prefix, dst *net.IPNet) (*netlink.Route, erro
 		}, nil
 	}
 	nh, ok := k.learned[p]
-	if !ok {
+	if !ok || inAny(k.overlay, p) {
 		return nil, nil
 	}
 	got, err := k.nl.RouteGet(nh.AsSlice())

@@ -56,6 +56,8 @@ type Inputs struct {
 	// Borrowed are addresses used on this node that lie in other nodes'
 	// blocks; each is advertised as a host route.
 	Borrowed []netip.Addr
+	// Pools are the IPPools; only their cidr and vxlanMode are read.
+	Pools []api.IPPool
 }
 
 // Desired is the BGP state one node should have. It is comparable with
@@ -85,6 +87,12 @@ type Desired struct {
 	// blackhole route for each, so addresses of the block that are not in
 	// use are dropped here rather than sent to the default route.
 	Blackholes []netip.Prefix `json:"blackholes,omitempty"`
+	// OverlayPools are the CIDRs of pools with vxlanMode Always or
+	// CrossSubnet. Their routes are still advertised (a top-of-rack router
+	// may use them), but routes learned inside them are not installed in
+	// the kernel: the VXLAN dataplane programs those (Calico's BIRD kernel
+	// filter rejects them the same way). Sorted.
+	OverlayPools []netip.Prefix `json:"overlayPools,omitempty"`
 	// Problems are resources or fields that were skipped, each naming the
 	// resource, the field and the reason. Sorted.
 	Problems []string `json:"problems,omitempty"`
@@ -202,7 +210,34 @@ func Plan(in Inputs) (Desired, error) {
 	d.Peers = p.peers
 	slices.SortFunc(d.Peers, func(a, b Peer) int { return a.Address.Compare(b.Address) })
 	d.Prefixes, d.Blackholes = p.prefixes()
+	d.OverlayPools = p.overlayPools()
 	return p.result(d), nil
+}
+
+// overlayPools lists the CIDRs of VXLAN pools (compat: vxlanMode Always or
+// CrossSubnet); a pool whose cidr does not parse is a problem.
+func (p *planner) overlayPools() []netip.Prefix {
+	var out []netip.Prefix
+	for _, pool := range p.in.Pools {
+		switch pool.Spec.VXLANMode {
+		case api.EncapAlways, api.EncapCrossSubnet:
+		default:
+			continue
+		}
+		c, err := netip.ParsePrefix(pool.Spec.CIDR)
+		if err != nil {
+			p.problem("IPPool %s: spec.cidr %q: %v", pool.Name, pool.Spec.CIDR, err)
+			continue
+		}
+		out = append(out, c.Masked())
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	return slices.Compact(out)
 }
 
 func (p *planner) result(d Desired) Desired {

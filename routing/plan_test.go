@@ -265,6 +265,23 @@ func TestPlan(t *testing.T) {
 			},
 		},
 		{
+			name: "VXLAN pools (Always, CrossSubnet) are overlay pools; Never and a bad cidr are not",
+			in: Inputs{NodeName: "a", Nodes: []api.Node{nA}, Blocks: pfxs("10.65.0.0/26"),
+				Pools: []api.IPPool{
+					pool("never", "10.70.0.0/16", api.EncapNever),
+					pool("cross", "10.66.0.0/16", api.EncapCrossSubnet),
+					pool("always", "10.65.0.0/16", api.EncapAlways),
+					pool("bad", "10.67.0.0/33", api.EncapAlways),
+				}},
+			want: Desired{
+				Enabled: true, ASNumber: 64512, RouterID: addr("10.0.0.1"), ListenPort: 179,
+				Prefixes:     pfxs("10.65.0.0/26"),
+				Blackholes:   pfxs("10.65.0.0/26"),
+				OverlayPools: pfxs("10.65.0.0/16", "10.66.0.0/16"),
+				Problems:     []string{`IPPool bad: spec.cidr "10.67.0.0/33": netip.ParsePrefix("10.67.0.0/33"): prefix length out of range`},
+			},
+		},
+		{
 			name: "unknown node: BGP off",
 			in:   Inputs{NodeName: "zz", Nodes: []api.Node{nA}},
 			want: Desired{Problems: []string{"Node zz: not found; BGP is off"}},
@@ -320,6 +337,10 @@ func TestPlan(t *testing.T) {
 			}
 		})
 	}
+}
+
+func pool(name, cidr, vxlan string) api.IPPool {
+	return api.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: api.IPPoolSpec{CIDR: cidr, VXLANMode: vxlan}}
 }
 
 func selectorErr(t *testing.T, s string) string {

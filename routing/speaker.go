@@ -432,6 +432,7 @@ func (s *Speaker) Apply(d Desired) error {
 		s.stats.PathsAdded++
 	}
 	s.k.setBlackholes(d.Blackholes)
+	s.k.setOverlay(d.OverlayPools)
 	return errors.Join(errs...)
 }
 
