@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -56,7 +57,10 @@ func (c *Controller) RunElected(ctx context.Context, ec ElectionConfig) error {
 		LockConfig: resourcelock.ResourceLockConfig{Identity: ec.Identity},
 	}
 	var runErr error
-	led := false
+	var led atomic.Bool
+	// le.Run returns without waiting for OnStartedLeading; runDone says
+	// when the controller has stopped.
+	runDone := make(chan struct{})
 	c.standby.Store(true)
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
@@ -67,7 +71,8 @@ func (c *Controller) RunElected(ctx context.Context, ec ElectionConfig) error {
 		Name:            ec.Name,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(lctx context.Context) {
-				led = true
+				defer close(runDone)
+				led.Store(true)
 				c.standby.Store(false)
 				c.m.leader.Set(1)
 				c.log.Info("became the leader", "identity", ec.Identity)
@@ -88,12 +93,15 @@ func (c *Controller) RunElected(ctx context.Context, ec ElectionConfig) error {
 		return fmt.Errorf("kubernetes: leader election: %w", err)
 	}
 	le.Run(ctx)
+	if led.Load() {
+		<-runDone
+	}
 	switch {
 	case runErr != nil && ctx.Err() == nil:
 		return runErr
 	case ctx.Err() != nil:
 		return nil
-	case led:
+	case led.Load():
 		return ErrLostLease
 	}
 	return nil
