@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"strings"
@@ -155,6 +156,35 @@ wrong expectations:
 	}
 	if !strings.Contains(out.String(), "the reference evaluator disagrees with the packets on 1 probes:\n  x/b -> x/a 80/TCP: packets allowed, evaluator denied") {
 		t.Errorf("disagreement not listed:\n%s", out.String())
+	}
+
+	out.Reset()
+	if err := res.WriteJSON(&out); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Total, Wrong, NotPoliced, Skipped int
+		Disagree                          int `json:"evaluatorDisagrees"`
+		Probes                            []struct {
+			From, To   string
+			Allowed    bool
+			Evaluator  bool
+			Wrong      bool
+			NotPoliced bool
+			Skipped    string
+		}
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Total != 2 || doc.Wrong != 1 || doc.NotPoliced != 1 || doc.Skipped != 1 || doc.Disagree != 1 || len(doc.Probes) != 4 {
+		t.Errorf("JSON counts = %+v", doc)
+	}
+	if p := doc.Probes[1]; !p.Allowed || p.Evaluator || !p.Wrong {
+		t.Errorf("JSON probe 1 = %+v, want allowed, evaluator denied, wrong", p)
+	}
+	if !doc.Probes[2].NotPoliced || doc.Probes[3].Skipped != "kernel has no SCTP" {
+		t.Errorf("JSON probes 2, 3 = %+v, %+v", doc.Probes[2], doc.Probes[3])
 	}
 }
 

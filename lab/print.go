@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -196,4 +197,49 @@ func word(b bool) string {
 		return "allowed"
 	}
 	return "denied"
+}
+
+// jsonProbe is one probe in WriteJSON's output: policy check's fields
+// plus the lab's.
+type jsonProbe struct {
+	From       string `json:"from"`
+	To         string `json:"to"`
+	Port       uint16 `json:"port,omitempty"`
+	Protocol   string `json:"protocol"`
+	External   bool   `json:"external,omitempty"`
+	Expected   *bool  `json:"expected,omitempty"`
+	Allowed    bool   `json:"allowed"`
+	Wrong      bool   `json:"wrong"`
+	Evaluator  bool   `json:"evaluator"`
+	NotPoliced bool   `json:"notPoliced,omitempty"`
+	Skipped    string `json:"skipped,omitempty"`
+	Reason     string `json:"reason"`
+}
+
+// WriteJSON prints the run for machines, in the shape of `policy check -o
+// json` (name, probes, total, wrong) with the lab's additions.
+func (res *RunResult) WriteJSON(out io.Writer) error {
+	doc := struct {
+		Name       string            `json:"name"`
+		Lab        string            `json:"lab"`
+		Probes     []jsonProbe       `json:"probes"`
+		Total      int               `json:"total"`
+		Wrong      int               `json:"wrong"`
+		NotPoliced int               `json:"notPoliced"`
+		Skipped    int               `json:"skipped"`
+		Disagree   int               `json:"evaluatorDisagrees"`
+		Placement  map[string]string `json:"placement,omitempty"`
+	}{Name: res.Built.Scenario.Name, Lab: res.Lab, Probes: []jsonProbe{}, Wrong: res.Wrong,
+		NotPoliced: res.NotPol, Skipped: res.Skipped, Disagree: res.Disagree, Placement: res.Placement}
+	doc.Total = len(res.Probes) - res.NotPol - res.Skipped
+	for _, r := range res.Probes {
+		doc.Probes = append(doc.Probes, jsonProbe{
+			From: r.Probe.From, To: r.Probe.To, Port: r.Probe.Port, Protocol: protoName(r.Probe.Protocol),
+			External: r.External, Expected: r.Probe.Allowed, Allowed: r.Result.Allowed, Wrong: r.Wrong,
+			Evaluator: r.Evaluator, NotPoliced: r.NotPoliced, Skipped: r.Skipped, Reason: r.Result.Deciding().String(),
+		})
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
 }

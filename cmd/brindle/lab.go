@@ -227,6 +227,7 @@ func writePods(out io.Writer, st *lab.State) {
 func newLabRunCommand(name *string, cfg func(*cobra.Command) lab.Config, load func() (*lab.State, error)) *cobra.Command {
 	var o lab.RunOptions
 	var hosts int
+	var output string
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO",
 		Short: "Run a policy check scenario on the lab with real packets",
@@ -248,7 +249,7 @@ Exit status: 0 every expectation holds, 1 some probe's expectation is
 wrong, 2 bad input.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			err := runLab(cmd, args, name, cfg, load, hosts, o)
+			err := runLab(cmd, args, name, cfg, load, hosts, output, o)
 			var le *labExit
 			if errors.As(err, &le) {
 				// policy check's exit status, after every cleanup ran.
@@ -261,15 +262,19 @@ wrong, 2 bad input.`,
 	cmd.Flags().BoolVar(&o.Keep, "keep", false, "leave the scenario's pods and policies in the lab")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", lab.DefaultProbeTimeout, "how long a probe waits for an answer")
 	cmd.Flags().IntVar(&hosts, "hosts", 3, "hosts of the lab built for the run when none is up")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }
 
-func runLab(cmd *cobra.Command, args []string, name *string, cfg func(*cobra.Command) lab.Config, load func() (*lab.State, error), hosts int, o lab.RunOptions) error {
+func runLab(cmd *cobra.Command, args []string, name *string, cfg func(*cobra.Command) lab.Config, load func() (*lab.State, error), hosts int, output string, o lab.RunOptions) error {
 	ctx, stop := signalContext(cmd)
 	defer stop()
 	data, err := os.ReadFile(args[0])
 	if err != nil {
 		return &labExit{2, err}
+	}
+	if output != "text" && output != "json" {
+		return &labExit{2, fmt.Errorf("lab run: -o %q: want text or json", output)}
 	}
 	// Bad input is exit 2 before any lab is built.
 	if err := lab.Check(data); err != nil {
@@ -298,7 +303,11 @@ func runLab(cmd *cobra.Command, args []string, name *string, cfg func(*cobra.Com
 	if err != nil {
 		return err
 	}
-	if err := res.WriteText(cmd.OutOrStdout()); err != nil {
+	write := res.WriteText
+	if output == "json" {
+		write = res.WriteJSON
+	}
+	if err := write(cmd.OutOrStdout()); err != nil {
 		return err
 	}
 	if res.Wrong > 0 {
