@@ -227,32 +227,45 @@ func (c *Calc) acquire(r setRef) {
 			s.add(desired.NetMember(n), 1)
 		}
 	case refSelector:
-		u := c.useSelector(r.sel)
+		u, isNew := c.selUse(r.sel)
 		u.set = s
-		for _, key := range c.global.Matches(r.sel.UniqueID()) {
-			c.entities[key].addrMembers(func(m desired.Member) { s.add(m, 1) })
-		}
+		c.fill(u, isNew, func(e *entity) { e.addrMembers(func(m desired.Member) { s.add(m, 1) }) })
 	case refNamedPort:
-		u := c.useSelector(r.sel)
+		u, isNew := c.selUse(r.sel)
 		if u.named == nil {
 			u.named = map[string]*ipSet{}
 		}
 		u.named[r.port] = s
-		for _, key := range c.global.Matches(r.sel.UniqueID()) {
-			c.entities[key].namedPortMembers(r.port, func(m desired.Member) { s.add(m, 1) })
-		}
+		c.fill(u, isNew, func(e *entity) { e.namedPortMembers(r.port, func(m desired.Member) { s.add(m, 1) }) })
 	}
 }
 
-func (c *Calc) useSelector(sel *selector.Selector) *selUse {
-	uid := sel.UniqueID()
-	u := c.selUses[uid]
-	if u == nil {
-		u = &selUse{sel: sel}
-		c.selUses[uid] = u
-		c.global.UpdateSelector(uid, sel)
+// fill gives a set just attached to u the members of what u's selector
+// matches. A new selector is registered now, and the index's start
+// callbacks (onGlobalMatch) fill every set attached to it, this one
+// included; for a selector already held, add is called for each current
+// match.
+func (c *Calc) fill(u *selUse, isNew bool, add func(*entity)) {
+	uid := u.sel.UniqueID()
+	if isNew {
+		c.global.UpdateSelector(uid, u.sel)
+		return
 	}
-	return u
+	for _, key := range c.global.Matches(uid) {
+		add(c.entities[key])
+	}
+}
+
+// selUse returns the selUse of a selector, creating it (not yet
+// registered in the global index) when new.
+func (c *Calc) selUse(sel *selector.Selector) (*selUse, bool) {
+	uid := sel.UniqueID()
+	if u := c.selUses[uid]; u != nil {
+		return u, false
+	}
+	u := &selUse{sel: sel}
+	c.selUses[uid] = u
+	return u, true
 }
 
 // release drops one reference on a set, removing it when none is left.
