@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/brindle-net/brindle/api"
 )
 
 // binDir holds brindle and brindle-cni, built once by TestMain for the
@@ -290,6 +292,37 @@ externalProbes:
 		var w strings.Builder
 		_ = res.WriteText(&w)
 		t.Errorf("through the top-of-rack router:\n%s", w.String())
+	}
+
+	// Withdrawal: deleting host2's Node (its BGP goes off) takes its
+	// block out of BIRD; host1's stays.
+	c, err := st.Client(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	kind, _ := api.LookupKind("Node")
+	if _, err := c.Delete(ctx, kind, "", "host2", ""); err != nil {
+		t.Fatal(err)
+	}
+	b1, _ := netip.MustParseAddr(ips[0]).Prefix(26)
+	b2, _ := netip.MustParseAddr(ips[1]).Prefix(26)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, err := output(ctx, nil, "birdc", "-s", st.BirdSocket(), "show", "route")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, b2.String()) {
+			if !strings.Contains(out, b1.String()) {
+				t.Errorf("BIRD lost host1's block %s too:\n%s", b1, out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("BIRD still has host2's block %s 15 s after its Node was deleted:\n%s", b2, out)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
