@@ -140,12 +140,26 @@ func (e *env) createNS(name string, labels map[string]string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	// What the controller-manager would do.
+	e.createSA(name, "default", nil)
 }
 
 func (e *env) createSA(ns, name string, labels map[string]string) {
 	e.t.Helper()
 	_, err := e.kube.CoreV1().ServiceAccounts(ns).Create(e.ctx(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels}}, metav1.CreateOptions{})
 	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) setSALabels(ns, name string, labels map[string]string) {
+	e.t.Helper()
+	sa, err := e.kube.CoreV1().ServiceAccounts(ns).Get(e.ctx(), name, metav1.GetOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	sa.Labels = labels
+	if _, err := e.kube.CoreV1().ServiceAccounts(ns).Update(e.ctx(), sa, metav1.UpdateOptions{}); err != nil {
 		e.t.Fatal(err)
 	}
 }

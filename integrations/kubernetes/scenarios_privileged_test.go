@@ -106,6 +106,10 @@ func runScenario(t *testing.T, s *scenario.Scenario, nps []*networkingv1.Network
 	}
 	for _, sa := range s.ServiceAccounts {
 		mkNS(sa.Namespace)
+		if sa.Name == "default" {
+			c.setSALabels(nsName(sa.Namespace), sa.Name, sa.Labels)
+			continue
+		}
 		c.createSA(nsName(sa.Namespace), sa.Name, sa.Labels)
 	}
 	// Serve every port that some probe targets.
