@@ -36,6 +36,49 @@ type builder struct {
 	// to its value before that build (nil: it did not exist).
 	dSets   map[string]*setSpec
 	dChains map[string]*chainSpec
+	// scan is validate's pairing of a state's sets and policies with
+	// their entries, reused by build for the same state so that each is
+	// looked up once per Apply.
+	scan scan
+}
+
+type scan struct {
+	state *desired.State
+	sets  []setHit
+	pols  []polHit
+}
+
+type setHit struct {
+	id  string
+	set desired.IPSet
+	e   *setEntry
+}
+
+type polHit struct {
+	id desired.PolicyID
+	p  desired.Policy
+	e  *rulesEntry
+}
+
+// scanState pairs s's sets and policies with the builder's entries (nil
+// for new ones). With reuse, it returns the pairing the validate just
+// before made for the same s (Apply calls validate then build, with
+// nothing in between); validate always pairs afresh, and build drops the
+// pairing when done.
+func (b *builder) scanState(s *desired.State, reuse bool) *scan {
+	if reuse && b.scan.state == s {
+		return &b.scan
+	}
+	b.scan.state = s
+	b.scan.sets = b.scan.sets[:0]
+	for id, set := range s.IPSets {
+		b.scan.sets = append(b.scan.sets, setHit{id, set, b.sets[id]})
+	}
+	b.scan.pols = b.scan.pols[:0]
+	for id, p := range s.Policies {
+		b.scan.pols = append(b.scan.pols, polHit{id, p, b.policies[id]})
+	}
+	return &b.scan
 }
 
 // Family bits: which address families a set has members of.
@@ -202,10 +245,18 @@ func (b *builder) build(s *desired.State) *model {
 	b.dSets, b.dChains = map[string]*setSpec{}, map[string]*chainSpec{}
 	b.changed = map[string]bool{}
 
+	sc := b.scanState(s, true)
+	// The pairing is for this build only (entries are replaced below).
+	defer func() {
+		b.scan.state = nil
+		clear(b.scan.sets) // keep no values of s beyond this build
+		clear(b.scan.pols)
+	}()
+
 	// 1. New and changed sets. A referenced kernel set whose members
 	// changed is replaced in the model.
-	for id, set := range s.IPSets {
-		e := b.sets[id]
+	for _, h := range sc.sets {
+		id, set, e := h.id, h.set, h.e
 		if e != nil && sameIPSet(e.set, set) {
 			e.set = set
 			e.gen = b.gen
@@ -229,8 +280,8 @@ func (b *builder) build(s *desired.State) *model {
 	}
 
 	// 2. Policies and profiles.
-	for id, p := range s.Policies {
-		e := b.policies[id]
+	for _, h := range sc.pols {
+		id, p, e := h.id, h.p, h.e
 		if e != nil && b.fresh(e, p.Inbound, p.Outbound) {
 			e.in, e.out, e.gen = p.Inbound, p.Outbound, b.gen
 			continue
@@ -395,10 +446,11 @@ func (b *builder) validate(s *desired.State) error {
 		}
 	}
 	add(s.ValidateConfig())
+	sc := b.scanState(s, false)
 	bad := map[string]bool{} // sets removed or retyped since the last build
 	hits := 0
-	for id, set := range s.IPSets {
-		e := b.sets[id]
+	for _, h := range sc.sets {
+		id, set, e := h.id, h.set, h.e
 		if e != nil {
 			hits++
 			if sameIPSet(e.set, set) {
@@ -426,8 +478,8 @@ func (b *builder) validate(s *desired.State) error {
 		return false
 	}
 	hits = 0
-	for id, p := range s.Policies {
-		e := b.policies[id]
+	for _, h := range sc.pols {
+		id, p, e := h.id, h.p, h.e
 		if e != nil {
 			hits++
 			if sameRules(e.in, p.Inbound) && sameRules(e.out, p.Outbound) && !usesBad(e) {
@@ -448,6 +500,9 @@ func (b *builder) validate(s *desired.State) error {
 			continue
 		}
 		add(s.ValidateEndpoint(iface))
+	}
+	if len(errs) > 0 {
+		b.scan.state = nil // no build follows
 	}
 	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errors.Join(errs...)
