@@ -16,10 +16,11 @@
 //     links the machine to the router; the router masquerades the hosts'
 //     traffic to it;
 //   - the router takes part in BGP so it learns every host's blocks: by
-//     default it runs a `brindle node` without workloads (a mesh member);
-//     with --tor it runs BIRD 2 instead, peering with every host through a
-//     global BGPPeer, as a top-of-rack router would;
-//   - an IPPool 10.244.0.0/16 (/26 blocks);
+//     default it runs a `brindle node` without workloads (a member of the
+//     node-to-node mesh, AS 64512); with --tor it runs BIRD 2 instead (AS
+//     64513) as a top-of-rack router: the mesh is off, host N is AS 6500N
+//     with a BGPPeer to its gateway, and BIRD passes every block on;
+//   - an IPPool 10.244.0.0/16 (/26 blocks, vxlanMode from --vxlan);
 //   - pods: namespaces N-pod-<ns>-<name> attached through the real CNI
 //     plugin (libcni, brindle-cni, the host agent's CNI service).
 //
