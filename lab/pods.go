@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -270,8 +271,10 @@ func DelPods(ctx context.Context, cfg Config, st *State, ids []string) error {
 				errs = append(errs, fmt.Errorf("pod %s: CNI DEL: %w", id, err))
 			}
 		}
-		if err := ipCmd(ctx, "netns", "delete", p.NetNS); err != nil {
-			errs = append(errs, err)
+		if _, err := os.Stat(nsPath(p.NetNS)); err == nil {
+			if err := ipCmd(ctx, "netns", "delete", p.NetNS); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		for i := range st.Pods {
 			if st.Pods[i].ID() == id {
