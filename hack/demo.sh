@@ -58,7 +58,7 @@ run cat examples/talk/allow-tcp-6379.yaml
 run brindlectl apply -f examples/talk/allow-tcp-6379.yaml
 
 step "5. Who can reach whom now"
-say "Only shop/frontend (role=frontend, compliance=PCI) reaches shop/database, and only on 6379. shop/other is refused on both ports, and so is the frontend on 80. Nothing else changed: the policy selects only the database. Each host enforced it in its own kernel, for packets that crossed the routed network between hosts."
+say "Only shop/frontend (role=frontend, compliance=PCI) reaches shop/database, and only on 6379. shop/other is refused on both ports, and so is the frontend on 80. Nothing else changed: the policy selects only the database. The database's host (host 2) enforces it in its own kernel, on packets that came over the routed network from hosts 1 and 3; every host has the rules for the workloads it runs."
 run brindle lab matrix --name "$LAB" --ports 6379,80
 
 step "6. How the hosts learn where workloads are: BGP"

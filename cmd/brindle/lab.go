@@ -100,6 +100,8 @@ func newLabUpCommand(name *string, cfg func(*cobra.Command) lab.Config) *cobra.C
 			fmt.Fprintf(out, "lab %s is up: %d hosts, datastore %s\n", st.Name, len(st.Hosts), st.Endpoint)
 			writeHosts(out, st)
 			fmt.Fprintf(out, "\nUse it:  export BRINDLE_ETCD_ENDPOINTS=%s   (then brindlectl get ...)\n", st.Endpoint)
+			fmt.Fprintf(out, "Pods:    brindle lab pod add NS/NAME --name %s --host 2 --labels k=v; brindle lab matrix --name %s --ports 80\n", st.Name, st.Name)
+			fmt.Fprintf(out, "BGP:     brindlectl node status --socket %s\n", st.Hosts[0].Socket)
 			fmt.Fprintf(out, "Remove:  brindle lab down --name %s\n", st.Name)
 			return nil
 		},
