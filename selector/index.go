@@ -18,7 +18,10 @@ import (
 // Selectors are indexed on a label (key, value) or key that any item they
 // match must carry, taken from the AST: k == v, k in {…}, an Or of such
 // terms, or has(k) / contains / starts with / ends with, and for an And
-// the most selective of its operands. Selectors with no such requirement
+// the most selective of its operands. Items are indexed by label only
+// under the keys such terms of registered selectors name ("tracked"
+// keys); a selector that names a key no other selector names fills that
+// key's entries from the stored labels of all items. Selectors with no such requirement
 // (for example !has(k) or k != v) sit in a fallback set that every item
 // change considers. One item's change therefore considers only the
 // selectors indexed on its new labels, the fallback set and the selectors
@@ -35,15 +38,15 @@ type Index struct {
 	selIDs   map[string]uint32
 	sels     []*selEntry // indexed by selector number; nil when free
 	freeSels []uint32
-	byKV     map[kv]*idSet     // selectors indexed on a (key, value)
-	byKey    map[string]*idSet // selectors indexed on a key's presence
-	fallback idSet             // selectors with no index requirement
+	fallback idSet // selectors with no index requirement
 
-	itemIDs    map[string]uint32
-	items      []itemEntry // indexed by item number
-	freeItems  []uint32
-	itemsByKV  map[kv]*idSet     // items carrying (key, value)
-	itemsByKey map[string]*idSet // items carrying key
+	itemIDs   map[string]uint32
+	items     []itemEntry // indexed by item number
+	freeItems []uint32
+
+	// keys holds, for each tracked key, the items and the selectors
+	// indexed under it and under each of its values.
+	keys map[string]*keyIndex
 
 	parents map[string]*parentEntry
 
@@ -62,6 +65,20 @@ type Index struct {
 
 type kv struct{ k, v string }
 
+// keyIndex is the index entry of a tracked label key.
+type keyIndex struct {
+	refs  int                  // registered selectors whose requirement may use the key
+	items idSet                // items carrying the key
+	sels  idSet                // selectors indexed on the key's presence
+	vals  map[string]*valIndex // by value; an entry goes when both its sets are empty
+}
+
+// valIndex is the index entry of one value of a tracked key.
+type valIndex struct {
+	items idSet // items carrying key=value
+	sels  idSet // selectors indexed on key=value
+}
+
 // requirement is a set of labels one of which every matching item carries.
 type requirement struct {
 	kvs  []kv
@@ -72,6 +89,7 @@ type selEntry struct {
 	id      string
 	sel     *Selector
 	keys    []string // label keys the selector reads, sorted
+	tracked []string // keys its requirement may use (it holds a ref on each), sorted
 	req     requirement
 	indexed bool   // req is entered in byKV/byKey; otherwise in fallback
 	wasted  uint32 // fruitless candidate evaluations since the last re-choice
@@ -107,15 +125,12 @@ func NewIndex(onStart, onStop func(selID, itemID string)) *Index {
 		onStop = nop
 	}
 	return &Index{
-		onStart:    onStart,
-		onStop:     onStop,
-		selIDs:     map[string]uint32{},
-		byKV:       map[kv]*idSet{},
-		byKey:      map[string]*idSet{},
-		itemIDs:    map[string]uint32{},
-		itemsByKV:  map[kv]*idSet{},
-		itemsByKey: map[string]*idSet{},
-		parents:    map[string]*parentEntry{},
+		onStart: onStart,
+		onStop:  onStop,
+		selIDs:  map[string]uint32{},
+		itemIDs: map[string]uint32{},
+		keys:    map[string]*keyIndex{},
+		parents: map[string]*parentEntry{},
 	}
 }
 
@@ -177,29 +192,110 @@ func (v *view) eval(s *Selector) bool {
 	return s.EvaluateLabels(v)
 }
 
-func setAdd[K comparable](m map[K]*idSet, k K, id uint32) {
-	s := m[k]
-	if s == nil {
-		s = &idSet{}
-		m[k] = s
+// val returns k's entry for v, creating it.
+func (ki *keyIndex) val(v string) *valIndex {
+	vi := ki.vals[v]
+	if vi == nil {
+		vi = &valIndex{}
+		ki.vals[v] = vi
 	}
-	s.add(id)
+	return vi
 }
 
-func setRemove[K comparable](m map[K]*idSet, k K, id uint32) {
-	if s := m[k]; s != nil {
-		s.remove(id)
-		if s.len() == 0 {
-			delete(m, k)
+// gcVal drops v's entry if it holds nothing.
+func (ki *keyIndex) gcVal(v string, vi *valIndex) {
+	if vi.items.len() == 0 && vi.sels.len() == 0 {
+		delete(ki.vals, v)
+	}
+}
+
+// itemCount returns how many items carry k=v (ok) or k (!ok); 0 when k is
+// not tracked.
+func (x *Index) itemCount(k, v string, isVal bool) int {
+	ki := x.keys[k]
+	switch {
+	case ki == nil:
+		return 0
+	case !isVal:
+		return ki.items.len()
+	}
+	if vi := ki.vals[v]; vi != nil {
+		return vi.items.len()
+	}
+	return 0
+}
+
+// track takes a ref on each key, filling the entries of a key not tracked
+// yet from every item's effective labels.
+func (x *Index) track(keys []string) {
+	for _, k := range keys {
+		if ki := x.keys[k]; ki != nil {
+			ki.refs++
+			continue
+		}
+		ki := &keyIndex{refs: 1, vals: map[string]*valIndex{}}
+		x.keys[k] = ki
+		for i := range x.items {
+			item := &x.items[i]
+			if !item.live {
+				continue
+			}
+			v := view{own: item.own, parents: item.parents}
+			if val, ok := v.Get(k); ok {
+				ki.items.add(uint32(i))
+				ki.val(val).items.add(uint32(i))
+			}
 		}
 	}
 }
 
-func setLen[K comparable](m map[K]*idSet, k K) int {
-	if s := m[k]; s != nil {
-		return s.len()
+// untrack drops a ref on each key and forgets the keys left without one.
+func (x *Index) untrack(keys []string) {
+	for _, k := range keys {
+		if ki := x.keys[k]; ki != nil {
+			if ki.refs--; ki.refs <= 0 {
+				delete(x.keys, k)
+			}
+		}
 	}
-	return 0
+}
+
+// trackedKeys returns the sorted keys that requirementOf may use for n.
+func trackedKeys(n *node) []string {
+	keys, _ := appendReqKeys(nil, n)
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// appendReqKeys appends the keys of the terms requirementOf may choose from
+// for n and reports whether it finds a requirement; it follows the same
+// structure.
+func appendReqKeys(dst []string, n *node) ([]string, bool) {
+	switch n.op {
+	case opEq, opIn, opHas, opContains, opStartsWith, opEndsWith:
+		return append(dst, n.key), true
+	case opAnd:
+		ok := false
+		for _, k := range n.kids {
+			var kok bool
+			dst, kok = appendReqKeys(dst, k)
+			ok = ok || kok
+		}
+		return dst, ok
+	case opOr:
+		if n.key != "" {
+			return append(dst, n.key), true
+		}
+		mark := len(dst)
+		for _, k := range n.kids {
+			var kok bool
+			if dst, kok = appendReqKeys(dst, k); !kok {
+				return dst[:mark], false
+			}
+		}
+		return dst, true
+	}
+	return dst, false
 }
 
 // ---- Selectors ----
@@ -222,7 +318,10 @@ func (x *Index) UpdateSelector(id string, sel *Selector) {
 		si = x.allocSelector(id)
 		e = x.sels[si]
 	}
-	e.sel, e.keys = sel, sel.LabelKeys()
+	oldTracked := e.tracked
+	e.sel, e.keys, e.tracked = sel, sel.LabelKeys(), trackedKeys(sel.root)
+	x.track(e.tracked) // before untracking the old keys: no needless refill
+	x.untrack(oldTracked)
 	x.indexSelector(si)
 	x.collectItems(e)
 	slices.Sort(x.cand)
@@ -264,25 +363,17 @@ func (x *Index) collectItems(e *selEntry) {
 		}
 		return
 	}
-	each := func(s *idSet) {
-		if s == nil {
-			return
-		}
-		if s.big != nil {
-			for it := range s.big {
+	for _, p := range e.req.kvs {
+		if vi := x.keys[p.k].vals[p.v]; vi != nil {
+			for it := range vi.items.each {
 				add(it)
 			}
-			return
 		}
-		for _, it := range s.small {
-			add(it)
-		}
-	}
-	for _, p := range e.req.kvs {
-		each(x.itemsByKV[p])
 	}
 	for _, k := range e.req.keys {
-		each(x.itemsByKey[k])
+		for it := range x.keys[k].items.each {
+			add(it)
+		}
 	}
 }
 
@@ -314,6 +405,7 @@ func (x *Index) DeleteSelector(id string) {
 		x.onStop(id, x.items[it].id)
 	}
 	x.unindexSelector(si)
+	x.untrack(x.sels[si].tracked)
 	delete(x.selIDs, id)
 	x.sels[si] = nil
 	x.freeSels = append(x.freeSels, si)
@@ -344,10 +436,10 @@ func (x *Index) indexSelector(si uint32) {
 		return
 	}
 	for _, p := range req.kvs {
-		setAdd(x.byKV, p, si)
+		x.keys[p.k].val(p.v).sels.add(si)
 	}
 	for _, k := range req.keys {
-		setAdd(x.byKey, k, si)
+		x.keys[k].sels.add(si)
 	}
 }
 
@@ -358,10 +450,14 @@ func (x *Index) unindexSelector(si uint32) {
 		return
 	}
 	for _, p := range e.req.kvs {
-		setRemove(x.byKV, p, si)
+		ki := x.keys[p.k]
+		if vi := ki.vals[p.v]; vi != nil {
+			vi.sels.remove(si)
+			ki.gcVal(p.v, vi)
+		}
 	}
 	for _, k := range e.req.keys {
-		setRemove(x.byKey, k, si)
+		x.keys[k].sels.remove(si)
 	}
 }
 
@@ -377,7 +473,7 @@ func (x *Index) reChoose(si uint32) {
 // when no such requirement can be read from n. An empty requirement with
 // ok true means n can never match.
 func (x *Index) requirementOf(n *node) (r requirement, cost int, ok bool) {
-	kvCost := func(p kv) int { return 1 + setLen(x.itemsByKV, p) }
+	kvCost := func(p kv) int { return 1 + x.itemCount(p.k, p.v, true) }
 	switch n.op {
 	case opEq:
 		p := kv{n.key, n.val}
@@ -387,7 +483,7 @@ func (x *Index) requirementOf(n *node) (r requirement, cost int, ok bool) {
 	case opHas, opContains, opStartsWith, opEndsWith:
 		// Presence is a weaker filter than a value: weigh it so that a
 		// value test wins a tie before any items exist.
-		return requirement{keys: []string{n.key}}, 8 + setLen(x.itemsByKey, n.key), true
+		return requirement{keys: []string{n.key}}, 8 + x.itemCount(n.key, "", false), true
 	case opAnd:
 		for _, k := range n.kids {
 			kr, kc, kok := x.requirementOf(k)
@@ -419,7 +515,7 @@ func (x *Index) setRequirement(key string, vals []string) (requirement, int, boo
 	cost := 0
 	for i, v := range vals {
 		r.kvs[i] = kv{key, v}
-		cost += 1 + setLen(x.itemsByKV, r.kvs[i])
+		cost += 1 + x.itemCount(key, v, true)
 	}
 	return r, cost, true
 }
@@ -532,30 +628,45 @@ func (x *Index) merged(v *view, scratch *map[string]string) map[string]string {
 	return m
 }
 
-// reindexItem updates the label → item indexes for item it, whose
-// effective labels change from oldL to newL, and sets x.changed to the
-// keys whose value or presence changed.
+// reindexItem updates the label → item indexes of the tracked keys for
+// item it, whose effective labels change from oldL to newL, and sets
+// x.changed to the keys whose value or presence changed.
 func (x *Index) reindexItem(it uint32, oldL, newL map[string]string) {
 	x.changed = x.changed[:0]
 	for k, v := range oldL {
 		nv, ok := newL[k]
-		if !ok {
-			setRemove(x.itemsByKey, k, it)
+		if ok && nv == v {
+			continue
 		}
-		if !ok || nv != v {
-			setRemove(x.itemsByKV, kv{k, v}, it)
-			x.changed = append(x.changed, k)
+		x.changed = append(x.changed, k)
+		ki := x.keys[k]
+		if ki == nil {
+			continue
+		}
+		if !ok {
+			ki.items.remove(it)
+		}
+		if vi := ki.vals[v]; vi != nil {
+			vi.items.remove(it)
+			ki.gcVal(v, vi)
 		}
 	}
 	for k, v := range newL {
 		ov, ok := oldL[k]
+		if ok && ov == v {
+			continue
+		}
 		if !ok {
-			setAdd(x.itemsByKey, k, it)
 			x.changed = append(x.changed, k)
 		}
-		if !ok || ov != v {
-			setAdd(x.itemsByKV, kv{k, v}, it)
+		ki := x.keys[k]
+		if ki == nil {
+			continue
 		}
+		if !ok {
+			ki.items.add(it)
+		}
+		ki.val(v).items.add(it)
 	}
 }
 
@@ -579,10 +690,7 @@ func (x *Index) readsChanged(keys []string) bool {
 func (x *Index) reevaluate(it uint32, labels map[string]string, full bool) {
 	x.nextEpoch()
 	x.cand = x.cand[:0]
-	for k, v := range labels {
-		x.collectSels(x.byKV[kv{k, v}])
-		x.collectSels(x.byKey[k])
-	}
+	x.collectLabelSels(labels)
 	x.collectSels(&x.fallback)
 	item := &x.items[it]
 	for _, si := range item.matches {
@@ -635,17 +743,22 @@ func (x *Index) collect(si uint32) {
 }
 
 func (x *Index) collectSels(s *idSet) {
-	if s == nil {
-		return
-	}
-	if s.big != nil {
-		for si := range s.big {
-			x.collect(si)
-		}
-		return
-	}
-	for _, si := range s.small {
+	for si := range s.each {
 		x.collect(si)
+	}
+}
+
+// collectLabelSels collects the selectors indexed on one of labels.
+func (x *Index) collectLabelSels(labels map[string]string) {
+	for k, v := range labels {
+		ki := x.keys[k]
+		if ki == nil {
+			continue
+		}
+		x.collectSels(&ki.sels)
+		if vi := ki.vals[v]; vi != nil {
+			x.collectSels(&vi.sels)
+		}
 	}
 }
 

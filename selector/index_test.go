@@ -2,6 +2,7 @@ package selector
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -210,9 +211,11 @@ func TestIndexOracle(t *testing.T) {
 				before = after
 				if step%50 == 0 {
 					checkQueries(t, x, o, after)
+					checkTracked(t, x, o)
 				}
 			}
 			checkQueries(t, x, o, before)
+			checkTracked(t, x, o)
 		})
 	}
 }
@@ -279,13 +282,9 @@ func TestIndexCandidates(t *testing.T) {
 		t.Errorf("unindexed selectors = %d, want 1 (only the fallback)", counts["false"])
 	}
 	// Collect candidates as relabel does and count them.
-	x.newView = view{own: map[string]string{"app": "a8", "tier": "web"}}
 	x.nextEpoch()
 	x.cand = x.cand[:0]
-	x.newView.each(func(k, v string) {
-		x.collectSels(x.byKV[kv{k, v}])
-		x.collectSels(x.byKey[k])
-	})
+	x.collectLabelSels(map[string]string{"app": "a8", "tier": "web"})
 	x.collectSels(&x.fallback)
 	if len(x.cand) > 10 {
 		t.Errorf("%d candidate selectors for one item, want a handful", len(x.cand))
@@ -311,5 +310,100 @@ func TestIndexReChoose(t *testing.T) {
 	}
 	if got := x.Matches("s"); len(got) != 0 {
 		t.Errorf("Matches = %v", got)
+	}
+}
+
+// checkTracked checks the item side of the index against the items'
+// labels: exactly the keys the registered selectors' requirements may use
+// are tracked, with one ref per selector, and each tracked key's and
+// value's item sets are exactly the items carrying it.
+func checkTracked(t *testing.T, x *Index, o *oracle) {
+	t.Helper()
+	refs := map[string]int{}
+	for _, e := range x.sels {
+		if e != nil {
+			for _, k := range e.tracked {
+				refs[k]++
+			}
+		}
+	}
+	got := map[string]int{}
+	for k, ki := range x.keys {
+		got[k] = ki.refs
+	}
+	if diff := cmp.Diff(refs, got); diff != "" {
+		t.Fatalf("tracked keys and refs (-want +got):\n%s", diff)
+	}
+	for k, ki := range x.keys {
+		wantKey := map[string]bool{}
+		wantVal := map[string]map[string]bool{}
+		for it := range o.items {
+			if v, ok := o.merged(it)[k]; ok {
+				wantKey[it] = true
+				if wantVal[v] == nil {
+					wantVal[v] = map[string]bool{}
+				}
+				wantVal[v][it] = true
+			}
+		}
+		names := func(s *idSet) map[string]bool {
+			m := map[string]bool{}
+			for it := range s.each {
+				m[x.items[it].id] = true
+			}
+			return m
+		}
+		if diff := cmp.Diff(wantKey, names(&ki.items)); diff != "" {
+			t.Fatalf("items carrying %s (-want +got):\n%s", k, diff)
+		}
+		for v, vi := range ki.vals {
+			if vi.items.len() == 0 && vi.sels.len() == 0 {
+				t.Fatalf("empty entry for %s=%s kept", k, v)
+			}
+			if vi.items.len() == 0 {
+				continue
+			}
+			if diff := cmp.Diff(wantVal[v], names(&vi.items)); diff != "" {
+				t.Fatalf("items carrying %s=%s (-want +got):\n%s", k, v, diff)
+			}
+			delete(wantVal, v)
+		}
+		if len(wantVal) != 0 {
+			t.Fatalf("values of %s with items but no entry: %v", k, wantVal)
+		}
+	}
+}
+
+// TestIndexTracksOnlySelectorKeys checks that items are indexed by label
+// only under keys that registered selectors' requirements use, that a new
+// selector fills its keys from items indexed before it, and that keys are
+// forgotten with their last selector.
+func TestIndexTracksOnlySelectorKeys(t *testing.T) {
+	var log eventLog
+	x := NewIndex(log.start, log.stop)
+	x.UpdateParent("p", map[string]string{"team": "a"})
+	for i := range 100 {
+		x.UpdateItemWithParents(fmt.Sprint("i", i), map[string]string{"app": fmt.Sprint("a", i%10), "hash": fmt.Sprint(i)}, []string{"p"})
+	}
+	if len(x.keys) != 0 {
+		t.Fatalf("keys tracked with no selectors: %v", slices.Collect(maps.Keys(x.keys)))
+	}
+	x.UpdateSelector("s", MustParse("app == 'a3' && team == 'a' && hash != '3'"))
+	if got := slices.Sorted(maps.Keys(x.keys)); !slices.Equal(got, []string{"app", "team"}) {
+		t.Errorf("tracked keys %v, want [app team]", got)
+	}
+	if got := len(x.Matches("s")); got != 9 || len(log.take()) != 9 {
+		t.Errorf("%d matches, want 9 (and 9 starts)", got)
+	}
+	x.UpdateSelector("s", MustParse("has(team) && !has(hash)"))
+	if got := slices.Sorted(maps.Keys(x.keys)); !slices.Equal(got, []string{"team"}) {
+		t.Errorf("tracked keys after replacement %v, want [team]", got)
+	}
+	if got := log.take(); len(got) != 9 || got[0][0] != '-' || got[8][0] != '-' {
+		t.Errorf("replacement events %v, want 9 stops", got)
+	}
+	x.DeleteSelector("s")
+	if len(x.keys) != 0 {
+		t.Errorf("keys tracked after the last selector went: %v", slices.Collect(maps.Keys(x.keys)))
 	}
 }
