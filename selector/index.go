@@ -41,7 +41,8 @@ type Index struct {
 	fallback idSet // selectors with no index requirement
 
 	itemIDs   map[string]uint32
-	items     []itemEntry // indexed by item number
+	items     [][]itemEntry // chunks of itemChunk entries; see item
+	nItems    uint32        // item numbers in use or free
 	freeItems []uint32
 
 	// keys holds, for each tracked key, the items and the selectors
@@ -64,6 +65,15 @@ type Index struct {
 }
 
 type kv struct{ k, v string }
+
+// itemChunk is how many item entries are allocated at a time. Chunks are
+// never moved, so growing to 100,000 items copies nothing.
+const itemChunk = 1024
+
+// item returns item number it's entry.
+func (x *Index) item(it uint32) *itemEntry {
+	return &x.items[it/itemChunk][it%itemChunk]
+}
 
 // keyIndex is the index entry of a tracked label key.
 type keyIndex struct {
@@ -225,9 +235,11 @@ func (x *Index) itemCount(k, v string, isVal bool) int {
 	return 0
 }
 
-// track takes a ref on each key, filling the entries of a key not tracked
-// yet from every item's effective labels.
+// track takes a ref on each key. Keys not tracked yet are filled from
+// every item's effective labels, in one pass over the items.
 func (x *Index) track(keys []string) {
+	var fresh []*keyIndex
+	var freshKeys []string
 	for _, k := range keys {
 		if ki := x.keys[k]; ki != nil {
 			ki.refs++
@@ -235,15 +247,21 @@ func (x *Index) track(keys []string) {
 		}
 		ki := &keyIndex{refs: 1, vals: map[string]*valIndex{}}
 		x.keys[k] = ki
-		for i := range x.items {
-			item := &x.items[i]
-			if !item.live {
-				continue
-			}
-			v := view{own: item.own, parents: item.parents}
-			if val, ok := v.Get(k); ok {
-				ki.items.add(uint32(i))
-				ki.val(val).items.add(uint32(i))
+		fresh, freshKeys = append(fresh, ki), append(freshKeys, k)
+	}
+	if len(fresh) == 0 {
+		return
+	}
+	for i := range x.nItems {
+		item := x.item(i)
+		if !item.live {
+			continue
+		}
+		v := view{own: item.own, parents: item.parents}
+		for j, ki := range fresh {
+			if val, ok := v.Get(freshKeys[j]); ok {
+				ki.items.add(i)
+				ki.val(val).items.add(i)
 			}
 		}
 	}
@@ -326,7 +344,7 @@ func (x *Index) UpdateSelector(id string, sel *Selector) {
 	x.collectItems(e)
 	slices.Sort(x.cand)
 	for _, it := range x.cand {
-		item := &x.items[it]
+		item := x.item(it)
 		x.newView = view{own: item.own, parents: item.parents}
 		now := x.newView.eval(sel)
 		was := hasSorted(item.matches, si)
@@ -346,8 +364,8 @@ func (x *Index) UpdateSelector(id string, sel *Selector) {
 // carry one of e's requirement labels, or every item when e is not
 // indexed. Every item e matches is among them.
 func (x *Index) collectItems(e *selEntry) {
-	if len(x.itemMark) < len(x.items) {
-		x.itemMark = append(x.itemMark, make([]uint32, len(x.items)-len(x.itemMark))...)
+	if n := int(x.nItems); len(x.itemMark) < n {
+		x.itemMark = append(x.itemMark, make([]uint32, n-len(x.itemMark))...)
 	}
 	add := func(it uint32) {
 		if x.itemMark[it] != x.epoch {
@@ -356,9 +374,9 @@ func (x *Index) collectItems(e *selEntry) {
 		}
 	}
 	if !e.indexed {
-		for i := range x.items {
-			if x.items[i].live {
-				add(uint32(i))
+		for i := range x.nItems {
+			if x.item(i).live {
+				add(i)
 			}
 		}
 		return
@@ -384,7 +402,7 @@ func (x *Index) matchedItems(si uint32) []uint32 {
 	x.collectItems(x.sels[si])
 	matched := x.cand[:0]
 	for _, it := range x.cand {
-		if hasSorted(x.items[it].matches, si) {
+		if hasSorted(x.item(it).matches, si) {
 			matched = append(matched, it)
 		}
 	}
@@ -401,8 +419,9 @@ func (x *Index) DeleteSelector(id string) {
 		return
 	}
 	for _, it := range x.matchedItems(si) {
-		x.items[it].matches = sortedRemove(x.items[it].matches, si)
-		x.onStop(id, x.items[it].id)
+		item := x.item(it)
+		item.matches = sortedRemove(item.matches, si)
+		x.onStop(id, item.id)
 	}
 	x.unindexSelector(si)
 	x.untrack(x.sels[si].tracked)
@@ -535,7 +554,7 @@ func (x *Index) UpdateItemWithParents(id string, own map[string]string, parentID
 	if !exists {
 		it = x.allocItem(id)
 	}
-	item := &x.items[it]
+	item := x.item(it)
 	oldParents := item.parents
 	var parents []*parentEntry
 	if len(parentIDs) > 0 {
@@ -570,7 +589,7 @@ func (x *Index) DeleteItem(id string) {
 	if !ok {
 		return
 	}
-	item := &x.items[it]
+	item := x.item(it)
 	x.reindexItem(it, x.merged(&view{own: item.own, parents: item.parents}, &x.oldMerged), nil)
 	for _, si := range item.matches {
 		x.onStop(x.sels[si].id, id)
@@ -590,10 +609,14 @@ func (x *Index) allocItem(id string) uint32 {
 		it = x.freeItems[n-1]
 		x.freeItems = x.freeItems[:n-1]
 	} else {
-		it = uint32(len(x.items))
-		x.items = append(x.items, itemEntry{})
+		it = x.nItems
+		if it%itemChunk == 0 {
+			x.items = append(x.items, make([]itemEntry, itemChunk))
+		}
+		x.nItems++
 	}
-	x.items[it].id, x.items[it].live = id, true
+	item := x.item(it)
+	item.id, item.live = id, true
 	x.itemIDs[id] = it
 	return it
 }
@@ -692,7 +715,7 @@ func (x *Index) reevaluate(it uint32, labels map[string]string, full bool) {
 	x.cand = x.cand[:0]
 	x.collectLabelSels(labels)
 	x.collectSels(&x.fallback)
-	item := &x.items[it]
+	item := x.item(it)
 	for _, si := range item.matches {
 		x.collect(si)
 	}
@@ -817,7 +840,7 @@ func (x *Index) setParentLabels(p *parentEntry, labels map[string]string) {
 	children := p.children.appendTo(nil)
 	slices.Sort(children)
 	for _, it := range children {
-		item := &x.items[it]
+		item := x.item(it)
 		x.oldView = view{own: item.own, parents: item.parents, swap: p, swapLabels: old}
 		x.newView = view{own: item.own, parents: item.parents}
 		x.relabel(it, false)
@@ -835,7 +858,7 @@ func (x *Index) Matches(selID string) []string {
 	}
 	var ids []string
 	for _, it := range x.matchedItems(si) {
-		ids = append(ids, x.items[it].id)
+		ids = append(ids, x.item(it).id)
 	}
 	slices.Sort(ids)
 	return ids
@@ -849,7 +872,7 @@ func (x *Index) SelectorsMatching(itemID string) []string {
 		return nil
 	}
 	var ids []string
-	for _, si := range x.items[it].matches {
+	for _, si := range x.item(it).matches {
 		ids = append(ids, x.sels[si].id)
 	}
 	slices.Sort(ids)
@@ -863,7 +886,7 @@ func (x *Index) Labels(itemID string) map[string]string {
 	if !ok {
 		return nil
 	}
-	item := &x.items[it]
+	item := x.item(it)
 	v := view{own: item.own, parents: item.parents}
 	out := map[string]string{}
 	v.each(func(k, val string) { out[k] = val })

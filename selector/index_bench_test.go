@@ -154,8 +154,8 @@ func BenchmarkIndexMemory(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		matches := 0
-		for i := range x.items {
-			matches += len(x.items[i].matches)
+		for i := range x.nItems {
+			matches += len(x.item(i).matches)
 		}
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MB")
 		b.ReportMetric(float64(matches), "matches")

@@ -349,7 +349,7 @@ func checkTracked(t *testing.T, x *Index, o *oracle) {
 		names := func(s *idSet) map[string]bool {
 			m := map[string]bool{}
 			for it := range s.each {
-				m[x.items[it].id] = true
+				m[x.item(it).id] = true
 			}
 			return m
 		}
