@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -122,7 +121,7 @@ func runPolicyCheck(opts *Options, f *policyCheckFlags, args []string) error {
 	if f.output == "json" {
 		err = writeCheckJSON(out, sc, results, wrong)
 	} else {
-		err = writeCheckText(out, built, results, wrong)
+		err = scenario.WriteText(out, built, results)
 	}
 	if err != nil {
 		return err
@@ -210,117 +209,4 @@ func protoName(p string) string {
 		return policy.ProtocolName(n)
 	}
 	return p
-}
-
-// cell renders one matrix cell: A allowed, D denied, with "!" when the
-// expectation was wrong and "?" when there was none.
-func cell(r scenario.ProbeResult) string {
-	s := "D"
-	if r.Result.Allowed {
-		s = "A"
-	}
-	switch {
-	case r.Wrong:
-		s += "!"
-	case r.Probe.Allowed == nil:
-		s += "?"
-	}
-	return s
-}
-
-func writeCheckText(out io.Writer, b *scenario.Built, results []scenario.ProbeResult, wrong int) error {
-	sc := b.Scenario
-	var w strings.Builder
-	fmt.Fprintf(&w, "scenario %s: %d probes, %d wrong\n", sc.Name, len(results), wrong)
-	if sc.Description != "" {
-		fmt.Fprintf(&w, "  %s\n", strings.TrimSpace(sc.Description))
-	}
-	// One matrix per port/protocol over the pods that appear in probes.
-	var labels []string
-	cells := map[string]map[[2]string]scenario.ProbeResult{}
-	for _, r := range results {
-		if r.External {
-			continue
-		}
-		l := r.Probe.Label()
-		if _, ok := cells[l]; !ok {
-			cells[l] = map[[2]string]scenario.ProbeResult{}
-			labels = append(labels, l)
-		}
-		cells[l][[2]string{r.Probe.From, r.Probe.To}] = r
-	}
-	for _, l := range labels {
-		var froms, tos []string
-		seenF, seenT := map[string]bool{}, map[string]bool{}
-		for _, id := range b.PodOrder {
-			for k := range cells[l] {
-				if k[0] == id && !seenF[id] {
-					seenF[id] = true
-					froms = append(froms, id)
-				}
-				if k[1] == id && !seenT[id] {
-					seenT[id] = true
-					tos = append(tos, id)
-				}
-			}
-		}
-		width := len("from \\ to")
-		for _, id := range froms {
-			width = max(width, len(id))
-		}
-		fmt.Fprintf(&w, "\n%s\n%-*s", l, width, "from \\ to")
-		colw := make([]int, len(tos))
-		for i, id := range tos {
-			colw[i] = max(len(id), 2)
-			fmt.Fprintf(&w, "  %-*s", colw[i], id)
-		}
-		w.WriteString("\n")
-		for _, from := range froms {
-			fmt.Fprintf(&w, "%-*s", width, from)
-			for i, to := range tos {
-				c := "."
-				if r, ok := cells[l][[2]string{from, to}]; ok {
-					c = cell(r)
-				}
-				fmt.Fprintf(&w, "  %-*s", colw[i], c)
-			}
-			w.WriteString("\n")
-		}
-	}
-	var ext []scenario.ProbeResult
-	for _, r := range results {
-		if r.External {
-			ext = append(ext, r)
-		}
-	}
-	if len(ext) > 0 {
-		w.WriteString("\nexternal\n")
-		for _, r := range ext {
-			fmt.Fprintf(&w, "  %-18s -> %-20s %-10s %s\n", r.Probe.From, r.Probe.To, r.Probe.Label(), cell(r))
-		}
-	}
-	w.WriteString("\nA allowed, D denied, ! expectation wrong, ? no expectation, . not probed\n")
-	if wrong > 0 {
-		w.WriteString("\nwrong expectations:\n")
-		for _, r := range results {
-			if !r.Wrong {
-				continue
-			}
-			got := "denied"
-			if r.Result.Allowed {
-				got = "allowed"
-			}
-			fmt.Fprintf(&w, "  %s -> %s %s: expected %s, got %s\n", r.Probe.From, r.Probe.To, r.Probe.Label(), expectWord(*r.Probe.Allowed), got)
-			fmt.Fprintf(&w, "    %s\n    %s\n", r.Result.Egress, r.Result.Ingress)
-		}
-	}
-	_, err := io.WriteString(out, w.String())
-	return err
-}
-
-func expectWord(b bool) string {
-	if b {
-		return "allowed"
-	}
-	return "denied"
 }

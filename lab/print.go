@@ -6,6 +6,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+
+	"github.com/brindle-net/brindle/policy/scenario"
 )
 
 // cell renders one matrix cell as `policy check` does (A allowed, D
@@ -19,15 +21,9 @@ func (r *ProbeResult) cell(expectations bool) string {
 	case r.Skipped != "":
 		return "S"
 	}
-	s := "D"
-	if r.Result.Allowed {
-		s = "A"
-	}
-	switch {
-	case r.Wrong:
-		s += "!"
-	case expectations && r.Probe.Allowed == nil:
-		s += "?"
+	s := r.ProbeResult.Cell()
+	if !expectations {
+		s = strings.TrimSuffix(s, "?")
 	}
 	if r.Disagrees() {
 		s += "*"
@@ -45,94 +41,30 @@ func (res *RunResult) WriteText(out io.Writer) error {
 
 func writeText(out io.Writer, res *RunResult, expectations bool) error {
 	b := res.Built
-	sc := b.Scenario
 	var w strings.Builder
-	counted := len(res.Probes) - res.NotPol - res.Skipped
 	if expectations {
-		fmt.Fprintf(&w, "scenario %s: %d probes, %d wrong (real packets on lab %s)\n", sc.Name, counted, res.Wrong, res.Lab)
-		if sc.Description != "" {
-			fmt.Fprintf(&w, "  %s\n", strings.TrimSpace(sc.Description))
-		}
+		counted := len(res.Probes) - res.NotPol - res.Skipped
+		scenario.WriteHeading(&w, b.Scenario, counted, res.Wrong, fmt.Sprintf(" (real packets on lab %s)", res.Lab))
 	}
-	var labels []string
-	cells := map[string]map[[2]string]*ProbeResult{}
+	base := make([]scenario.ProbeResult, len(res.Probes))
 	for i := range res.Probes {
-		r := &res.Probes[i]
-		if r.External {
-			continue
-		}
-		l := r.Probe.Label()
-		if _, ok := cells[l]; !ok {
-			cells[l] = map[[2]string]*ProbeResult{}
-			labels = append(labels, l)
-		}
-		cells[l][[2]string{r.Probe.From, r.Probe.To}] = r
+		base[i] = res.Probes[i].ProbeResult
 	}
-	for _, l := range labels {
-		var froms, tos []string
-		seenF, seenT := map[string]bool{}, map[string]bool{}
-		for _, id := range b.PodOrder {
-			for k := range cells[l] {
-				if k[0] == id && !seenF[id] {
-					seenF[id] = true
-					froms = append(froms, id)
-				}
-				if k[1] == id && !seenT[id] {
-					seenT[id] = true
-					tos = append(tos, id)
-				}
-			}
-		}
-		width := len("from \\ to")
-		for _, id := range froms {
-			width = max(width, len(id))
-		}
-		fmt.Fprintf(&w, "\n%s\n%-*s", l, width, "from \\ to")
-		colw := make([]int, len(tos))
-		for i, id := range tos {
-			colw[i] = max(len(id), 2)
-			fmt.Fprintf(&w, "  %-*s", colw[i], id)
-		}
-		w.WriteString("\n")
-		for _, from := range froms {
-			fmt.Fprintf(&w, "%-*s", width, from)
-			for i, to := range tos {
-				c := "."
-				if r, ok := cells[l][[2]string{from, to}]; ok {
-					c = r.cell(expectations)
-				}
-				fmt.Fprintf(&w, "  %-*s", colw[i], c)
-			}
-			w.WriteString("\n")
-		}
-	}
-	var ext []*ProbeResult
-	for i := range res.Probes {
-		if res.Probes[i].External {
-			ext = append(ext, &res.Probes[i])
-		}
-	}
-	if len(ext) > 0 {
-		w.WriteString("\nexternal (from the outside host)\n")
-		for _, r := range ext {
-			fmt.Fprintf(&w, "  %-18s -> %-20s %-10s %s\n", r.Probe.From, r.Probe.To, r.Probe.Label(), r.cell(expectations))
-		}
-	}
-	legend := "A allowed, D denied"
-	if expectations {
-		legend += ", ! expectation wrong, ? no expectation"
-	}
-	legend += ", . not probed"
+	scenario.WriteMatrices(&w, b.PodOrder, base, scenario.MatrixOptions{
+		Cell:          func(i int) string { return res.Probes[i].cell(expectations) },
+		ExternalTitle: "external (from the outside host)",
+	})
+	var marks []string
 	if res.NotPol > 0 {
-		legend += ", - not policed"
+		marks = append(marks, "- not policed")
 	}
 	if res.Skipped > 0 {
-		legend += ", S skipped"
+		marks = append(marks, "S skipped")
 	}
 	if res.Disagree > 0 {
-		legend += ", * evaluator disagrees"
+		marks = append(marks, "* evaluator disagrees")
 	}
-	fmt.Fprintf(&w, "\n%s\n", legend)
+	fmt.Fprintf(&w, "\n%s\n", scenario.Legend(expectations, marks...))
 	if res.NotPol > 0 {
 		fmt.Fprintf(&w, "\n%d pod-to-itself probes are not policed: the packet never leaves the pod, so no host\npolicy sees it (policy check evaluates them; the lab does not count them).\n", res.NotPol)
 	}
@@ -154,20 +86,13 @@ func writeText(out io.Writer, res *RunResult, expectations bool) error {
 		}
 	}
 	if res.Wrong > 0 {
-		w.WriteString("\nwrong expectations:\n")
-		for _, r := range res.Probes {
-			if !r.Wrong {
-				continue
-			}
-			fmt.Fprintf(&w, "  %s -> %s %s: expected %s, got %s\n", r.Probe.From, r.Probe.To, r.Probe.Label(), word(*r.Probe.Allowed), word(r.Result.Allowed))
-			fmt.Fprintf(&w, "    %s\n    %s\n", r.Result.Egress, r.Result.Ingress)
-		}
+		scenario.WriteWrong(&w, base)
 	}
 	if res.Disagree > 0 {
 		fmt.Fprintf(&w, "\nthe reference evaluator disagrees with the packets on %d probes:\n", res.Disagree)
 		for _, r := range res.Probes {
 			if r.Disagrees() {
-				fmt.Fprintf(&w, "  %s -> %s %s: packets %s, evaluator %s\n", r.Probe.From, r.Probe.To, r.Probe.Label(), word(r.Result.Allowed), word(r.Evaluator))
+				fmt.Fprintf(&w, "  %s -> %s %s: packets %s, evaluator %s\n", r.Probe.From, r.Probe.To, r.Probe.Label(), scenario.AllowedWord(r.Result.Allowed), scenario.AllowedWord(r.Evaluator))
 			}
 		}
 	}
@@ -190,13 +115,6 @@ func writeText(out io.Writer, res *RunResult, expectations bool) error {
 	}
 	_, err := io.WriteString(out, w.String())
 	return err
-}
-
-func word(b bool) string {
-	if b {
-		return "allowed"
-	}
-	return "denied"
 }
 
 // jsonProbe is one probe in WriteJSON's output: policy check's fields

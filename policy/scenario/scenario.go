@@ -3,7 +3,9 @@
 // evaluator. `brindlectl policy check` runs scenarios through it; the lab
 // runs the same files against real packets.
 //
-// Like package policy it does no I/O: Parse takes the file's bytes.
+// Like package policy it does no I/O of its own: Parse takes the file's
+// bytes, and the text rendering shared by `policy check` and `brindle lab
+// run` (text.go) writes to a strings.Builder or an io.Writer it is given.
 package scenario
 
 import (
