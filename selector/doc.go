@@ -46,7 +46,10 @@
 // and reports matches starting and stopping through callbacks. It indexes
 // each selector on a label (key, value) or key that every item it matches
 // must carry, so one item's label change re-evaluates only a handful of
-// candidate selectors, never all of them.
+// candidate selectors, never all of them. Items are indexed by label only
+// under the keys that registered selectors' requirements name; a
+// selector naming a new key indexes it over all stored items in one pass,
+// so items loaded before their selectors cost little until one arrives.
 //
 // # Errors
 //
