@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,15 +11,16 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"golang.org/x/sys/unix"
+
+	"github.com/brindle-net/brindle/internal/netprobe"
 )
 
 // ErrNoSCTP says the kernel cannot open SCTP sockets.
-var ErrNoSCTP = errors.New("kernel has no SCTP")
+var ErrNoSCTP = netprobe.ErrNoSCTP
 
 // DefaultProbeTimeout is how long one attempt of a probe waits for an
 // answer; a blocked probe makes two attempts.
@@ -36,17 +36,7 @@ func inNetns(name string, fn func() error) error {
 
 // SCTPAvailable reports ErrNoSCTP when the kernel cannot open an SCTP
 // socket.
-func SCTPAvailable() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_SCTP)
-	if err != nil {
-		if errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.ESOCKTNOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT) {
-			return ErrNoSCTP
-		}
-		return fmt.Errorf("sctp socket: %w", err)
-	}
-	unix.Close(fd)
-	return nil
-}
+func SCTPAvailable() error { return netprobe.SCTPAvailable() }
 
 // servers are echo servers in pods; Close stops them all.
 type servers struct {
@@ -174,11 +164,13 @@ func probe(netns string, src, dst netip.Addr, port uint16, proto string, icmpTyp
 	err := inNetns(netns, func() error {
 		switch proto {
 		case "TCP":
-			ok, perr = probeTCP(src, netip.AddrPortFrom(dst, port), timeout)
+			ok, perr = netprobe.TCP("tcp4", src, netip.AddrPortFrom(dst, port), timeout)
 		case "UDP":
-			ok, perr = probeUDP(src, netip.AddrPortFrom(dst, port), timeout)
+			// A few datagrams in case the first meets an unresolved
+			// neighbour.
+			ok, perr = netprobe.UDP("udp4", src, netip.AddrPortFrom(dst, port), timeout, 3)
 		case "SCTP":
-			ok, perr = probeSCTP(netip.AddrPortFrom(dst, port), timeout)
+			ok, perr = netprobe.SCTP(netip.AddrPortFrom(dst, port), timeout)
 		case "ICMP":
 			ok, perr = probeICMP(dst, icmpType, icmpCode, timeout)
 		default:
@@ -190,106 +182,6 @@ func probe(netns string, src, dst netip.Addr, port uint16, proto string, icmpTyp
 		return false, err
 	}
 	return ok, perr
-}
-
-func dialer(src netip.Addr, timeout time.Duration, network string) *net.Dialer {
-	d := &net.Dialer{Timeout: timeout}
-	if src.IsValid() {
-		switch network {
-		case "tcp4":
-			d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
-		case "udp4":
-			d.LocalAddr = &net.UDPAddr{IP: src.AsSlice()}
-		}
-	}
-	return d
-}
-
-func probeTCP(src netip.Addr, ap netip.AddrPort, timeout time.Duration) (bool, error) {
-	c, err := dialer(src, timeout, "tcp4").Dial("tcp4", ap.String())
-	if err != nil {
-		return verdict(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := c.Write([]byte{'p'}); err != nil {
-		return verdict(err)
-	}
-	b := make([]byte, 1)
-	if _, err := io.ReadFull(c, b); err != nil {
-		return verdict(err)
-	}
-	return b[0] == 'p', nil
-}
-
-func probeUDP(src netip.Addr, ap netip.AddrPort, timeout time.Duration) (bool, error) {
-	c, err := dialer(src, timeout, "udp4").Dial("udp4", ap.String())
-	if err != nil {
-		return verdict(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	// A few datagrams in case the first meets an unresolved neighbour.
-	msg := []byte("probe")
-	buf := make([]byte, 64)
-	for i := 0; i < 3; i++ {
-		if _, err := c.Write(msg); err != nil {
-			return verdict(err)
-		}
-		_ = c.SetReadDeadline(time.Now().Add(timeout / 3))
-		n, err := c.Read(buf)
-		if err == nil {
-			return string(buf[:n]) == string(msg), nil
-		}
-		if ok, verr := verdict(err); verr != nil || errors.Is(err, syscall.ECONNREFUSED) {
-			return ok, verr
-		}
-	}
-	return false, nil
-}
-
-func probeSCTP(ap netip.AddrPort, timeout time.Duration) (bool, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_SCTP)
-	if err != nil {
-		return false, ErrNoSCTP
-	}
-	defer unix.Close(fd)
-	deadline := time.Now().Add(timeout)
-	if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil && !errors.Is(err, unix.EINPROGRESS) {
-		return verdict(err)
-	}
-	if !pollFd(fd, unix.POLLOUT, time.Until(deadline)) {
-		return false, nil
-	}
-	if soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || soerr != 0 {
-		return false, nil
-	}
-	if _, err := unix.Write(fd, []byte{'p'}); err != nil {
-		return verdict(err)
-	}
-	if !pollFd(fd, unix.POLLIN, time.Until(deadline)) {
-		return false, nil
-	}
-	b := make([]byte, 1)
-	n, err := unix.Read(fd, b)
-	if err != nil {
-		return verdict(err)
-	}
-	return n == 1 && b[0] == 'p', nil
-}
-
-func pollFd(fd int, events int16, d time.Duration) bool {
-	if d <= 0 {
-		return false
-	}
-	fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
-	for {
-		n, err := unix.Poll(fds, int(d.Milliseconds())+1)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		return err == nil && n > 0 && fds[0].Revents&(events|unix.POLLERR|unix.POLLHUP) != 0
-	}
 }
 
 // icmpReply is the reply type to the request types the kernel answers.
@@ -320,12 +212,12 @@ func probeICMP(dst netip.Addr, typ, code uint8, timeout time.Duration) (bool, er
 	binary.BigEndian.PutUint16(msg[2:], checksum(msg))
 	sa := &unix.SockaddrInet4{Addr: dst.As4()}
 	if err := unix.Sendto(fd, msg, 0, sa); err != nil {
-		return verdict(err)
+		return netprobe.Verdict(err)
 	}
 	deadline := time.Now().Add(timeout)
 	buf := make([]byte, 1500)
 	for {
-		if !pollFd(fd, unix.POLLIN, time.Until(deadline)) {
+		if !netprobe.PollFD(fd, unix.POLLIN, time.Until(deadline)) {
 			return false, nil
 		}
 		n, from, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
@@ -359,24 +251,4 @@ func checksum(b []byte) uint16 {
 		s = s&0xffff + s>>16
 	}
 	return ^uint16(s)
-}
-
-// verdict turns a socket error into a probe result: the network saying no
-// is (false, nil); anything else is an error.
-func verdict(err error) (bool, error) {
-	var ne net.Error
-	switch {
-	case errors.As(err, &ne) && ne.Timeout(),
-		errors.Is(err, os.ErrDeadlineExceeded),
-		errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, io.EOF),
-		errors.Is(err, syscall.ECONNREFUSED),
-		errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, syscall.EHOSTUNREACH),
-		errors.Is(err, syscall.ENETUNREACH),
-		errors.Is(err, syscall.EPERM),
-		errors.Is(err, syscall.ETIMEDOUT):
-		return false, nil
-	}
-	return false, err
 }

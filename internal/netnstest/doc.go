@@ -32,5 +32,6 @@
 // one-byte echo, UDP checks a datagram echo, SCTP connects and checks an echo
 // or returns ErrSCTPUnavailable when the kernel has no SCTP, so callers can
 // t.Skip with that reason. A negative probe costs its timeout
-// (DefaultProbeTimeout when 0 is passed).
+// (DefaultProbeTimeout when 0 is passed). The probes themselves and their
+// verdicts are package internal/netprobe's, which the lab shares.
 package netnstest

@@ -1,19 +1,16 @@
 package netnstest
 
 import (
-	"bytes"
-	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/brindle-net/brindle/internal/netprobe"
 )
 
 // DefaultProbeTimeout is how long a probe waits when given a timeout of 0.
@@ -117,11 +114,12 @@ func Probe(from *NS, dst netip.Addr, port uint16, proto string, timeout time.Dur
 	err := from.Do(func() error {
 		switch proto {
 		case "TCP", "tcp":
-			ok, perr = probeTCP(ap, timeout)
+			ok, perr = netprobe.TCP("tcp", netip.Addr{}, ap, timeout)
 		case "UDP", "udp":
-			ok, perr = probeUDP(ap, timeout)
+			ok, perr = netprobe.UDP("udp", netip.Addr{}, ap, timeout, 1)
 		case "SCTP", "sctp":
-			ok, perr = probeSCTP(ap, timeout)
+			ok, perr = netprobe.SCTP(ap, timeout)
+			perr = sctpErr(perr)
 		default:
 			perr = fmt.Errorf("netnstest: probe: protocol %q: want TCP, UDP or SCTP", proto)
 		}
@@ -131,68 +129,4 @@ func Probe(from *NS, dst netip.Addr, port uint16, proto string, timeout time.Dur
 		return false, fmt.Errorf("netnstest: probe from %s: %w", from.Name(), err)
 	}
 	return ok, perr
-}
-
-func probeTCP(ap netip.AddrPort, timeout time.Duration) (bool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", ap.String())
-	if err != nil {
-		return verdict(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := c.Write([]byte{'p'}); err != nil {
-		return verdict(err)
-	}
-	b := make([]byte, 1)
-	if _, err := io.ReadFull(c, b); err != nil {
-		return verdict(err)
-	}
-	return b[0] == 'p', nil
-}
-
-func probeUDP(ap netip.AddrPort, timeout time.Duration) (bool, error) {
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ap))
-	if err != nil {
-		return verdict(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	msg := make([]byte, 16)
-	_, _ = rand.Read(msg)
-	if _, err := c.Write(msg); err != nil {
-		return verdict(err)
-	}
-	buf := make([]byte, 64)
-	for {
-		n, err := c.Read(buf)
-		if err != nil {
-			return verdict(err)
-		}
-		if bytes.Equal(buf[:n], msg) {
-			return true, nil
-		}
-	}
-}
-
-// verdict turns a socket error into a probe result: errors that mean the
-// network said no are (false, nil); anything else is an error.
-func verdict(err error) (bool, error) {
-	var ne net.Error
-	switch {
-	case errors.As(err, &ne) && ne.Timeout(),
-		errors.Is(err, os.ErrDeadlineExceeded),
-		errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, io.EOF),
-		errors.Is(err, syscall.ECONNREFUSED),
-		errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, syscall.EHOSTUNREACH),
-		errors.Is(err, syscall.ENETUNREACH),
-		errors.Is(err, syscall.EPERM), // dropped by netfilter on output
-		errors.Is(err, syscall.ETIMEDOUT):
-		return false, nil
-	}
-	return false, err
 }
