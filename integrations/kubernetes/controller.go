@@ -564,6 +564,11 @@ func (c *Controller) noteError(k key, err error) {
 	}
 	s := k.String() + ": " + err.Error()
 	c.lastError.Store(&s)
+	if errors.Is(err, datastore.ErrConflict) {
+		// The cache was behind a write of ours or the CNI's: routine.
+		c.log.Debug("reconcile raced a write; retrying", "key", k.String(), "err", err)
+		return
+	}
 	c.log.Warn("reconcile failed; retrying", "key", k.String(), "err", err)
 }
 

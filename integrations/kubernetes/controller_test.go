@@ -197,7 +197,8 @@ func TestLeaderElection(t *testing.T) {
 	type replica struct {
 		c      *k8sint.Controller
 		cancel context.CancelFunc
-		done   chan error
+		done   chan struct{} // closed when RunElected returned, with err set
+		err    error
 	}
 	var reps []*replica
 	for i := range 2 {
@@ -206,9 +207,10 @@ func TestLeaderElection(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		r := &replica{c: c, cancel: cancel, done: make(chan error, 1)}
+		r := &replica{c: c, cancel: cancel, done: make(chan struct{})}
 		go func() {
-			r.done <- c.RunElected(ctx, k8sint.ElectionConfig{Namespace: ns, Name: lease, Identity: fmt.Sprintf("r%d", i),
+			defer close(r.done)
+			r.err = c.RunElected(ctx, k8sint.ElectionConfig{Namespace: ns, Name: lease, Identity: fmt.Sprintf("r%d", i),
 				LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond})
 		}()
 		t.Cleanup(func() { cancel(); <-r.done })
@@ -233,8 +235,9 @@ func TestLeaderElection(t *testing.T) {
 		t.Fatal("both replicas lead")
 	}
 	leader.cancel()
-	if err := <-leader.done; err != nil {
-		t.Errorf("leader stopped with %v", err)
+	<-leader.done
+	if leader.err != nil {
+		t.Errorf("leader stopped with %v", leader.err)
 	}
 	e.createNP(allowFrom(ns, "after-failover", nil, nil, 443))
 	deadline = time.Now().Add(20 * time.Second)
