@@ -13,6 +13,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/brindle-net/brindle/internal/nlhandle"
 )
 
 // Stats counts what the Dataplane did. A repeat Apply of the same Desired
@@ -56,18 +58,8 @@ func New(cfg Config) (*Dataplane, error) {
 	}
 	d := &Dataplane{cfg: cfg, log: cfg.Logger, nsfd: -1}
 	var err error
-	if cfg.Netns == "" {
-		d.nl, err = netlink.NewHandle()
-	} else {
-		d.nsfd, err = netns.GetFromPath(cfg.Netns)
-		if err != nil {
-			return nil, fmt.Errorf("vxlan: open netns %s: %w", cfg.Netns, err)
-		}
-		d.nl, err = netlink.NewHandleAt(d.nsfd)
-	}
-	if err != nil {
-		d.Close()
-		return nil, fmt.Errorf("vxlan: netlink handle: %w", err)
+	if d.nl, d.nsfd, err = nlhandle.Open(cfg.Netns); err != nil {
+		return nil, fmt.Errorf("vxlan: %w", err)
 	}
 	return d, nil
 }
@@ -76,16 +68,9 @@ func New(cfg Config) (*Dataplane, error) {
 func (d *Dataplane) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.nl != nil {
-		d.nl.Close()
-		d.nl = nil
-	}
-	if d.nsfd >= 0 {
-		err := d.nsfd.Close()
-		d.nsfd = -1
-		return err
-	}
-	return nil
+	err := nlhandle.Close(d.nl, d.nsfd)
+	d.nl, d.nsfd = nil, -1
+	return err
 }
 
 // Stats returns a snapshot of the counters.
