@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
@@ -198,14 +199,27 @@ func (s *Server) start(bin, logName string, args ...string) (*exec.Cmd, error) {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
-	// Die with the test binary, whatever happens to it.
+	// Die with the test binary, whatever happens to it. The parent-death
+	// signal follows the thread that forked, so the child is started and
+	// waited for on a locked thread that lives exactly as long as it does
+	// (privileged tests end threads that entered network namespaces).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	started := make(chan error)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the child
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		done <- cmd.Wait()
+		log.Close()
+	}()
+	if err := <-started; err != nil {
 		log.Close()
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait(); log.Close() }()
 	s.waits = append(s.waits, done)
 	return cmd, nil
 }
