@@ -48,6 +48,10 @@ type Index struct {
 	// keys holds, for each tracked key, the items and the selectors
 	// indexed under it and under each of its values.
 	keys map[string]*keyIndex
+	// idle lists keys whose last selector went, oldest first, with the
+	// idleSeq they went idle at; see untrack.
+	idle    []idleKey
+	idleSeq uint64
 
 	parents map[string]*parentEntry
 
@@ -77,11 +81,22 @@ func (x *Index) item(it uint32) *itemEntry {
 
 // keyIndex is the index entry of a tracked label key.
 type keyIndex struct {
-	refs  int                  // registered selectors whose requirement may use the key
-	items idSet                // items carrying the key
-	sels  idSet                // selectors indexed on the key's presence
-	vals  map[string]*valIndex // by value; an entry goes when both its sets are empty
+	refs   int                  // registered selectors whose requirement may use the key
+	idleAt uint64               // idleSeq when refs last fell to 0
+	items  idSet                // items carrying the key
+	sels   idSet                // selectors indexed on the key's presence
+	vals   map[string]*valIndex // by value; an entry goes when both its sets are empty
 }
+
+type idleKey struct {
+	key string
+	at  uint64
+}
+
+// maxIdleKeys is how many tracked keys without selectors are kept, so that
+// a selector that comes and goes does not refill its key over every item
+// each time it comes back.
+const maxIdleKeys = 16
 
 // valIndex is the index entry of one value of a tracked key.
 type valIndex struct {
@@ -267,12 +282,24 @@ func (x *Index) track(keys []string) {
 	}
 }
 
-// untrack drops a ref on each key and forgets the keys left without one.
+// untrack drops a ref on each key. A key left without one stays tracked
+// (idle) until maxIdleKeys keys have gone idle after it, unless a
+// selector takes it up again.
 func (x *Index) untrack(keys []string) {
 	for _, k := range keys {
-		if ki := x.keys[k]; ki != nil {
-			if ki.refs--; ki.refs <= 0 {
-				delete(x.keys, k)
+		ki := x.keys[k]
+		if ki.refs--; ki.refs > 0 {
+			continue
+		}
+		x.idleSeq++
+		ki.idleAt = x.idleSeq
+		x.idle = append(x.idle, idleKey{k, x.idleSeq})
+		if len(x.idle) > maxIdleKeys {
+			old := x.idle[0]
+			x.idle = append(x.idle[:0], x.idle[1:]...)
+			// Unless taken up again since (refs) or idle again since (at).
+			if oi := x.keys[old.key]; oi != nil && oi.refs == 0 && oi.idleAt == old.at {
+				delete(x.keys, old.key)
 			}
 		}
 	}

@@ -328,11 +328,19 @@ func checkTracked(t *testing.T, x *Index, o *oracle) {
 		}
 	}
 	got := map[string]int{}
+	idle := 0
 	for k, ki := range x.keys {
+		if ki.refs == 0 {
+			idle++
+			continue
+		}
 		got[k] = ki.refs
 	}
 	if diff := cmp.Diff(refs, got); diff != "" {
 		t.Fatalf("tracked keys and refs (-want +got):\n%s", diff)
+	}
+	if idle > maxIdleKeys {
+		t.Fatalf("%d idle keys kept, want at most %d", idle, maxIdleKeys)
 	}
 	for k, ki := range x.keys {
 		wantKey := map[string]bool{}
@@ -377,7 +385,8 @@ func checkTracked(t *testing.T, x *Index, o *oracle) {
 // TestIndexTracksOnlySelectorKeys checks that items are indexed by label
 // only under keys that registered selectors' requirements use, that a new
 // selector fills its keys from items indexed before it, and that keys are
-// forgotten with their last selector.
+// forgotten after their last selector once enough other keys have gone
+// idle since.
 func TestIndexTracksOnlySelectorKeys(t *testing.T) {
 	var log eventLog
 	x := NewIndex(log.start, log.stop)
@@ -396,14 +405,46 @@ func TestIndexTracksOnlySelectorKeys(t *testing.T) {
 		t.Errorf("%d matches, want 9 (and 9 starts)", got)
 	}
 	x.UpdateSelector("s", MustParse("has(team) && !has(hash)"))
-	if got := slices.Sorted(maps.Keys(x.keys)); !slices.Equal(got, []string{"team"}) {
+	if got := activeKeys(x); !slices.Equal(got, []string{"team"}) {
 		t.Errorf("tracked keys after replacement %v, want [team]", got)
 	}
 	if got := log.take(); len(got) != 9 || got[0][0] != '-' || got[8][0] != '-' {
 		t.Errorf("replacement events %v, want 9 stops", got)
 	}
 	x.DeleteSelector("s")
-	if len(x.keys) != 0 {
-		t.Errorf("keys tracked after the last selector went: %v", slices.Collect(maps.Keys(x.keys)))
+	if got := activeKeys(x); len(got) != 0 {
+		t.Errorf("keys with refs after the last selector went: %v", got)
 	}
+	// Idle keys are kept for a selector that comes back: no refill.
+	i3 := x.itemIDs["i3"]
+	x.keys["app"].vals["a3"].items.remove(i3) // a mark a refill would undo
+	x.UpdateSelector("s", MustParse("app == 'a3'"))
+	if x.keys["app"].vals["a3"].items.has(i3) {
+		t.Errorf("idle key refilled when its selector came back")
+	}
+	x.keys["app"].vals["a3"].items.add(i3)
+	x.DeleteSelector("s")
+	for i := range maxIdleKeys {
+		id := fmt.Sprint("other", i)
+		x.UpdateSelector(id, MustParse(fmt.Sprintf("k%d == 'v'", i)))
+		x.DeleteSelector(id)
+	}
+	if len(x.keys) != maxIdleKeys {
+		t.Errorf("%d keys after %d more went idle, want %d", len(x.keys), maxIdleKeys, maxIdleKeys)
+	}
+	if _, ok := x.keys["app"]; ok {
+		t.Errorf("oldest idle key app still tracked")
+	}
+}
+
+// activeKeys returns the sorted tracked keys that some selector uses.
+func activeKeys(x *Index) []string {
+	var keys []string
+	for k, ki := range x.keys {
+		if ki.refs > 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
 }
