@@ -18,16 +18,19 @@ import (
 // Selectors are indexed on a label (key, value) or key that any item they
 // match must carry, taken from the AST: k == v, k in {…}, an Or of such
 // terms, or has(k) / contains / starts with / ends with, and for an And
-// the most selective of its operands. Items are indexed by label only
-// under the keys such terms of registered selectors name ("tracked"
-// keys); a selector that names a key no other selector names fills that
-// key's entries from the stored labels of all items. Selectors with no such requirement
+// the most selective of its operands. Selectors with no such requirement
 // (for example !has(k) or k != v) sit in a fallback set that every item
 // change considers. One item's change therefore considers only the
 // selectors indexed on its new labels, the fallback set and the selectors
 // it currently matches, and of those evaluates only the ones that read a
 // label whose value changed. A selector's index entry is re-chosen from
 // current label statistics when it keeps being evaluated without matching.
+//
+// Items are indexed by label only under "tracked" keys: those that such
+// terms of registered selectors name. A selector naming a key that is not
+// tracked fills that key's entries from the stored labels of all items;
+// a key whose last selector goes is kept (idle) for a while in case one
+// comes back.
 //
 // Callbacks run synchronously inside the call that caused them and must
 // not call back into the Index. An Index is not safe for concurrent use.
@@ -116,7 +119,7 @@ type selEntry struct {
 	keys    []string // label keys the selector reads, sorted
 	tracked []string // keys its requirement may use (it holds a ref on each), sorted
 	req     requirement
-	indexed bool   // req is entered in byKV/byKey; otherwise in fallback
+	indexed bool   // req is entered in keys; otherwise in fallback
 	wasted  uint32 // fruitless candidate evaluations since the last re-choice
 }
 
@@ -234,8 +237,8 @@ func (ki *keyIndex) gcVal(v string, vi *valIndex) {
 	}
 }
 
-// itemCount returns how many items carry k=v (ok) or k (!ok); 0 when k is
-// not tracked.
+// itemCount returns how many items carry k=v (isVal) or k (!isVal); 0
+// when k is not tracked.
 func (x *Index) itemCount(k, v string, isVal bool) int {
 	ki := x.keys[k]
 	switch {
