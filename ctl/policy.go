@@ -166,18 +166,12 @@ func explainOne(out io.Writer, b *scenario.Built, args []string, output string) 
 	return nil
 }
 
+// jsonProbe is one probe in policy check's JSON output.
 type jsonProbe struct {
-	From     string         `json:"from"`
-	To       string         `json:"to"`
-	Port     uint16         `json:"port,omitempty"`
-	Protocol string         `json:"protocol"`
-	External bool           `json:"external,omitempty"`
-	Expected *bool          `json:"expected,omitempty"`
-	Allowed  bool           `json:"allowed"`
-	Wrong    bool           `json:"wrong"`
-	Reason   string         `json:"reason"`
-	Egress   policy.Verdict `json:"egress"`
-	Ingress  policy.Verdict `json:"ingress"`
+	scenario.JSONProbe
+	Reason  string         `json:"reason"`
+	Egress  policy.Verdict `json:"egress"`
+	Ingress policy.Verdict `json:"ingress"`
 }
 
 func writeCheckJSON(out io.Writer, sc *scenario.Scenario, results []scenario.ProbeResult, wrong int) error {
@@ -187,13 +181,13 @@ func writeCheckJSON(out io.Writer, sc *scenario.Scenario, results []scenario.Pro
 		Total  int         `json:"total"`
 		Wrong  int         `json:"wrong"`
 	}{Name: sc.Name, Total: len(results), Wrong: wrong, Probes: []jsonProbe{}}
-	for _, r := range results {
+	for i := range results {
+		r := &results[i]
 		eg, in := r.Result.Egress, r.Result.Ingress
 		eg.Trace, in.Trace = nil, nil
 		doc.Probes = append(doc.Probes, jsonProbe{
-			From: r.Probe.From, To: r.Probe.To, Port: r.Probe.Port, Protocol: protoName(r.Probe.Protocol),
-			External: r.External, Expected: r.Probe.Allowed, Allowed: r.Result.Allowed, Wrong: r.Wrong,
-			Reason: r.Result.Deciding().String(), Egress: eg, Ingress: in,
+			JSONProbe: scenario.NewJSONProbe(r, protoName(r.Probe.Protocol)),
+			Reason:    r.Result.Deciding().String(), Egress: eg, Ingress: in,
 		})
 	}
 	enc := json.NewEncoder(out)

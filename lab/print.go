@@ -120,14 +120,7 @@ func writeText(out io.Writer, res *RunResult, expectations bool) error {
 // jsonProbe is one probe in WriteJSON's output: policy check's fields
 // plus the lab's.
 type jsonProbe struct {
-	From       string `json:"from"`
-	To         string `json:"to"`
-	Port       uint16 `json:"port,omitempty"`
-	Protocol   string `json:"protocol"`
-	External   bool   `json:"external,omitempty"`
-	Expected   *bool  `json:"expected,omitempty"`
-	Allowed    bool   `json:"allowed"`
-	Wrong      bool   `json:"wrong"`
+	scenario.JSONProbe
 	Evaluator  bool   `json:"evaluator"`
 	NotPoliced bool   `json:"notPoliced,omitempty"`
 	Skipped    string `json:"skipped,omitempty"`
@@ -150,10 +143,10 @@ func (res *RunResult) WriteJSON(out io.Writer) error {
 	}{Name: res.Built.Scenario.Name, Lab: res.Lab, Probes: []jsonProbe{}, Wrong: res.Wrong,
 		NotPoliced: res.NotPol, Skipped: res.Skipped, Disagree: res.Disagree, Placement: res.Placement}
 	doc.Total = len(res.Probes) - res.NotPol - res.Skipped
-	for _, r := range res.Probes {
+	for i := range res.Probes {
+		r := &res.Probes[i]
 		doc.Probes = append(doc.Probes, jsonProbe{
-			From: r.Probe.From, To: r.Probe.To, Port: r.Probe.Port, Protocol: protoName(r.Probe.Protocol),
-			External: r.External, Expected: r.Probe.Allowed, Allowed: r.Result.Allowed, Wrong: r.Wrong,
+			JSONProbe: scenario.NewJSONProbe(&r.ProbeResult, protoName(r.Probe.Protocol)),
 			Evaluator: r.Evaluator, NotPoliced: r.NotPoliced, Skipped: r.Skipped, Reason: r.Result.Deciding().String(),
 		})
 	}

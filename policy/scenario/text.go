@@ -182,3 +182,27 @@ func WriteText(out io.Writer, b *Built, results []ProbeResult) error {
 	_, err := io.WriteString(out, w.String())
 	return err
 }
+
+// JSONProbe is the part of a probe's JSON form that `policy check -o json`
+// and `brindle lab run -o json` share. Each embeds it first in its own
+// struct and adds its fields after it (encoding/json promotes the fields of
+// an embedded struct, in place).
+type JSONProbe struct {
+	From     string `json:"from"`
+	To       string `json:"to"`
+	Port     uint16 `json:"port,omitempty"`
+	Protocol string `json:"protocol"`
+	External bool   `json:"external,omitempty"`
+	Expected *bool  `json:"expected,omitempty"`
+	Allowed  bool   `json:"allowed"`
+	Wrong    bool   `json:"wrong"`
+}
+
+// NewJSONProbe fills a JSONProbe from r; protocol is the probe's protocol
+// as the caller names it (Probe.Protocol is "" for TCP).
+func NewJSONProbe(r *ProbeResult, protocol string) JSONProbe {
+	return JSONProbe{
+		From: r.Probe.From, To: r.Probe.To, Port: r.Probe.Port, Protocol: protocol,
+		External: r.External, Expected: r.Probe.Allowed, Allowed: r.Result.Allowed, Wrong: r.Wrong,
+	}
+}

@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -159,5 +160,23 @@ func TestWriteWrongNone(t *testing.T) {
 	WriteWrong(&w, nil)
 	if w.Len() != 0 {
 		t.Errorf("WriteWrong(nil) wrote %q", w.String())
+	}
+}
+
+// TestJSONProbeEmbedded: the shared fields come first, in order, and a
+// command's own fields follow.
+func TestJSONProbeEmbedded(t *testing.T) {
+	_, results := buildText(t)
+	doc := struct {
+		JSONProbe
+		Reason string `json:"reason"`
+	}{NewJSONProbe(&results[1], "TCP"), "why"}
+	got, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"from":"x/long-name","to":"x/a","port":80,"protocol":"TCP","expected":true,"allowed":false,"wrong":true,"reason":"why"}`
+	if diff := cmp.Diff(want, string(got)); diff != "" {
+		t.Errorf("JSON (-want +got):\n%s", diff)
 	}
 }
