@@ -2,7 +2,6 @@ package cni_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,10 +14,10 @@ import (
 	"sort"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/brindle-net/brindle/api"
 	"github.com/brindle-net/brindle/cni"
+	"github.com/brindle-net/brindle/cni/cnitest"
 	"github.com/brindle-net/brindle/datastore"
 	"github.com/brindle-net/brindle/datastore/datastoretest"
 	"github.com/brindle-net/brindle/internal/netnstest"
@@ -68,8 +67,7 @@ type harness struct {
 	svc    *cni.Service
 	socket string
 	host   *netnstest.NS
-	cni    *libcni.CNIConfig
-	list   *libcni.NetworkConfigList
+	rt     *cnitest.Runtime
 
 	mu    sync.Mutex
 	ready cni.ReadyFunc // guarded by mu; nil: ready at once
@@ -150,20 +148,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	for k, v := range o.conf {
 		conf[k] = v
 	}
-	list := map[string]any{"cniVersion": "1.1.0", "name": testNetwork, "plugins": []any{conf}}
-	b, err := json.Marshal(list)
-	if err != nil {
-		t.Fatal(err)
-	}
-	confDir := t.TempDir()
-	path := filepath.Join(confDir, "10-brindle.conflist")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if h.list, err = libcni.ConfListFromFile(path); err != nil {
-		t.Fatalf("load conflist: %v", err)
-	}
-	h.cni = libcni.NewCNIConfigWithCacheDir([]string{pluginDir}, t.TempDir(), nil)
+	h.rt = cnitest.NewRuntime(t, pluginDir, h.host, map[string]any{"cniVersion": "1.1.0", "name": testNetwork, "plugins": []any{conf}})
 	return h
 }
 
@@ -201,54 +186,29 @@ type pod struct {
 
 func (h *harness) newPod(name, containerID string, k8s bool) *pod {
 	h.t.Helper()
-	n := netnstest.NewNS(h.t, name)
-	rt := &libcni.RuntimeConf{ContainerID: containerID, NetNS: n.Path(), IfName: "eth0"}
+	var args [][2]string
 	if k8s {
-		rt.Args = [][2]string{
-			{"IgnoreUnknown", "1"},
-			{"K8S_POD_NAMESPACE", "team-a"},
-			{"K8S_POD_NAME", name},
-			{"K8S_POD_INFRA_CONTAINER_ID", containerID},
-		}
+		args = cnitest.K8sArgs("team-a", name, containerID)
 	}
-	return &pod{ns: n, rt: rt, k8s: k8s}
+	p := cnitest.NewPod(h.t, name, containerID, args)
+	return &pod{ns: p.NS, rt: p.RT, k8s: k8s}
 }
 
 // inHost runs f on a thread in the host namespace, so the plugin binary
 // libcni starts runs there (a child inherits its thread's namespace).
-func (h *harness) inHost(f func() error) error { return h.host.Do(f) }
+func (h *harness) inHost(f func() error) error { return h.rt.InHost(f) }
 
-func (h *harness) add(p *pod) (*current.Result, error) {
-	var res types.Result
-	err := h.inHost(func() error {
-		var err error
-		res, err = h.cni.AddNetworkList(context.Background(), h.list, p.rt)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return current.NewResultFromResult(res)
-}
-
-func (h *harness) del(p *pod) error {
-	return h.inHost(func() error { return h.cni.DelNetworkList(context.Background(), h.list, p.rt) })
-}
-
-func (h *harness) check(p *pod) error {
-	return h.inHost(func() error { return h.cni.CheckNetworkList(context.Background(), h.list, p.rt) })
-}
+func (h *harness) add(p *pod) (*current.Result, error) { return h.rt.Add(context.Background(), p.rt) }
+func (h *harness) del(p *pod) error                    { return h.rt.Del(context.Background(), p.rt) }
+func (h *harness) check(p *pod) error                  { return h.rt.Check(context.Background(), p.rt) }
+func (h *harness) status() error                       { return h.rt.Status(context.Background()) }
 
 func (h *harness) gc(valid ...*pod) error {
-	args := &libcni.GCArgs{ValidAttachments: []types.GCAttachment{}}
-	for _, p := range valid {
-		args.ValidAttachments = append(args.ValidAttachments, types.GCAttachment{ContainerID: p.rt.ContainerID, IfName: p.rt.IfName})
+	rts := make([]*libcni.RuntimeConf, len(valid))
+	for i, p := range valid {
+		rts[i] = p.rt
 	}
-	return h.inHost(func() error { return h.cni.GCNetworkList(context.Background(), h.list, args) })
-}
-
-func (h *harness) status() error {
-	return h.inHost(func() error { return h.cni.GetStatusNetworkList(context.Background(), h.list) })
+	return h.rt.GC(context.Background(), rts...)
 }
 
 // endpoints lists the WorkloadEndpoints as "ns/name".
@@ -358,46 +318,10 @@ func linkNames(t testing.TB, nl *netlink.Handle) []string {
 }
 
 // serveEcho starts a one-byte TCP echo server inside n.
-func serveEcho(t testing.TB, n *netnstest.NS, port int) {
-	t.Helper()
-	var ln net.Listener
-	if err := n.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				b := make([]byte, 1)
-				if _, err := c.Read(b); err == nil {
-					c.Write(b)
-				}
-			}()
-		}
-	}()
-}
+func serveEcho(t testing.TB, n *netnstest.NS, port int) { cnitest.ServeEcho(t, n, port) }
 
-func resultIP(t testing.TB, r *current.Result) netip.Addr {
-	t.Helper()
-	if len(r.IPs) == 0 {
-		t.Fatalf("result has no IPs: %+v", r)
-	}
-	a, ok := netip.AddrFromSlice(r.IPs[0].Address.IP)
-	if !ok {
-		t.Fatalf("bad IP %v", r.IPs[0].Address)
-	}
-	return a.Unmap()
-}
+// resultIP is the first address of an ADD result.
+func resultIP(t testing.TB, r *current.Result) netip.Addr { return cnitest.ResultIP(t, r) }
 
 // cniCode returns the CNI error code of err, or 0.
 func cniCode(err error) uint {

@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -19,13 +17,11 @@ import (
 
 	"github.com/brindle-net/brindle/api"
 	"github.com/brindle-net/brindle/cni"
+	"github.com/brindle-net/brindle/cni/cnitest"
 	"github.com/brindle-net/brindle/datastore"
 	"github.com/brindle-net/brindle/datastore/datastoretest"
 	"github.com/brindle-net/brindle/internal/netnstest"
 	"github.com/brindle-net/brindle/ipam"
-	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/cni/pkg/types"
-	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -108,11 +104,14 @@ func TestPrivilegedNodeServesCNI(t *testing.T) {
 		"node", "--hostname", nodeCNITestNode, "--netns", host.Path(), "--socket", socket,
 		"--etcd-endpoints", strings.Join(member.Endpoints, ","), "--config-file", "")
 
-	r := newCNITestRuntime(t, bin, socket, host)
+	r := cnitest.NewRuntime(t, bin, host, map[string]any{"cniVersion": "1.1.0", "name": "k8s-pod-network", "plugins": []any{map[string]any{
+		"type": "brindle-cni", "mtu": 1400, "agent_socket": socket, "policy_setup_timeout_seconds": 10,
+		"ipam": map[string]any{"type": "calico-ipam"},
+	}}})
 	// STATUS turns ready once the node is in sync and has programmed.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := r.inHost(func() error { return r.cni.GetStatusNetworkList(ctx, r.list) })
+		err := r.Status(ctx)
 		if err == nil {
 			break
 		}
@@ -122,23 +121,23 @@ func TestPrivilegedNodeServesCNI(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	server := r.newPod("server", "team-b", "cid-server")
-	res, err := r.add(server)
+	server := cnitest.NewPod(t, "server", "cid-server", cnitest.K8sArgs("team-b", "server", "cid-server"))
+	res, err := r.Add(ctx, server.RT)
 	if err != nil {
 		t.Fatalf("ADD server: %v", err)
 	}
-	serverIP := cniTestPodIP(t, res)
+	serverIP := cnitest.ResultIP(t, res)
 	const port = 7300
-	cniTestEcho(t, server.ns, port)
+	cnitest.ServeEcho(t, server.NS, port)
 
 	// Default deny, from the first packet after ADD returns. The probe's
 	// packets are routed (ADD set up the address and routes), so only
 	// policy can stop them; the same pod gets through once allowed.
-	victim := r.newPod("victim", "team-a", "cid-victim")
-	if _, err := r.add(victim); err != nil {
+	victim := cnitest.NewPod(t, "victim", "cid-victim", cnitest.K8sArgs("team-a", "victim", "cid-victim"))
+	if _, err := r.Add(ctx, victim.RT); err != nil {
 		t.Fatalf("ADD victim: %v", err)
 	}
-	if ok, err := netnstest.Probe(victim.ns, serverIP, port, "TCP", 500*time.Millisecond); err != nil || ok {
+	if ok, err := netnstest.Probe(victim.NS, serverIP, port, "TCP", 500*time.Millisecond); err != nil || ok {
 		t.Errorf("first probe from the default-denied pod: ok=%v err=%v, want refused", ok, err)
 	}
 
@@ -160,7 +159,7 @@ func TestPrivilegedNodeServesCNI(t *testing.T) {
 	}
 	deadline = time.Now().Add(15 * time.Second)
 	for {
-		ok, err := netnstest.Probe(victim.ns, serverIP, port, "TCP", 300*time.Millisecond)
+		ok, err := netnstest.Probe(victim.NS, serverIP, port, "TCP", 300*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,23 +195,23 @@ func TestPrivilegedNodeServesCNI(t *testing.T) {
 	if _, err := member.Client.WriteBatch(ctx, datastore.OpApply, burst); err != nil {
 		t.Fatal(err)
 	}
-	late := r.newPod("late", "team-a", "cid-late")
-	if _, err := r.add(late); err != nil {
+	late := cnitest.NewPod(t, "late", "cid-late", cnitest.K8sArgs("team-a", "late", "cid-late"))
+	if _, err := r.Add(ctx, late.RT); err != nil {
 		t.Fatalf("ADD late: %v", err)
 	}
-	if ok, err := netnstest.Probe(late.ns, serverIP, port, "TCP", 500*time.Millisecond); err != nil || !ok {
+	if ok, err := netnstest.Probe(late.NS, serverIP, port, "TCP", 500*time.Millisecond); err != nil || !ok {
 		t.Errorf("first probe from a pod the allow policy selects: ok=%v err=%v, want through", ok, err)
 	}
 
-	for _, p := range []*cniTestPod{server, victim, late} {
-		if err := r.inHost(func() error { return r.cni.CheckNetworkList(ctx, r.list, p.rt) }); err != nil {
-			t.Errorf("CHECK %s: %v", p.rt.ContainerID, err)
+	for _, p := range []*cnitest.Pod{server, victim, late} {
+		if err := r.Check(ctx, p.RT); err != nil {
+			t.Errorf("CHECK %s: %v", p.RT.ContainerID, err)
 		}
 	}
 	for range 2 {
-		for _, p := range []*cniTestPod{server, victim, late} {
-			if err := r.inHost(func() error { return r.cni.DelNetworkList(ctx, r.list, p.rt) }); err != nil {
-				t.Errorf("DEL %s: %v", p.rt.ContainerID, err)
+		for _, p := range []*cnitest.Pod{server, victim, late} {
+			if err := r.Del(ctx, p.RT); err != nil {
+				t.Errorf("DEL %s: %v", p.RT.ContainerID, err)
 			}
 		}
 	}
@@ -259,9 +258,9 @@ func TestPrivilegedNodeServesCNI(t *testing.T) {
 			t.Errorf("workload route left: %s", rt)
 		}
 	}
-	for _, p := range []*cniTestPod{server, victim, late} {
-		if links, err := p.ns.Handle().LinkList(); err != nil || len(links) != 1 {
-			t.Errorf("container %s: links %d left (want only lo), %v", p.rt.ContainerID, len(links), err)
+	for _, p := range []*cnitest.Pod{server, victim, late} {
+		if links, err := p.NS.Handle().LinkList(); err != nil || len(links) != 1 {
+			t.Errorf("container %s: links %d left (want only lo), %v", p.RT.ContainerID, len(links), err)
 		}
 	}
 	if err := stopNode(); err != nil {
@@ -321,106 +320,4 @@ func (l *cniTestBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-// cniTestRuntime is a container runtime's side: libcni with the built plugin
-// on CNI_PATH and a conflist naming the node's socket.
-type cniTestRuntime struct {
-	t    *testing.T
-	host *netnstest.NS
-	cni  *libcni.CNIConfig
-	list *libcni.NetworkConfigList
-}
-
-func newCNITestRuntime(t *testing.T, binDir, socket string, host *netnstest.NS) *cniTestRuntime {
-	t.Helper()
-	list := map[string]any{"cniVersion": "1.1.0", "name": "k8s-pod-network", "plugins": []any{map[string]any{
-		"type": "brindle-cni", "mtu": 1400, "agent_socket": socket, "policy_setup_timeout_seconds": 10,
-		"ipam": map[string]any{"type": "calico-ipam"},
-	}}}
-	b, err := json.Marshal(list)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "10-brindle.conflist")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r := &cniTestRuntime{t: t, host: host}
-	if r.list, err = libcni.ConfListFromFile(path); err != nil {
-		t.Fatal(err)
-	}
-	r.cni = libcni.NewCNIConfigWithCacheDir([]string{binDir}, t.TempDir(), nil)
-	return r
-}
-
-// inHost runs f on a thread in the host namespace, so the plugin libcni
-// starts runs there.
-func (r *cniTestRuntime) inHost(f func() error) error { return r.host.Do(f) }
-
-type cniTestPod struct {
-	ns *netnstest.NS
-	rt *libcni.RuntimeConf
-}
-
-func (r *cniTestRuntime) newPod(name, namespace, containerID string) *cniTestPod {
-	n := netnstest.NewNS(r.t, name)
-	return &cniTestPod{ns: n, rt: &libcni.RuntimeConf{ContainerID: containerID, NetNS: n.Path(), IfName: "eth0", Args: [][2]string{
-		{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", namespace}, {"K8S_POD_NAME", name}, {"K8S_POD_INFRA_CONTAINER_ID", containerID},
-	}}}
-}
-
-func (r *cniTestRuntime) add(p *cniTestPod) (*current.Result, error) {
-	var res types.Result
-	err := r.inHost(func() error {
-		var err error
-		res, err = r.cni.AddNetworkList(context.Background(), r.list, p.rt)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return current.NewResultFromResult(res)
-}
-
-func cniTestPodIP(t *testing.T, r *current.Result) netip.Addr {
-	t.Helper()
-	if len(r.IPs) == 0 {
-		t.Fatalf("result has no IPs: %+v", r)
-	}
-	a, ok := netip.AddrFromSlice(r.IPs[0].Address.IP)
-	if !ok {
-		t.Fatalf("bad IP %v", r.IPs[0].Address)
-	}
-	return a.Unmap()
-}
-
-// cniTestEcho answers one byte per TCP connection inside n.
-func cniTestEcho(t *testing.T, n *netnstest.NS, port int) {
-	t.Helper()
-	var ln net.Listener
-	if err := n.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				b := make([]byte, 1)
-				if _, err := c.Read(b); err == nil {
-					_, _ = c.Write(b)
-				}
-			}()
-		}
-	}()
 }
