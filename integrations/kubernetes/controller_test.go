@@ -249,3 +249,24 @@ func TestLeaderElection(t *testing.T) {
 	}
 	e.converged(5 * time.Second)
 }
+
+// TestWatchGap: the API server restarts under a running controller; every
+// watch breaks and resumes from its resourceVersion (no relist is needed
+// when nothing was compacted; a relist calls the watch-error handler and a
+// full resync follows). Changes made right after it is back converge.
+func TestWatchGap(t *testing.T) {
+	e := newEnv(t)
+	ns := e.name("gap")
+	e.createNS(ns, map[string]string{"v": "1"})
+	e.createPod(podObject(ns, "p", "node-g", "", map[string]string{"app": "a"}))
+	e.writeWEP(ns, "p", "node-g", "10.3.0.1")
+	e.start(k8sint.Config{ResyncPeriod: -1, GapResyncDelay: 200 * time.Millisecond})
+	e.converged(5 * time.Second)
+	if err := apiServer(t).RestartAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	e.setPodLabels(ns, "p", map[string]string{"app": "b"})
+	e.setNSLabels(ns, map[string]string{"v": "2"})
+	e.createNP(allowFrom(ns, "after-gap", nil, nil, 8443))
+	e.converged(10 * time.Second)
+}

@@ -104,6 +104,9 @@ type Server struct {
 
 	dir       string
 	etcd, api *exec.Cmd
+	apiBin    string
+	apiArgs   []string
+	apiWait   chan error
 	waits     []chan error
 }
 
@@ -157,21 +160,19 @@ func Start(binDir string) (_ *Server, err error) {
 		return nil, err
 	}
 	s.URL = "https://127.0.0.1:" + strconv.Itoa(ports[2])
-	s.api, err = s.start(filepath.Join(binDir, "kube-apiserver"), "kube-apiserver.log",
-		"--etcd-servers="+client, "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(ports[2]),
+	s.apiBin = filepath.Join(binDir, "kube-apiserver")
+	s.apiArgs = []string{
+		"--etcd-servers=" + client, "--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(ports[2]),
 		"--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none",
-		"--cert-dir="+filepath.Join(dir, "certs"),
+		"--cert-dir=" + filepath.Join(dir, "certs"),
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+filepath.Join(dir, "sa.pub"),
-		"--service-account-signing-key-file="+filepath.Join(dir, "sa.key"),
-		"--token-auth-file="+filepath.Join(dir, "tokens.csv"),
+		"--service-account-key-file=" + filepath.Join(dir, "sa.pub"),
+		"--service-account-signing-key-file=" + filepath.Join(dir, "sa.key"),
+		"--token-auth-file=" + filepath.Join(dir, "tokens.csv"),
 		"--authorization-mode=AlwaysAllow", "--disable-admission-plugins=ServiceAccount",
 		"--service-cluster-ip-range=10.96.0.0/16", "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
-	)
-	if err != nil {
-		return nil, err
 	}
-	if err := s.waitHTTP(s.URL+"/readyz", map[string]string{"Authorization": "Bearer " + Token}, 60*time.Second, "kube-apiserver.log"); err != nil {
+	if err := s.startAPI(); err != nil {
 		return nil, err
 	}
 	s.Config = &rest.Config{Host: s.URL, BearerToken: Token, TLSClientConfig: rest.TLSClientConfig{Insecure: true}, QPS: 1000, Burst: 2000}
@@ -258,6 +259,24 @@ func (s *Server) tail(logName string) string {
 		b = b[len(b)-4000:]
 	}
 	return string(bytes.TrimSpace(b))
+}
+
+func (s *Server) startAPI() error {
+	var err error
+	if s.api, err = s.start(s.apiBin, "kube-apiserver.log", s.apiArgs...); err != nil {
+		return err
+	}
+	s.apiWait = s.waits[len(s.waits)-1]
+	return s.waitHTTP(s.URL+"/readyz", map[string]string{"Authorization": "Bearer " + Token}, 60*time.Second, "kube-apiserver.log")
+}
+
+// RestartAPIServer kills kube-apiserver and starts it again on the same
+// port and etcd: every client watch breaks (a watch gap), no data is lost.
+func (s *Server) RestartAPIServer() error {
+	_ = s.api.Process.Kill()
+	err := <-s.apiWait
+	s.apiWait <- err // Stop waits on it too
+	return s.startAPI()
 }
 
 // Stop kills both processes, waits for them and removes their files.
