@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -81,11 +80,7 @@ func (s *servers) serve(netns string, port uint16, proto string) error {
 				if err != nil {
 					return
 				}
-				go func() {
-					defer c.Close()
-					_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-					_, _ = io.Copy(c, c)
-				}()
+				go netprobe.EchoConn(c, 5*time.Second)
 			}
 		}()
 	case "UDP":
@@ -97,17 +92,7 @@ func (s *servers) serve(netns string, port uint16, proto string) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			buf := make([]byte, 2048)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					if errors.Is(err, net.ErrClosed) {
-						return
-					}
-					continue
-				}
-				_, _ = pc.WriteTo(buf[:n], from)
-			}
+			netprobe.EchoUDP(pc)
 		}()
 	case "SCTP":
 		var fd int

@@ -3,7 +3,6 @@ package netnstest
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -47,9 +46,7 @@ func (w *Workload) ServeTCP(port uint16) uint16 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				_, _ = io.Copy(c, c)
+				netprobe.EchoConn(c, 10*time.Second)
 			}()
 		}
 	}()
@@ -76,17 +73,7 @@ func (w *Workload) ServeUDP(port uint16) uint16 {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				continue
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
-		}
+		netprobe.EchoUDP(pc)
 	}()
 	w.t.Cleanup(func() {
 		pc.Close()

@@ -11,6 +11,9 @@
 //     the probe itself could not run.
 //   - SCTP needs kernel support: SCTPAvailable and SCTP return ErrNoSCTP
 //     when the kernel cannot open an SCTP socket, so callers can skip.
+//   - EchoUDP and EchoConn are the far side the probes expect: they send
+//     back what they receive. Starting, stopping and waiting for them is
+//     the caller's (tests tie them to t.Cleanup, the lab to its run).
 //   - Nothing here keeps state between calls; probes may run in parallel
 //     (each on its own locked thread when namespaces are involved).
 package netprobe

@@ -50,22 +50,29 @@ func closedPort(t *testing.T, network string) uint16 {
 	return uint16(port)
 }
 
-func TestTCP(t *testing.T) {
+// serveTCPEcho starts a loopback TCP echo server (EchoConn) that stops
+// when the test ends, and returns its address.
+func serveTCPEcho(t *testing.T) netip.AddrPort {
+	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+			go EchoConn(c, 5*time.Second)
 		}
 	}()
-	open := netip.MustParseAddrPort(ln.Addr().String())
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+func TestTCP(t *testing.T) {
+	open := serveTCPEcho(t)
 	lo := netip.MustParseAddr("127.0.0.1")
 	for _, tc := range []struct {
 		name    string
@@ -148,5 +155,29 @@ func TestSCTP(t *testing.T) {
 func TestPollFDNoTime(t *testing.T) {
 	if PollFD(0, 1, 0) {
 		t.Error("PollFD with no time left = true")
+	}
+}
+
+// TestEcho: the echo servers answer the probes, and EchoUDP returns once
+// its socket is closed.
+func TestEcho(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); EchoUDP(pc) }()
+	if ok, err := UDP("udp4", netip.Addr{}, netip.MustParseAddrPort(pc.LocalAddr().String()), time.Second, 1); err != nil || !ok {
+		t.Errorf("UDP probe of EchoUDP = %v, %v; want true, nil", ok, err)
+	}
+	pc.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Error("EchoUDP did not return after its socket was closed")
+	}
+
+	if ok, err := TCP("tcp4", netip.Addr{}, serveTCPEcho(t), time.Second); err != nil || !ok {
+		t.Errorf("TCP probe of EchoConn = %v, %v; want true, nil", ok, err)
 	}
 }
