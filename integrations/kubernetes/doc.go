@@ -27,8 +27,11 @@
 // of both sides, never on the events seen.
 //
 // A full resync queues every key of both sides: on start (done inline
-// before the controller reports ready), after a Kubernetes watch ended
-// with an error (once the informer has relisted), and every ResyncPeriod.
+// before the controller reports ready), after a Kubernetes list/watch
+// failure that makes an informer relist (410 Gone, an unreachable API
+// server; the resync runs once the relist has had GapResyncDelay), and
+// every ResyncPeriod. A watch that merely breaks resumes from its
+// resourceVersion and misses nothing.
 // Objects with the owned prefixes (kns., ksa., knp.default.) and stored
 // Kubernetes NetworkPolicies with no Kubernetes counterpart are deleted,
 // so nothing deleted while the controller was down survives it.
