@@ -16,8 +16,8 @@ import (
 	"github.com/brindle-net/brindle/agent"
 	"github.com/brindle-net/brindle/cni"
 	"github.com/brindle-net/brindle/cni/wire"
-	"github.com/brindle-net/brindle/ipam"
 	"github.com/brindle-net/brindle/datastore"
+	"github.com/brindle-net/brindle/ipam"
 	"github.com/spf13/cobra"
 )
 
