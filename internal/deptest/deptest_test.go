@@ -54,3 +54,33 @@ func TestPurePackagesDoNotReachIO(t *testing.T) {
 		})
 	}
 }
+
+// binaries are the commands we ship.
+var binaries = []string{"cmd/brindle", "cmd/brindlectl", "cmd/brindle-cni"}
+
+// TestBinariesCarryNoTestHelpers: the shipped commands must not link the
+// testing package or our own test helpers (internal/netnstest, the
+// datastoretest embedded-etcd harness, cni/cnitest).
+func TestBinariesCarryNoTestHelpers(t *testing.T) {
+	helpers := []string{
+		"testing",
+		"github.com/brindle-net/brindle/internal/netnstest",
+		"github.com/brindle-net/brindle/datastore/datastoretest",
+		"github.com/brindle-net/brindle/cni/cnitest",
+	}
+	for _, b := range binaries {
+		t.Run(b, func(t *testing.T) {
+			out, err := exec.Command("go", "list", "-deps", "github.com/brindle-net/brindle/"+b).CombinedOutput()
+			if err != nil {
+				t.Fatalf("go list -deps %s: %v\n%s", b, err, out)
+			}
+			for _, dep := range strings.Fields(string(out)) {
+				for _, h := range helpers {
+					if dep == h {
+						t.Errorf("%s links %s", b, dep)
+					}
+				}
+			}
+		})
+	}
+}
