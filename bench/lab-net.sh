@@ -131,8 +131,10 @@ for h in host1 host2; do
   log "# c: $h nft: $(n "$LC-$h" nft list table inet brindle | grep -c '^\s*chain ') chains, $(n "$LC-$h" nft list table inet brindle | grep -cE '^\s+(ip|meta|th|jump|goto|ct|iifname|oifname|drop|accept|return|log|counter)') rules"
 done
 
-for s in a b c; do n "${srv[$s]}" iperf3 -s -p 5201 >/dev/null 2>&1 & pids+=($!); done
-for s in a b c; do n "${srv[$s]}" "$tmp/netbench" serve -listen :5001 & pids+=($!); done
+# Started with `ip netns exec` itself (not through a function) so that $!
+# is the server's own PID and the cleanup's kill reaches it.
+for s in a b c; do ip netns exec "${srv[$s]}" iperf3 -s -p 5201 >/dev/null 2>&1 & pids+=($!); done
+for s in a b c; do ip netns exec "${srv[$s]}" "$tmp/netbench" serve -listen :5001 & pids+=($!); done
 # Per-namespace: more ephemeral ports for the connection-rate client.
 for s in a b c; do n "${cli[$s]}" sysctl -qw net.ipv4.ip_local_port_range="1024 65000"; done
 sleep 1
@@ -158,16 +160,36 @@ for r in $(seq "$RUNS"); do
   done
 done
 
+# --- PERF=1: where a new connection's CPU goes (b and c) -------------------
+# perf samples every CPU at 2 kHz while netbench rate runs; nftables time
+# per connection = samples in nft_* symbols / 2000 Hz / connections.
+if [[ ${PERF:-0} == 1 ]]; then
+  for s in b c; do
+    perf record -a -F 2000 -o "$tmp/perf.$s" -- \
+      ip netns exec "${cli[$s]}" "$tmp/netbench" rate -to "${srvip[$s]}:5001" -duration "${RATE_SECONDS}s" -workers 4 >"$tmp/perf.$s.out" 2>/dev/null
+    conns=$(grep -o 'conns=[0-9]*' "$tmp/perf.$s.out" | cut -d= -f2)
+    perf report -i "$tmp/perf.$s" -n --sort sym --stdio 2>/dev/null | grep -E '^ +[0-9]' >"$tmp/perf.$s.txt"
+    read -r total nft nftpct < <(awk '{t+=$2} /\[k\] (nft_|nf_tables|__nft)/ {n+=$2; gsub("%","",$1); p+=$1} END {printf "%d %d %.1f\n", t, n, p}' "$tmp/perf.$s.txt")
+    log "perf setup=$s conns=$conns samples=$total nft_samples=$nft nft_pct=$nftpct nft_us_per_conn=$(echo "scale=2; $nft * 500 / $conns" | bc) load=\"$(load)\""
+    head -15 "$tmp/perf.$s.txt" | sed "s/^/perf setup=$s top: /" | tee -a "$out"
+  done
+fi
+
 # --- reach: pod ADD on host1 until the host2 pod reaches it ----------------
 declare -A rw rc
 for s in b c; do
   l=$LB; [[ $s == c ]] && l=$LC
   cliip=$("$B" lab pod list --name "$l" | awk '$1 == "bench/cli" {print $3}')
   base=${cliip%.*}.$(( ${cliip##*.} & ~63 ))
+  # host1's route and neighbour (ARP) events, timestamped, to see where a
+  # slow ADD-to-reachable went.
+  ip -n "$l-host1" -ts monitor route neigh >"${out%.txt}-monitor-$s.txt" 2>&1 &
+  mon=$!
+  pids+=($mon)
   for r in $(seq "$REACH"); do
     ip4=${base%.*}.$(( ${base##*.} + 20 + r % 40 ))
     ns=$l-pod-bench-r$r
-    n "${srv[$s]}" "$tmp/netbench" reach -to "$ip4:5001" -watch "/run/netns/$ns" -timeout 20s >"$tmp/reach" &
+    ip netns exec "${srv[$s]}" "$tmp/netbench" reach -to "$ip4:5001" -watch "/run/netns/$ns" -timeout 20s >"$tmp/reach" &
     pr=$!
     sleep 0.2
     start=$(date +%s%N)
@@ -177,9 +199,10 @@ for s in b c; do
     read -r w t < <(sed 's/watch_ns=\([0-9]*\) reach_ns=\([0-9]*\)/\1 \2/' "$tmp/reach")
     fw=$(( (t - w) / 1000000 )) fc=$(( (t - start) / 1000000 ))
     rw[$s]+="$fw " rc[$s]+="$fc "
-    log "setup=$s metric=reach run=$r from_netns_ms=$fw from_command_ms=$fc command_ms=$(( (done_ - start) / 1000000 )) load=\"$(load)\""
+    log "setup=$s metric=reach run=$r ip=$ip4 netns_at=$(date -u -d @"${w:0:10}.${w:10:3}" +%T.%3N) reach_at=$(date -u -d @"${t:0:10}.${t:10:3}" +%T.%3N) from_netns_ms=$fw from_command_ms=$fc command_ms=$(( (done_ - start) / 1000000 )) load=\"$(load)\""
     "$B" lab pod del "bench/r$r" --name "$l" >/dev/null
   done
+  kill "$mon" 2>/dev/null || true
 done
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
