@@ -363,6 +363,16 @@ func tickC(t *time.Ticker) <-chan time.Time {
 	return t.C
 }
 
+// streamEnded is what Run returns when the datastore stream closes: nil
+// when that is because ctx ended (the watch shares it, so its channel can
+// close before the loop sees ctx.Done), an error otherwise.
+func streamEnded(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return errors.New("agent: the datastore stream ended")
+}
+
 func (l *loop) run(ctx context.Context, src Source, errc <-chan error) error {
 	heartbeat := time.NewTicker(5 * time.Second)
 	defer heartbeat.Stop()
@@ -379,7 +389,7 @@ func (l *loop) run(ctx context.Context, src Source, errc <-chan error) error {
 			return err
 		case batch, ok := <-src.Updates():
 			if !ok {
-				return errors.New("agent: the datastore stream ended")
+				return streamEnded(ctx)
 			}
 			l.feed(batch)
 			// Coalesce: take whatever else is already queued before
@@ -388,7 +398,7 @@ func (l *loop) run(ctx context.Context, src Source, errc <-chan error) error {
 				select {
 				case b, ok := <-src.Updates():
 					if !ok {
-						return errors.New("agent: the datastore stream ended")
+						return streamEnded(ctx)
 					}
 					l.feed(b)
 				default:

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -476,4 +477,49 @@ func gaugeValue(t *testing.T, g interface{ Write(*dto.Metric) error }) float64 {
 		t.Fatal(err)
 	}
 	return m.GetGauge().GetValue()
+}
+
+// TestLoopStreamEnd: a datastore stream that closes on its own is an
+// error; one that closes because Run's context ended (the watch shares
+// it, so the channel may close before the loop sees ctx.Done) is a clean
+// stop.
+func TestLoopStreamEnd(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := streamEnded(ctx); err == nil || !strings.Contains(err.Error(), "stream ended") {
+		t.Errorf("live context: %v, want a stream-ended error", err)
+	}
+	cancel()
+	if err := streamEnded(ctx); err != nil {
+		t.Errorf("cancelled context: %v, want nil", err)
+	}
+
+	for _, cancelFirst := range []bool{false, true} {
+		src := &fakeSource{ch: make(chan []datastore.Update)}
+		a, err := New(Config{
+			Hostname: "host-1", Logger: slog.New(slog.DiscardHandler),
+			NewSource: func(context.Context) (Source, error) { return src, nil },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		if cancelFirst {
+			cancel()
+		}
+		close(src.ch)
+		select {
+		case err := <-done:
+			if cancelFirst && err != nil {
+				t.Errorf("stream closed after cancel: Run = %v, want nil", err)
+			}
+			if !cancelFirst && (err == nil || !strings.Contains(err.Error(), "stream ended")) {
+				t.Errorf("stream closed by itself: Run = %v, want a stream-ended error", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not return")
+		}
+		cancel()
+	}
 }
