@@ -27,4 +27,9 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 cd "$(dirname "$0")/.."
 go mod download
-[ "${BRINDLE_SKIP_KUBE:-}" = 1 ] || bash hack/kube/build.sh >/dev/null # kube-apiserver + etcd for the Kubernetes tests (cold ~10 min, then cached outside the repo)
+# kube-apiserver + etcd for the Kubernetes tests (cold ~10 min, then cached
+# outside the repo): only the tests need them (hack/test.sh sets
+# BRINDLE_WITH_KUBE=1), not the demo.
+if [ "${BRINDLE_WITH_KUBE:-}" = 1 ] && [ "${BRINDLE_SKIP_KUBE:-}" != 1 ]; then
+	bash hack/kube/build.sh >/dev/null
+fi
