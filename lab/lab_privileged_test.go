@@ -196,12 +196,14 @@ func TestPrivilegedLab(t *testing.T) {
 	})
 
 	t.Run("scenarios", func(t *testing.T) {
-		for _, name := range []string{
-			"talk-allow-tcp-6379", "k8s-named-ports", "v3-egress", "icmp",
-			"k8s-ipblock-except", "tiers-pass-default-action", "protocols-udp-sctp-numbers",
-		} {
-			t.Run(name, func(t *testing.T) {
-				data, err := os.ReadFile(filepath.Join("..", "testdata", "scenarios", name+".yaml"))
+		// Every policy-semantics scenario, on real packets across hosts.
+		files, err := filepath.Glob(filepath.Join("..", "testdata", "scenarios", "*.yaml"))
+		if err != nil || len(files) < 30 {
+			t.Fatalf("scenario files: %d (%v), want at least 30", len(files), err)
+		}
+		for _, file := range files {
+			t.Run(strings.TrimSuffix(filepath.Base(file), ".yaml"), func(t *testing.T) {
+				data, err := os.ReadFile(file)
 				if err != nil {
 					t.Fatal(err)
 				}
