@@ -66,6 +66,11 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	return serveOn(l)
+}
+
+// serveOn answers connections on l until it is closed.
+func serveOn(l net.Listener) error {
 	for {
 		c, err := l.Accept()
 		if err != nil {
