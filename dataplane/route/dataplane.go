@@ -174,6 +174,15 @@ func (d *Dataplane) reconcile(recheckSysctls bool) error {
 		case l.Attrs().Flags&net.FlagUp == 0:
 			d.pending = append(d.pending, pendingRoute{dst, iface, "interface down"})
 			continue
+		case l.Attrs().RawFlags&unix.IFF_RUNNING == 0:
+			// Up but no carrier: a veth whose workload side is not up yet.
+			// A route now would let the first packets start ARP on a dead
+			// link, and the neighbour entry then waits a whole ARP retry
+			// (1 s) after the link comes up; without the route they are
+			// dropped by the block's blackhole and the next try succeeds
+			// as soon as the carrier (and with it the route) is there.
+			d.pending = append(d.pending, pendingRoute{dst, iface, "no carrier"})
+			continue
 		}
 		want := d.wantRoute(dst, l.Attrs().Index)
 		keep[dst] = want

@@ -356,7 +356,7 @@ func TestPrivilegedInterfaceAppearsAfterApply(t *testing.T) {
 		t.Errorf("Stats = %+v, want 1 pending and nothing written", s)
 	}
 
-	netnstest.AddWorkload(t, host, netnstest.WorkloadOpts{Name: "late", IfName: "calilate", IPs: []netip.Addr{ip("10.73.0.1")}})
+	w := netnstest.AddWorkload(t, host, netnstest.WorkloadOpts{Name: "late", IfName: "calilate", IPs: []netip.Addr{ip("10.73.0.1")}})
 	want := []string{"10.73.0.1/32 dev calilate proto brindle scope link"}
 	waitFor(t, func() bool { return cmp.Equal(want, kernelRoutes(t, host)) }, "route after calilate appeared")
 	checkSysctls(t, host, "calilate")
@@ -382,6 +382,25 @@ func TestPrivilegedInterfaceAppearsAfterApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return cmp.Equal(want, kernelRoutes(t, host)) }, "route back after calilate came up")
+
+	// Up but without carrier (the workload's side is down, as while the
+	// CNI plugin is still setting it up): no route, so the first packets
+	// cannot start ARP on a dead link; it comes with the carrier.
+	eth0, err := w.Handle().LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Handle().LinkSetDown(eth0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		dump, err := d.Dump()
+		return err == nil && dump == "pending 10.73.0.1/32 dev calilate (no carrier)\n" && len(kernelRoutes(t, host)) == 0
+	}, "route pending while calilate has no carrier")
+	if err := w.Handle().LinkSetUp(eth0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return cmp.Equal(want, kernelRoutes(t, host)) }, "route back with the carrier")
 	if s := d.Stats(); s.Resyncs != 0 {
 		t.Errorf("Stats = %+v, want no resync", s)
 	}
