@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -45,6 +46,10 @@ type PodInfo struct {
 	// ServiceAccount is the pod's service account; empty falls back to
 	// the request's K8S_POD_SERVICE_ACCOUNT, then to "default".
 	ServiceAccount string
+	// Ports are the pod's named ports, as the Kubernetes controller
+	// derives them from the pod's containers; they become the endpoint's
+	// spec.ports.
+	Ports []api.WorkloadEndpointPort
 }
 
 // ServiceConfig configures a Service.
@@ -59,11 +64,12 @@ type ServiceConfig struct {
 	// Ready waits for an endpoint's policy to be programmed. Required: ADD
 	// answers only once it returns nil.
 	Ready ReadyFunc
-	// PodInfo, when set, looks up a Kubernetes pod's labels and service
-	// account for an ADD that carries K8s arguments. It runs while the
-	// address is assigned; an error fails the ADD (the address is
-	// released). nil: the endpoint gets only the projectcalico.org/*
-	// labels and the request's service account.
+	// PodInfo, when set, looks up a Kubernetes pod's labels, service
+	// account and named ports for an ADD that carries K8s arguments. It
+	// runs while the address is assigned; an error fails the ADD (the
+	// address is released). nil: the endpoint gets only the
+	// projectcalico.org/* labels and the request's service account, and no
+	// ports.
 	PodInfo func(ctx context.Context, namespace, pod string) (PodInfo, error)
 	// Status reports the agent's own readiness for CNI STATUS (for
 	// example: in sync and programmed). nil: only the datastore is checked.
@@ -434,6 +440,9 @@ func (s *Service) endpoint(id identity, a *wire.Attachment, pod *PodInfo, ips []
 		}
 		spec.Pod = k.Pod
 		spec.ServiceAccountName = sa
+		if pod != nil {
+			spec.Ports = slices.Clone(pod.Ports)
+		}
 		spec.Profiles = []string{api.NamespaceProfilePrefix + k.Namespace, api.ServiceAccountProfilePrefix + k.Namespace + "." + sa}
 	} else {
 		spec.Profiles = []string{a.Network}

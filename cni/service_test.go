@@ -69,8 +69,9 @@ func (s *serviceOnly) endpoint(t testing.TB, ns, name string) *api.WorkloadEndpo
 }
 
 // TestPodInfo: with ServiceConfig.PodInfo set, a Kubernetes ADD's endpoint
-// carries the pod's labels (ours win on a clash) and service account; a
-// lookup error fails the ADD and leaves nothing; plain CNI never asks.
+// carries the pod's labels (ours win on a clash), service account and named
+// ports; a lookup error fails the ADD and leaves nothing; plain CNI never
+// asks.
 func TestPodInfo(t *testing.T) {
 	errAPI := errors.New("apiserver: connection refused")
 	pods := map[string]cni.PodInfo{
@@ -82,6 +83,10 @@ func TestPodInfo(t *testing.T) {
 				"projectcalico.org/serviceaccount": "spoofed",
 			},
 			ServiceAccount: "web-sa",
+			Ports: []api.WorkloadEndpointPort{
+				{Name: "http", Protocol: api.ProtocolFromString("TCP"), Port: 8080},
+				{Protocol: api.ProtocolFromString("UDP"), Port: 53, HostPort: 5353, HostIP: "10.0.0.9"},
+			},
 		},
 		"team-a/nosa":   {Labels: map[string]string{"app": "nosa"}},
 		"team-a/longsa": {Labels: map[string]string{"projectcalico.org/serviceaccount": "spoofed"}, ServiceAccount: strings.Repeat("s", 63)},
@@ -104,6 +109,7 @@ func TestPodInfo(t *testing.T) {
 		att        wire.Attachment
 		wantLabels map[string]string
 		wantSA     string
+		wantPorts  []api.WorkloadEndpointPort
 		wantErr    string // substring; "" means success
 	}{{
 		name: "labels and service account from the pod",
@@ -113,6 +119,10 @@ func TestPodInfo(t *testing.T) {
 			"projectcalico.org/namespace": "team-a", "projectcalico.org/orchestrator": "k8s", "projectcalico.org/serviceaccount": "web-sa",
 		},
 		wantSA: "web-sa",
+		wantPorts: []api.WorkloadEndpointPort{
+			{Name: "http", Protocol: api.ProtocolFromString("TCP"), Port: 8080},
+			{Protocol: api.ProtocolFromString("UDP"), Port: 53, HostPort: 5353, HostIP: "10.0.0.9"},
+		},
 	}, {
 		name:       "no service account from the pod: the request's",
 		att:        wire.Attachment{Network: testNetwork, ContainerID: "c-nosa", IfName: "eth0", K8s: &wire.K8s{Namespace: "team-a", Pod: "nosa", ServiceAccount: "from-args"}},
@@ -154,6 +164,9 @@ func TestPodInfo(t *testing.T) {
 			wantProfiles := []string{"kns.team-a", "ksa.team-a." + tc.wantSA}
 			if wep.Spec.ServiceAccountName != tc.wantSA || !cmp.Equal(wep.Spec.Profiles, wantProfiles) {
 				t.Errorf("service account %q profiles %v, want %q %v", wep.Spec.ServiceAccountName, wep.Spec.Profiles, tc.wantSA, wantProfiles)
+			}
+			if diff := cmp.Diff(tc.wantPorts, wep.Spec.Ports); diff != "" {
+				t.Errorf("ports (-want +got):\n%s", diff)
 			}
 			if _, err := s.svc.Del(ctx, &wire.DelRequest{Attachment: tc.att}); err != nil {
 				t.Fatal(err)

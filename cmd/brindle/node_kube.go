@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/brindle-net/brindle/cni"
+	k8sint "github.com/brindle-net/brindle/integrations/kubernetes"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -17,8 +18,8 @@ import (
 const podInfoTimeout = 10 * time.Second
 
 // kubePodInfo returns the CNI service's pod lookup through the Kubernetes
-// API, so that a pod's endpoint carries its labels and service account
-// from the first packet; nil when no kubeconfig is given (flag
+// API, so that a pod's endpoint carries its labels, service account and
+// named ports from the first packet; nil when no kubeconfig is given (flag
 // --kubeconfig, else env BRINDLE_KUBECONFIG; "in-cluster" uses the pod's
 // service account).
 func kubePodInfo(kubeconfig string) (func(ctx context.Context, namespace, pod string) (cni.PodInfo, error), error) {
@@ -44,7 +45,9 @@ func podInfoFrom(cs kubernetes.Interface) func(ctx context.Context, namespace, p
 		if err != nil {
 			return cni.PodInfo{}, fmt.Errorf("kubernetes: get pod %s/%s: %w", namespace, pod, err)
 		}
-		return cni.PodInfo{Labels: p.Labels, ServiceAccount: p.Spec.ServiceAccountName}, nil
+		// The ports the controller would write (same function), so it has
+		// nothing to change after ADD.
+		return cni.PodInfo{Labels: p.Labels, ServiceAccount: p.Spec.ServiceAccountName, Ports: k8sint.PodPorts(p)}, nil
 	}
 }
 

@@ -92,7 +92,7 @@ func endpointFor(wep *api.WorkloadEndpoint, pod *corev1.Pod) (*api.WorkloadEndpo
 		delete(labels, api.LabelServiceAccount)
 	}
 	profiles := []string{api.NamespaceProfilePrefix + pod.Namespace, api.ServiceAccountProfilePrefix + pod.Namespace + "." + sa}
-	ports := podPorts(pod)
+	ports := PodPorts(pod)
 
 	if maps.Equal(wep.Labels, labels) && wep.Spec.ServiceAccountName == sa &&
 		slices.Equal(wep.Spec.Profiles, profiles) && slices.Equal(wep.Spec.Ports, ports) {
@@ -110,9 +110,12 @@ func endpointFor(wep *api.WorkloadEndpoint, pod *corev1.Pod) (*api.WorkloadEndpo
 	return out, true
 }
 
-// podPorts are a pod's named ports as Calico derives them (compat §3.3):
-// every container and init-container port that has a name or a host port.
-func podPorts(pod *corev1.Pod) []api.WorkloadEndpointPort {
+// PodPorts are a pod's named ports as Calico derives them (compat §3.3):
+// every container and init-container port that has a name or a host port,
+// init containers first; nil when there are none. The CNI service's pod
+// lookup (cmd/brindle) uses it too, so the endpoint written at ADD already
+// has the ports the controller would write.
+func PodPorts(pod *corev1.Pod) []api.WorkloadEndpointPort {
 	var out []api.WorkloadEndpointPort
 	add := func(cs []corev1.Container) {
 		for _, c := range cs {
