@@ -4,18 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/brindle-net/brindle/cni"
 	k8sint "github.com/brindle-net/brindle/integrations/kubernetes"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
-
-// podInfoTimeout bounds one pod lookup of a CNI ADD.
-const podInfoTimeout = 10 * time.Second
 
 // kubePodInfo returns the CNI service's pod lookup through the Kubernetes
 // API, so that a pod's endpoint carries its labels, service account and
@@ -33,22 +28,7 @@ func kubePodInfo(kubeconfig string) (func(ctx context.Context, namespace, pod st
 	if err != nil {
 		return nil, err
 	}
-	return podInfoFrom(cs), nil
-}
-
-// podInfoFrom looks pods up with cs.
-func podInfoFrom(cs kubernetes.Interface) func(ctx context.Context, namespace, pod string) (cni.PodInfo, error) {
-	return func(ctx context.Context, namespace, pod string) (cni.PodInfo, error) {
-		ctx, cancel := context.WithTimeout(ctx, podInfoTimeout)
-		defer cancel()
-		p, err := cs.CoreV1().Pods(namespace).Get(ctx, pod, metav1.GetOptions{})
-		if err != nil {
-			return cni.PodInfo{}, fmt.Errorf("kubernetes: get pod %s/%s: %w", namespace, pod, err)
-		}
-		// The ports the controller would write (same function), so it has
-		// nothing to change after ADD.
-		return cni.PodInfo{Labels: p.Labels, ServiceAccount: p.Spec.ServiceAccountName, Ports: k8sint.PodPorts(p)}, nil
-	}
+	return k8sint.PodInfoLookup(cs), nil
 }
 
 // kubeClient builds a clientset from a kubeconfig path, or from the pod's

@@ -29,7 +29,6 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 )
 
 const clusterNode = "knode1"
@@ -85,17 +84,6 @@ type kpod struct {
 	key string
 }
 
-// podInfoFrom is what cmd/brindle's node_kube.go does.
-func podInfoFrom(cs kubernetes.Interface) func(ctx context.Context, namespace, pod string) (cni.PodInfo, error) {
-	return func(ctx context.Context, namespace, pod string) (cni.PodInfo, error) {
-		p, err := cs.CoreV1().Pods(namespace).Get(ctx, pod, metav1.GetOptions{})
-		if err != nil {
-			return cni.PodInfo{}, err
-		}
-		return cni.PodInfo{Labels: p.Labels, ServiceAccount: p.Spec.ServiceAccountName}, nil
-	}
-}
-
 func newCluster(t testing.TB, pools ...string) *cluster {
 	t.Helper()
 	netnstest.RequireRoot(t)
@@ -144,7 +132,7 @@ func newCluster(t testing.TB, pools ...string) *cluster {
 		t.Fatal(err)
 	}
 	svc, err := cni.NewService(cni.ServiceConfig{
-		Datastore: e.ds, IPAM: im, Node: clusterNode, PodInfo: podInfoFrom(e.kube),
+		Datastore: e.ds, IPAM: im, Node: clusterNode, PodInfo: k8sint.PodInfoLookup(e.kube),
 		Ready: func(ctx context.Context, ns, name string, rev int64) error {
 			if r := a.WaitEndpoint(ctx, ns, name, rev); !r.Ready {
 				return errors.New(r.Reason)
