@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -18,12 +20,27 @@ import (
 	"github.com/brindle-net/brindle/internal/netnstest"
 )
 
-// Loaded-state sizes for BenchmarkPrivilegedLabelChange.
+// Loaded-state sizes for BenchmarkPrivilegedLabelChange. The remote
+// endpoint and policy counts can be raised to the full state
+// (BRINDLE_BENCH_REMOTE=100000 BRINDLE_BENCH_POLICIES=5000).
 const (
 	benchLocal    = 250
 	benchRemote   = 3000
 	benchPolicies = 300
 )
+
+// benchSize reads a positive size from the environment, else def.
+func benchSize(b *testing.B, env string, def int) int {
+	v := os.Getenv(env)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive integer", env, v)
+	}
+	return n
+}
 
 // BenchmarkPrivilegedLabelChange measures how long a label change takes
 // from the datastore write to the ruleset being in the kernel (the agent
@@ -38,17 +55,23 @@ func BenchmarkPrivilegedLabelChange(b *testing.B) {
 	m := datastoretest.NewWith(b, datastoretest.Options{MaxTxnOps: 1024})
 	ctx := context.Background()
 
+	remote := benchSize(b, "BRINDLE_BENCH_REMOTE", benchRemote)
+	policies := benchSize(b, "BRINDLE_BENCH_POLICIES", benchPolicies)
+	// Label values scale with the policy count so that each endpoint is
+	// selected by about as many policies at every size (50 apps and 10
+	// roles at the default 300).
+	apps, roles := max(50, policies/6), max(10, policies/30)
 	var objs []api.Object
 	objs = append(objs, api.NamespaceProfile("bench", nil), api.ServiceAccountProfile("bench", "default", nil))
 	weps := make([]*api.WorkloadEndpoint, 0, benchLocal)
-	for i := range benchLocal + benchRemote {
+	for i := range benchLocal + remote {
 		node := "remote"
 		if i < benchLocal {
 			node = labHost
 		}
-		ip := netip.AddrFrom4([4]byte{10, 66, byte(i >> 8), byte(i)})
+		ip := netip.AddrFrom4([4]byte{10, byte(66 + i>>16), byte(i >> 8), byte(i)})
 		w := wep(podSpec{Namespace: "bench", Name: fmt.Sprintf("pod-%d", i), Node: node, Iface: fmt.Sprintf("cali%05d", i), IP: ip,
-			Labels: map[string]string{"app": fmt.Sprintf("app%d", i%50), "role": fmt.Sprintf("role%d", i%10)}})
+			Labels: map[string]string{"app": fmt.Sprintf("app%d", i%apps), "role": fmt.Sprintf("role%d", i%roles)}})
 		if i < benchLocal {
 			weps = append(weps, w)
 			// A veth pair with both ends in the host namespace stands in
@@ -63,24 +86,28 @@ func BenchmarkPrivilegedLabelChange(b *testing.B) {
 		}
 		objs = append(objs, w)
 	}
-	for i := range benchPolicies {
+	for i := range policies {
 		order := float64(i)
 		p := &api.GlobalNetworkPolicy{}
 		p.Kind, p.APIVersion, p.Name = "GlobalNetworkPolicy", api.APIVersion, fmt.Sprintf("pol-%d", i)
 		p.Spec = api.GlobalNetworkPolicySpec{
 			Order:    &order,
-			Selector: fmt.Sprintf("app == 'app%d' || role == 'role%d'", i%50, i%10),
+			Selector: fmt.Sprintf("app == 'app%d' || role == 'role%d'", i%apps, i%roles),
 			Ingress: []api.Rule{
-				{Action: api.Allow, Source: api.EntityRule{Selector: fmt.Sprintf("role == 'role%d'", (i+1)%10)}},
-				{Action: api.Deny, Source: api.EntityRule{Selector: fmt.Sprintf("app == 'app%d'", (i+7)%50)}},
+				{Action: api.Allow, Source: api.EntityRule{Selector: fmt.Sprintf("role == 'role%d'", (i+1)%roles)}},
+				{Action: api.Deny, Source: api.EntityRule{Selector: fmt.Sprintf("app == 'app%d'", (i+7)%apps)}},
 			},
 			Egress: []api.Rule{{Action: api.Allow}},
 		}
 		api.Default(p)
 		objs = append(objs, p)
 	}
-	if _, err := m.Client.WriteBatch(ctx, datastore.OpApply, objs); err != nil {
-		b.Fatal(err)
+	for len(objs) > 0 { // in batches: etcd caps a request's size
+		n := min(len(objs), 5000)
+		if _, err := m.Client.WriteBatch(ctx, datastore.OpApply, objs[:n]); err != nil {
+			b.Fatal(err)
+		}
+		objs = objs[n:]
 	}
 
 	a, err := New(Config{Hostname: labHost, Datastore: m.Connect(datastore.Config{}), Netns: host.Path(),
@@ -106,8 +133,8 @@ func BenchmarkPrivilegedLabelChange(b *testing.B) {
 	start := time.Now()
 	wait(rev)
 	st := a.Status()
-	b.Logf("start of day: %s; %d local endpoints, %d active policies, %d IP sets", time.Since(start).Round(time.Millisecond),
-		st.LocalEndpoints, st.ActivePolicies, st.IPSets)
+	b.Logf("start of day: %s; %d local and %d remote endpoints, %d policies (%d active), %d IP sets", time.Since(start).Round(time.Millisecond),
+		st.LocalEndpoints, remote, policies, st.ActivePolicies, st.IPSets)
 
 	lat := make([]time.Duration, 0, b.N)
 	cpu0 := processCPU()
@@ -115,7 +142,7 @@ func BenchmarkPrivilegedLabelChange(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		w := weps[i%len(weps)]
 		if w.Labels["role"] == "flipped" {
-			w.Labels["role"] = fmt.Sprintf("role%d", i%10)
+			w.Labels["role"] = fmt.Sprintf("role%d", i%roles)
 		} else {
 			w.Labels["role"] = "flipped"
 		}
