@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
 	"time"
 
@@ -76,7 +77,11 @@ func startNodeRouting(ctx context.Context, fl nodeFlags, client *datastore.Clien
 	case err != nil:
 		return nil, err
 	default:
-		if err := registerNode(ctx, client, hostname, ip, as, logger); err != nil {
+		var orch *api.OrchRef
+		if fl.kubeconfig != "" || os.Getenv("BRINDLE_KUBECONFIG") != "" {
+			orch = &api.OrchRef{Orchestrator: api.OrchestratorKubernetes, NodeName: hostname}
+		}
+		if err := registerNode(ctx, client, hostname, ip, as, orch, logger); err != nil {
 			return nil, err
 		}
 	}
@@ -200,9 +205,11 @@ func isZeroMask(m net.IPMask) bool {
 
 // registerNode creates Node name, or updates it with a compare-and-swap,
 // so that spec.bgp.ipv4Address is ip (and spec.bgp.asNumber is as, when
-// given). Every other field is kept. Nothing is written when nothing
-// changes.
-func registerNode(ctx context.Context, client *datastore.Client, name string, ip netip.Prefix, as *api.ASNumber, logger *slog.Logger) error {
+// given) and spec.orchRefs holds orch, when given (a node running for
+// Kubernetes names its Kubernetes node, so kube-controllers can clean up
+// after it even if the node was deleted while they were down). Every other
+// field is kept. Nothing is written when nothing changes.
+func registerNode(ctx context.Context, client *datastore.Client, name string, ip netip.Prefix, as *api.ASNumber, orch *api.OrchRef, logger *slog.Logger) error {
 	kind, _ := api.LookupKind("Node")
 	for range 20 {
 		obj, err := client.Get(ctx, kind, "", name)
@@ -210,6 +217,9 @@ func registerNode(ctx context.Context, client *datastore.Client, name string, ip
 			n := kind.New().(*api.Node)
 			n.Name = name
 			n.Spec.BGP = &api.NodeBGPSpec{IPv4Address: ip.String(), ASNumber: as}
+			if orch != nil {
+				n.Spec.OrchRefs = []api.OrchRef{*orch}
+			}
 			_, err = client.Create(ctx, n)
 			if errors.Is(err, datastore.ErrAlreadyExists) {
 				continue
@@ -231,7 +241,8 @@ func registerNode(ctx context.Context, client *datastore.Client, name string, ip
 		if bgp == nil {
 			bgp = &api.NodeBGPSpec{}
 		}
-		if bgp.IPv4Address == ip.String() && (as == nil || (bgp.ASNumber != nil && *bgp.ASNumber == *as)) && n.Spec.BGP != nil {
+		hasOrch := orch == nil || slices.Contains(n.Spec.OrchRefs, *orch)
+		if bgp.IPv4Address == ip.String() && (as == nil || (bgp.ASNumber != nil && *bgp.ASNumber == *as)) && n.Spec.BGP != nil && hasOrch {
 			return nil
 		}
 		bgp.IPv4Address = ip.String()
@@ -239,6 +250,9 @@ func registerNode(ctx context.Context, client *datastore.Client, name string, ip
 			bgp.ASNumber = as
 		}
 		n.Spec.BGP = bgp
+		if !hasOrch {
+			n.Spec.OrchRefs = append(n.Spec.OrchRefs, *orch)
+		}
 		_, err = client.Update(ctx, n)
 		if errors.Is(err, datastore.ErrConflict) || errors.Is(err, datastore.ErrNotFound) {
 			continue

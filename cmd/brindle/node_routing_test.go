@@ -56,7 +56,7 @@ func TestRegisterNode(t *testing.T) {
 		}
 		return o.(*api.Node)
 	}
-	if err := registerNode(ctx, c, "h1", netip.MustParsePrefix("10.0.0.1/24"), nil, log); err != nil {
+	if err := registerNode(ctx, c, "h1", netip.MustParsePrefix("10.0.0.1/24"), nil, nil, log); err != nil {
 		t.Fatal(err)
 	}
 	if n := get(); n.Spec.BGP == nil || n.Spec.BGP.IPv4Address != "10.0.0.1/24" || n.Spec.BGP.ASNumber != nil {
@@ -71,14 +71,14 @@ func TestRegisterNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	rv := get().ResourceVersion
-	if err := registerNode(ctx, c, "h1", netip.MustParsePrefix("10.0.0.1/24"), nil, log); err != nil {
+	if err := registerNode(ctx, c, "h1", netip.MustParsePrefix("10.0.0.1/24"), nil, nil, log); err != nil {
 		t.Fatal(err)
 	}
 	if got := get().ResourceVersion; got != rv {
 		t.Errorf("unchanged registration wrote the Node (revision %s -> %s)", rv, got)
 	}
 	as := api.ASNumber(65001)
-	if err := registerNode(ctx, c, "h1", netip.MustParsePrefix("10.0.1.7/16"), &as, log); err != nil {
+	if err := registerNode(ctx, c, "h1", netip.MustParsePrefix("10.0.1.7/16"), &as, nil, log); err != nil {
 		t.Fatal(err)
 	}
 	got := get()
@@ -93,7 +93,7 @@ func TestRegisterNode(t *testing.T) {
 		t.Errorf("labels (-want +got)\n%s", d)
 	}
 	// Without --as the AS stays.
-	if err := registerNode(ctx, c, "h1", netip.MustParsePrefix("10.0.1.8/16"), nil, log); err != nil {
+	if err := registerNode(ctx, c, "h1", netip.MustParsePrefix("10.0.1.8/16"), nil, nil, log); err != nil {
 		t.Fatal(err)
 	}
 	if b := get().Spec.BGP; b.ASNumber == nil || *b.ASNumber != 65001 || b.IPv4Address != "10.0.1.8/16" {
@@ -104,12 +104,36 @@ func TestRegisterNode(t *testing.T) {
 	if _, err := c.Create(ctx, bare); err != nil {
 		t.Fatal(err)
 	}
-	if err := registerNode(ctx, c, "h2", netip.MustParsePrefix("10.0.0.2/24"), nil, log); err != nil {
+	if err := registerNode(ctx, c, "h2", netip.MustParsePrefix("10.0.0.2/24"), nil, nil, log); err != nil {
 		t.Fatal(err)
 	}
 	o, _ := c.Get(ctx, kind, "", "h2")
 	if b := o.(*api.Node).Spec.BGP; b == nil || b.IPv4Address != "10.0.0.2/24" {
 		t.Errorf("h2: %+v", b)
+	}
+	// A node running for Kubernetes adds its orchRef once, keeping others.
+	k8s := &api.OrchRef{Orchestrator: api.OrchestratorKubernetes, NodeName: "h2"}
+	other := api.OrchRef{Orchestrator: "openstack", NodeName: "compute-2"}
+	h2 := o.(*api.Node)
+	h2.Spec.OrchRefs = []api.OrchRef{other}
+	if _, err := c.Update(ctx, h2); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := registerNode(ctx, c, "h2", netip.MustParsePrefix("10.0.0.2/24"), nil, k8s, log); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, _ = c.Get(ctx, kind, "", "h2")
+	if d := cmp.Diff([]api.OrchRef{other, *k8s}, o.(*api.Node).Spec.OrchRefs); d != "" {
+		t.Errorf("h2 orchRefs (-want +got)\n%s", d)
+	}
+	if err := registerNode(ctx, c, "h3", netip.MustParsePrefix("10.0.0.3/24"), nil, k8s, log); err != nil {
+		t.Fatal(err)
+	}
+	o, _ = c.Get(ctx, kind, "", "h3")
+	if d := cmp.Diff([]api.OrchRef{*k8s}, o.(*api.Node).Spec.OrchRefs); d != "" {
+		t.Errorf("h3 orchRefs (-want +got)\n%s", d)
 	}
 }
 
