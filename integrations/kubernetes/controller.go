@@ -412,6 +412,23 @@ func (c *Controller) enqueueObj(k kind, o any) {
 	c.queue.Add(key{k, m.GetNamespace(), m.GetName()})
 }
 
+// listKeys puts the key of every object a lister holds.
+func listKeys[T interface {
+	GetNamespace() string
+	GetName() string
+}](l interface {
+	List(labels.Selector) ([]T, error)
+}, k kind, put func(key)) error {
+	objs, err := l.List(everything)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		put(key{k, o.GetNamespace(), o.GetName()}) // "" for cluster-scoped kinds
+	}
+	return nil
+}
+
 // allKeys lists every key of both sides.
 func (c *Controller) allKeys() ([]key, error) {
 	seen := map[key]bool{}
@@ -423,39 +440,23 @@ func (c *Controller) allKeys() ([]key, error) {
 		}
 	}
 	if c.policies != nil {
-		l, err := c.policies.List(everything)
-		if err != nil {
+		if err := listKeys(c.policies, kindPolicy, put); err != nil {
 			return nil, err
-		}
-		for _, o := range l {
-			put(key{kindPolicy, o.Namespace, o.Name})
 		}
 	}
 	if c.namespaces != nil {
-		l, err := c.namespaces.List(everything)
-		if err != nil {
+		if err := listKeys(c.namespaces, kindNamespace, put); err != nil {
 			return nil, err
-		}
-		for _, o := range l {
-			put(key{kindNamespace, "", o.Name})
 		}
 	}
 	if c.accounts != nil {
-		l, err := c.accounts.List(everything)
-		if err != nil {
+		if err := listKeys(c.accounts, kindServiceAccount, put); err != nil {
 			return nil, err
-		}
-		for _, o := range l {
-			put(key{kindServiceAccount, o.Namespace, o.Name})
 		}
 	}
 	if c.nodes != nil {
-		l, err := c.nodes.List(everything)
-		if err != nil {
+		if err := listKeys(c.nodes, kindNode, put); err != nil {
 			return nil, err
-		}
-		for _, o := range l {
-			put(key{kindNode, "", o.Name})
 		}
 	}
 	c.mu.Lock()
