@@ -2,11 +2,8 @@ package ctl
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -49,7 +46,7 @@ Exits 1 when brindle node cannot be reached.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			st, err := fetchBGPStatus(ctx, socket)
+			st, err := routing.FetchStatus(ctx, socket)
 			if err != nil {
 				return err
 			}
@@ -63,35 +60,6 @@ Exits 1 when brindle node cannot be reached.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for brindle node")
 	return cmd
-}
-
-// fetchBGPStatus reads routing.StatusPath from the node's socket.
-func fetchBGPStatus(ctx context.Context, socket string) (routing.DaemonStatus, error) {
-	var st routing.DaemonStatus
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", socket)
-	}}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://node"+routing.StatusPath, nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return st, fmt.Errorf("brindle node is not running (or not reachable) at %s: %w", socket, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return st, fmt.Errorf("brindle node at %s: %w", socket, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("brindle node at %s: %s %s: %s", socket, routing.StatusPath, resp.Status, strings.TrimSpace(string(body)))
-	}
-	if err := json.Unmarshal(body, &st); err != nil {
-		return st, fmt.Errorf("brindle node at %s: bad %s answer: %w", socket, routing.StatusPath, err)
-	}
-	return st, nil
 }
 
 // printNodeStatus renders st like calicoctl node status, with route

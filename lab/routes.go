@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"net/netip"
 	"strings"
 	"time"
@@ -91,28 +89,6 @@ func WaitRoutes(ctx context.Context, st *State, addrs []netip.Addr, timeout time
 	}
 }
 
-// BGPStatus reads an agent's BGP status from its local API socket.
-func BGPStatus(ctx context.Context, socket string) (routing.DaemonStatus, error) {
-	var st routing.DaemonStatus
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", socket)
-	}}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://node"+routing.StatusPath, nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("%s: %s", routing.StatusPath, resp.Status)
-	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
-}
-
 // WaitRouting waits, after Up, until every agent's BGP daemon runs and
 // all its sessions are established. It is a no-op when the agents do not
 // speak BGP.
@@ -124,7 +100,7 @@ func WaitRouting(ctx context.Context, st *State, timeout time.Duration) error {
 	for _, sock := range st.Sockets() {
 		for {
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
-			s, err := BGPStatus(cctx, sock)
+			s, err := routing.FetchStatus(cctx, sock)
 			cancel()
 			var why string
 			switch {
