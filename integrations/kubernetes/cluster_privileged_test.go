@@ -24,6 +24,7 @@ import (
 	"github.com/brindle-net/brindle/datastore"
 	k8sint "github.com/brindle-net/brindle/integrations/kubernetes"
 	"github.com/brindle-net/brindle/internal/netnstest"
+	"github.com/brindle-net/brindle/internal/netprobe"
 	"github.com/brindle-net/brindle/ipam"
 	"github.com/containernetworking/cni/libcni"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -242,19 +243,7 @@ func (c *cluster) serve(p *kpod, port uint16, proto string) {
 		if err := p.ns.Do(func() (err error) { pc, err = net.ListenPacket("udp", addr); return }); err != nil {
 			c.t.Fatalf("serve %s %d/UDP: %v", p.key, port, err)
 		}
-		go func() {
-			buf := make([]byte, 2048)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					if errors.Is(err, net.ErrClosed) {
-						return
-					}
-					continue
-				}
-				_, _ = pc.WriteTo(buf[:n], from)
-			}
-		}()
+		go netprobe.EchoUDP(pc)
 		c.t.Cleanup(func() { pc.Close() })
 	default:
 		c.t.Fatalf("serve: protocol %q", proto)
