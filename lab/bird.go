@@ -50,7 +50,7 @@ func (b *builder) bird(ctx context.Context) error {
 		if _, err := os.Stat(sock); err == nil {
 			return nil
 		}
-		if !ours(pid, st.Dir) {
+		if exited(pid) {
 			return fmt.Errorf("bird exited:\n%s", tail(logPath, 15))
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,6 +86,27 @@ func ours(pid int, dir string) bool {
 		}
 	}
 	return strings.Contains(string(b), dir)
+}
+
+// exited reports whether a process this run started has exited (gone, or
+// a zombie not reaped yet). Start-up waits use it rather than ours: while
+// `ip netns exec` execs the real command, /proc/<pid>/cmdline can briefly
+// read empty, and a healthy process would look foreign.
+func exited(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	st, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	// The state follows the parenthesised command name, which may hold
+	// spaces.
+	if i := strings.LastIndexByte(string(st), ')'); i >= 0 {
+		f := strings.Fields(string(st[i+1:]))
+		return len(f) > 0 && f[0] == "Z"
+	}
+	return false
 }
 
 // stop sends SIGTERM, waits up to grace, then SIGKILLs.

@@ -381,7 +381,7 @@ func (b *builder) datastore(ctx context.Context) error {
 			b.client = c
 			return nil
 		}
-		if !ours(pid, st.Dir) {
+		if exited(pid) {
 			return fmt.Errorf("the datastore exited:\n%s", tail(logPath, 15))
 		}
 		if ctx.Err() != nil {
@@ -518,7 +518,7 @@ func waitAgent(ctx context.Context, st *State, h *Host, timeout time.Duration) e
 			return nil
 		}
 		for _, p := range st.Procs {
-			if p.Role == "node/"+h.Name && !ours(p.PID, st.Dir) {
+			if p.Role == "node/"+h.Name && exited(p.PID) {
 				return fmt.Errorf("the agent of %s exited:\n%s", h.Name, tail(h.Log, 15))
 			}
 		}
