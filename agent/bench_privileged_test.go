@@ -83,6 +83,14 @@ func BenchmarkPrivilegedLabelChange(b *testing.B) {
 			if err := host.Handle().LinkSetUp(d); err != nil {
 				b.Fatal(err)
 			}
+			// The peer up too, so the link has carrier and gets its route.
+			peer, err := host.Handle().LinkByName(d.PeerName)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := host.Handle().LinkSetUp(peer); err != nil {
+				b.Fatal(err)
+			}
 		}
 		objs = append(objs, w)
 	}

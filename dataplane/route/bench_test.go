@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/brindle-net/brindle/dataplane/route"
 	"github.com/brindle-net/brindle/internal/netnstest"
@@ -37,8 +40,34 @@ func BenchmarkResync(b *testing.B) {
 		if err := host.Handle().LinkSetUp(v); err != nil {
 			b.Fatal(err)
 		}
+		// The peer up too: routes go only to links with carrier.
+		peer, err := sink.Handle().LinkByName(v.PeerName)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := sink.Handle().LinkSetUp(peer); err != nil {
+			b.Fatal(err)
+		}
 		a := netip.AddrFrom4([4]byte{10, 80, byte(i >> 8), byte(i)})
 		desired[name] = []netip.Prefix{netip.PrefixFrom(a, 32)}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		links, err := host.Handle().LinkList()
+		if err != nil {
+			b.Fatal(err)
+		}
+		running := 0
+		for _, l := range links {
+			if l.Attrs().RawFlags&unix.IFF_RUNNING != 0 && strings.HasPrefix(l.Attrs().Name, "calib") {
+				running++
+			}
+		}
+		if running == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d veths have carrier after 10s", running, n)
+		}
 	}
 	d, err := route.New(route.Config{Netns: host.Path()})
 	if err != nil {

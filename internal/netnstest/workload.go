@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -155,7 +156,21 @@ func (w *Workload) setup() error {
 			return fmt.Errorf("add route %s: %w", r, err)
 		}
 	}
-	return nil
+	// The kernel raises the host side's carrier (IFF_RUNNING) shortly
+	// after, from a work queue; the route dataplane installs nothing on a
+	// link without carrier, so a workload is ready only once it is there.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		l, err := hh.LinkByIndex(hostLink.Attrs().Index)
+		if err != nil {
+			return fmt.Errorf("find host veth %s: %w", w.IfName, err)
+		}
+		if l.Attrs().RawFlags&unix.IFF_RUNNING != 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("host veth %s has no carrier after 5s", w.IfName)
+		}
+	}
 }
 
 // HostRoutes is an opt-in shortcut for tests that need connectivity without
