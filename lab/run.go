@@ -15,6 +15,7 @@ import (
 
 	"github.com/brindle-net/brindle/api"
 	"github.com/brindle-net/brindle/datastore"
+	"github.com/brindle-net/brindle/internal/netprobe"
 	"github.com/brindle-net/brindle/policy"
 	"github.com/brindle-net/brindle/policy/scenario"
 )
@@ -526,7 +527,7 @@ func probeAll(ctx context.Context, st *State, b *scenario.Built, o RunOptions) (
 			r.Skipped = "kernel has no SCTP"
 		case proto != "TCP" && proto != "UDP" && proto != "SCTP" && proto != "ICMP":
 			r.Skipped = "the lab cannot send protocol " + proto
-		case proto == "ICMP" && !canProbeICMP(pk.ICMPType):
+		case proto == "ICMP" && !netprobe.ICMPAnswered(pk.ICMPType):
 			r.Skipped = fmt.Sprintf("ICMP type %d gets no reply, so it cannot be probed", pk.ICMPType)
 		}
 		results[j.idx] = r

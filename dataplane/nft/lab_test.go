@@ -13,8 +13,8 @@ import (
 
 	"github.com/brindle-net/brindle/desired"
 	"github.com/brindle-net/brindle/internal/netnstest"
+	"github.com/brindle-net/brindle/internal/netprobe"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // lab is a host namespace with workloads and a Dataplane programming it.
@@ -125,63 +125,11 @@ func (l *lab) nft(args ...string) string {
 // reply.
 func ping(ns *netnstest.NS, dst netip.Addr, timeout time.Duration) (bool, error) {
 	var ok bool
-	err := ns.Do(func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
-		if err != nil {
-			return fmt.Errorf("raw icmp socket: %w", err)
-		}
-		defer unix.Close(fd)
-		id := uint16(os.Getpid())
-		pkt := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 'b', 'r', 'i', 'n'}
-		cs := icmpChecksum(pkt)
-		pkt[2], pkt[3] = byte(cs>>8), byte(cs)
-		if err := unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: dst.As4()}); err != nil {
-			return fmt.Errorf("send echo: %w", err)
-		}
-		deadline := time.Now().Add(timeout)
-		buf := make([]byte, 1500)
-		for {
-			left := time.Until(deadline)
-			if left <= 0 {
-				return nil
-			}
-			tv := unix.NsecToTimeval(left.Nanoseconds())
-			if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-				return err
-			}
-			n, from, err := unix.Recvfrom(fd, buf, 0)
-			if err != nil {
-				if err == unix.EAGAIN || err == unix.EINTR {
-					continue
-				}
-				return err
-			}
-			sa, _ := from.(*unix.SockaddrInet4)
-			if sa == nil || netip.AddrFrom4(sa.Addr) != dst || n < 28 {
-				continue
-			}
-			ihl := int(buf[0]&0x0f) * 4
-			if n >= ihl+8 && buf[ihl] == 0 && buf[ihl+4] == byte(id>>8) && buf[ihl+5] == byte(id) {
-				ok = true
-				return nil
-			}
-		}
+	err := ns.Do(func() (err error) {
+		ok, err = netprobe.ICMP(dst, 8, 0, timeout)
+		return err
 	})
 	return ok, err
-}
-
-func icmpChecksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
 }
 
 func mustNLAddr(a netip.Addr) *netlink.Addr {
