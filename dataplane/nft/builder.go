@@ -127,6 +127,21 @@ func (b *rb) vmap(in bool, set string) {
 		&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: set})
 }
 
+// l4protoVmap dispatches through an interval verdict map keyed by the
+// transport protocol.
+func (b *rb) l4protoVmap(set string) {
+	b.add("meta l4proto vmap @"+set, meta(expr.MetaKeyL4PROTO),
+		&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: set})
+}
+
+// dportVmap dispatches through an interval verdict map keyed by the
+// transport destination port.
+func (b *rb) dportVmap(set string) {
+	b.add("th dport vmap @"+set,
+		&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: set})
+}
+
 func (b *rb) ctState(bits uint32, text string) {
 	b.add("ct state "+text,
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},

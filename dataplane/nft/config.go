@@ -24,6 +24,12 @@ type Config struct {
 	// bytes, large enough for one transaction's batch and its acks.
 	// Default 64 MiB.
 	SocketBuffer int
+	// IndexMinPolicies is the number of policies a tier must apply to an
+	// endpoint, in one direction, before that tier is reached through a
+	// protocol and port index instead of a jump to each policy in turn
+	// (see the package documentation). Default 8; 1 indexes every tier
+	// (tests use it to exercise the index); negative disables indexing.
+	IndexMinPolicies int
 }
 
 // Defaults for Config.
@@ -32,6 +38,9 @@ const (
 	DefaultPassMark     = 0x02000000
 	DefaultLogPrefix    = "brindle-packet: "
 	DefaultSocketBuffer = 64 << 20
+	// DefaultIndexMinPolicies is where a direct jump per policy starts
+	// costing a new connection more than the index's two map lookups.
+	DefaultIndexMinPolicies = 8
 )
 
 func (c Config) withDefaults() Config {
@@ -46,6 +55,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SocketBuffer == 0 {
 		c.SocketBuffer = DefaultSocketBuffer
+	}
+	if c.IndexMinPolicies == 0 {
+		c.IndexMinPolicies = DefaultIndexMinPolicies
 	}
 	return c
 }

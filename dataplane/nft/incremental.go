@@ -25,6 +25,7 @@ type builder struct {
 	policies map[desired.PolicyID]*rulesEntry
 	profiles map[string]*rulesEntry
 	eps      map[string]*epEntry
+	indexes  map[string]*indexEntry // tier indexes by hash
 	statics  *staticEntry
 	// refs counts the chains' uses of each kernel set; a set is in the
 	// model while its count is positive.
@@ -32,6 +33,9 @@ type builder struct {
 	gen  uint64
 	// changed holds the IDs of the sets (re)built by the current build.
 	changed map[string]bool
+	// fpChanged holds the policies whose footprint (index.go) changed
+	// in the current build: tier indexes over them are rebuilt.
+	fpChanged map[desired.PolicyID]bool
 	// dSets and dChains map each set and chain changed by the last build
 	// to its value before that build (nil: it did not exist).
 	dSets   map[string]*setSpec
@@ -115,6 +119,7 @@ type rulesEntry struct {
 	refs    map[string]setRef
 	uses    map[setUse]struct{}
 	chains  [2]*chainSpec // inbound, outbound
+	fp      [2]footprint  // inbound, outbound
 	gen     uint64
 }
 
@@ -123,6 +128,7 @@ type epEntry struct {
 	haveProfile []bool
 	chains      [2]*chainSpec // tw (ingress), fw (egress)
 	vmap        [2]elem       // to-wl, from-wl
+	idx         []*indexEntry // tier indexes its chains jump to
 	gen         uint64
 }
 
@@ -139,6 +145,7 @@ func newBuilder(cfg Config) *builder {
 		policies: map[desired.PolicyID]*rulesEntry{},
 		profiles: map[string]*rulesEntry{},
 		eps:      map[string]*epEntry{},
+		indexes:  map[string]*indexEntry{},
 		refs:     map[setUse]int{},
 	}
 	b.m.sets[mapToWL] = &setSpec{name: mapToWL, kind: kindVmap, comment: "ingress dispatch by oifname", elems: map[string]elem{}}
@@ -244,6 +251,7 @@ func (b *builder) build(s *desired.State) *model {
 	b.gen++
 	b.dSets, b.dChains = map[string]*setSpec{}, map[string]*chainSpec{}
 	b.changed = map[string]bool{}
+	b.fpChanged = map[desired.PolicyID]bool{}
 
 	sc := b.scanState(s, true)
 	// The pairing is for this build only (entries are replaced below).
@@ -288,9 +296,13 @@ func (b *builder) build(s *desired.State) *model {
 		}
 		n := b.buildRules(s, p.Inbound, p.Outbound, policyChain(id, true), policyChain(id, false), "policy "+id.String(), 3, false)
 		n.gen = b.gen
+		n.fp = [2]footprint{footprintOf(p.Inbound), footprintOf(p.Outbound)}
 		b.use(n)
 		if e != nil {
 			b.unuse(e, true)
+			if e.fp[0].signature() != n.fp[0].signature() || e.fp[1].signature() != n.fp[1].signature() {
+				b.fpChanged[id] = true
+			}
 		}
 		b.policies[id] = n
 	}
@@ -335,13 +347,16 @@ func (b *builder) build(s *desired.State) *model {
 			_, have[i] = s.Profiles[p]
 		}
 		e := b.eps[iface]
-		if e != nil && sameEndpoint(e.ep, ep) && slices.Equal(e.haveProfile, have) {
+		if e != nil && sameEndpoint(e.ep, ep) && slices.Equal(e.haveProfile, have) && !b.footprintChanged(ep) {
 			e.ep, e.gen = ep, b.gen
 			continue
 		}
 		n := &epEntry{ep: ep, haveProfile: have, gen: b.gen}
-		n.chains[0] = b.endpointChain(iface, ep, have, true)
-		n.chains[1] = b.endpointChain(iface, ep, have, false)
+		n.chains[0] = b.endpointChain(iface, ep, have, true, &n.idx)
+		n.chains[1] = b.endpointChain(iface, ep, have, false, &n.idx)
+		if e != nil {
+			b.release(e.idx) // after the new chains took their uses
+		}
 		n.vmap[0] = elem{key: ifnameKey(iface), jump: n.chains[0].name}
 		n.vmap[1] = elem{key: ifnameKey(iface), jump: n.chains[1].name}
 		b.putChain(n.chains[0])
@@ -354,6 +369,7 @@ func (b *builder) build(s *desired.State) *model {
 	}
 	for iface, e := range b.eps {
 		if e.gen != b.gen {
+			b.release(e.idx)
 			b.dropChain(e.chains[0].name)
 			b.dropChain(e.chains[1].name)
 			delete(b.vmap(mapToWL).elems, e.vmap[0].mapKey())
@@ -370,6 +386,27 @@ func (b *builder) build(s *desired.State) *model {
 		}
 	}
 	return b.m
+}
+
+// footprintChanged reports whether a policy of ep whose footprint changed
+// in this build is in a tier big enough to be indexed.
+func (b *builder) footprintChanged(ep desired.Endpoint) bool {
+	if len(b.fpChanged) == 0 || b.cfg.IndexMinPolicies < 0 {
+		return false
+	}
+	for _, t := range ep.Tiers {
+		for _, pols := range [][]desired.PolicyID{t.Policies(true), t.Policies(false)} {
+			if len(pols) < b.cfg.IndexMinPolicies {
+				continue
+			}
+			for _, id := range pols {
+				if b.fpChanged[id] {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // fresh reports whether a cached entry still renders the given rules: the

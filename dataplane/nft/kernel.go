@@ -145,8 +145,17 @@ const kindUnknown setKind = 0xff
 
 func kindOf(s *nftables.Set) setKind {
 	switch {
-	case s.IsMap:
+	// google/nftables reports a verdict map's key type as "verdict" (it
+	// overwrites the key type with the data type), so our maps are told
+	// apart by their interval flag and name.
+	case s.IsMap && !s.Interval:
 		return kindVmap
+	case s.IsMap && strings.HasPrefix(s.Name, "xp-"):
+		return kindProtoVmap
+	case s.IsMap && strings.HasPrefix(s.Name, "xd-"):
+		return kindPortVmap
+	case s.IsMap:
+		return kindUnknown
 	case s.Concatenation && strings.HasPrefix(s.KeyType.Name, "ipv4_addr") && s.KeyType.Bytes == 12:
 		return kindNamedPort4
 	case s.Concatenation && strings.HasPrefix(s.KeyType.Name, "ipv6_addr") && s.KeyType.Bytes == 24:
@@ -174,7 +183,7 @@ func elemsFromKernel(kind setKind, els []nftables.SetElement) []elem {
 		for _, e := range els {
 			out = append(out, elem{key: e.Key, jump: verdictChain(e.Val)})
 		}
-	case kindNet4, kindNet6:
+	case kindNet4, kindNet6, kindProtoVmap, kindPortVmap:
 		slices.SortFunc(els, func(a, b nftables.SetElement) int {
 			if c := strings.Compare(string(a.Key), string(b.Key)); c != 0 {
 				return c
@@ -197,6 +206,9 @@ func elemsFromKernel(kind setKind, els []nftables.SetElement) []elem {
 				continue
 			}
 			x := elem{key: e.Key}
+			if kind.verdictMap() {
+				x.jump = verdictChain(e.Val)
+			}
 			if i+1 < len(els) && els[i+1].IntervalEnd {
 				x.end = els[i+1].Key
 				i++
@@ -280,6 +292,10 @@ func (b *batch) addSet(s *setSpec, withElems bool) {
 		set.Concatenation = true
 	case kindVmap:
 		set.KeyType, set.IsMap, set.DataType = nftables.TypeIFName, true, nftables.TypeVerdict
+	case kindProtoVmap:
+		set.KeyType, set.Interval, set.IsMap, set.DataType = nftables.TypeInetProto, true, true, nftables.TypeVerdict
+	case kindPortVmap:
+		set.KeyType, set.Interval, set.IsMap, set.DataType = nftables.TypeInetService, true, true, nftables.TypeVerdict
 	}
 	var els []nftables.SetElement
 	if withElems {
@@ -295,12 +311,16 @@ func toKernelElems(kind setKind, es []elem) []nftables.SetElement {
 	out := make([]nftables.SetElement, 0, len(es))
 	for _, e := range es {
 		switch {
-		case kind == kindVmap:
-			out = append(out, nftables.SetElement{Key: e.key, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.jump}})
 		case e.key == nil: // a stray end element read back from the kernel
 			out = append(out, nftables.SetElement{Key: e.end, IntervalEnd: true})
 		default:
-			out = append(out, nftables.SetElement{Key: e.key})
+			s := nftables.SetElement{Key: e.key}
+			if kind.verdictMap() {
+				s.VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.jump}
+			}
+			out = append(out, s)
+			// Adjacent intervals: the end of one at the start of the
+			// next, end first, as nft itself sends them.
 			if e.end != nil {
 				out = append(out, nftables.SetElement{Key: e.end, IntervalEnd: true})
 			}
@@ -432,8 +452,8 @@ func (b *batch) plan(want *model, haveSets map[string]*setSpec, haveChains map[s
 		switch {
 		case w == nil:
 		case h == nil:
-			b.addSet(w, w.kind != kindVmap)
-		case w.kind != kindVmap && w != h:
+			b.addSet(w, !w.kind.verdictMap())
+		case !w.kind.verdictMap() && w != h:
 			b.diffElems(w, h)
 		}
 	}
@@ -455,7 +475,7 @@ func (b *batch) plan(want *model, haveSets map[string]*setSpec, haveChains map[s
 		}
 	}
 	for _, name := range setNames {
-		if w, h := want.sets[name], haveSets[name]; w != nil && w.kind == kindVmap && w != h {
+		if w, h := want.sets[name], haveSets[name]; w != nil && w.kind.verdictMap() && w != h {
 			if h == nil {
 				b.addElems(w, slices.Collect(maps.Values(w.elems)))
 			} else {
@@ -472,11 +492,18 @@ func (b *batch) plan(want *model, haveSets map[string]*setSpec, haveChains map[s
 			}
 		}
 	}
+	// A verdict map holds references to the chains its elements go to:
+	// it goes (once the rules using it are flushed) before they do.
+	for _, name := range setNames {
+		if h := haveSets[name]; h != nil && want.sets[name] == nil && h.kind.verdictMap() {
+			b.delSet(name)
+		}
+	}
 	for _, name := range obsolete {
 		b.delChain(name)
 	}
 	for _, name := range setNames {
-		if haveSets[name] != nil && want.sets[name] == nil {
+		if h := haveSets[name]; h != nil && want.sets[name] == nil && !h.kind.verdictMap() {
 			b.delSet(name)
 		}
 	}
@@ -496,7 +523,7 @@ func (b *batch) diffElems(w, h *setSpec) {
 			add = append(add, e)
 		}
 	}
-	if (w.kind == kindNet4 || w.kind == kindNet6) && len(del) > 0 {
+	if w.kind.interval() && len(del) > 0 {
 		// Interval sets: deleting part of what the kernel holds can leave
 		// it inconsistent when the read-back was odd; flush and refill.
 		if slices.ContainsFunc(del, func(e elem) bool { return e.key == nil }) {

@@ -29,11 +29,12 @@ type lab struct {
 // IPv4 address 10.65.0.<i+1> on interface "cali<name>".
 func newLab(t *testing.T, names ...string) *lab {
 	t.Helper()
-	return newLabWith(t, false, names...)
+	return newLabWith(t, false, Config{}, names...)
 }
 
-// newLabWith is newLab; with v6 each workload also gets fd00:65::<i+1>.
-func newLabWith(t *testing.T, v6 bool, names ...string) *lab {
+// newLabWith is newLab with a dataplane configuration; with v6 each
+// workload also gets fd00:65::<i+1>.
+func newLabWith(t *testing.T, v6 bool, cfg Config, names ...string) *lab {
 	t.Helper()
 	netnstest.RequireRoot(t)
 	host := netnstest.NewHostNS(t, "nft")
@@ -50,7 +51,8 @@ func newLabWith(t *testing.T, v6 bool, names ...string) *lab {
 		w.HostRoutes()
 		l.wl[n] = w
 	}
-	dp, err := New(Config{NetNSFd: int(host.NsHandle())}, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	cfg.NetNSFd = int(host.NsHandle())
+	dp, err := New(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		t.Fatal(err)
 	}

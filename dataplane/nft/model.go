@@ -368,7 +368,10 @@ func (c *compiler) rule(r desired.Rule, fam int, sa, da portAlt, comment string)
 // Calico evaluation order (compat §2.5). Allow is an accept inside the
 // policy chain; Pass sets the pass mark and returns, and the mark makes
 // the rest of the tier's policies and its default deny be skipped.
-func (b *builder) endpointChain(iface string, ep desired.Endpoint, have []bool, ingress bool) *chainSpec {
+//
+// A tier with enough policies is reached through a tier index
+// (index.go); the index entries used are appended to *used.
+func (b *builder) endpointChain(iface string, ep desired.Endpoint, have []bool, ingress bool, used *[]*indexEntry) *chainSpec {
 	P := b.cfg.PassMark
 	dir := "egress"
 	if ingress {
@@ -389,13 +392,19 @@ func (b *builder) endpointChain(iface string, ep desired.Endpoint, have []bool, 
 			add(&x, fmt.Sprintf("%s %s of %s", dir, iface, ep.WorkloadID))
 			first = false
 		}
-		for j, pid := range pols {
+		if idx := b.tierIndex(pols, ingress, used); idx != "" {
 			x = rb{}
-			if j > 0 {
-				x.markTest(P, true)
+			x.verdict(expr.VerdictJump, idx)
+			add(&x, fmt.Sprintf("tier %s: %s, indexed by protocol and port", t.Name, policies(len(pols))))
+		} else {
+			for j, pid := range pols {
+				x = rb{}
+				if j > 0 {
+					x.markTest(P, true)
+				}
+				x.verdict(expr.VerdictJump, policyChain(pid, ingress))
+				add(&x, "policy "+pid.String())
 			}
-			x.verdict(expr.VerdictJump, policyChain(pid, ingress))
-			add(&x, "policy "+pid.String())
 		}
 		if t.DefaultAction == desired.Deny {
 			x = rb{}

@@ -56,6 +56,14 @@ func profileChain(name string, inbound bool) string {
 	return prefix + "pro-" + hashID(name)
 }
 
+// Tier-index names (index.go): h is the index's hash, which covers the
+// direction, the tier's policies in order and what each can match.
+func indexChain(h string) string              { return prefix + "x-" + h }
+func indexPortChain(h string, p uint8) string { return prefix + "x-" + h + "-" + protoNumber(p) }
+func indexListChain(h, list string) string    { return prefix + "xl-" + hashID(h+"/"+list) }
+func indexProtoMap(h string) string           { return "xp-" + h }
+func indexPortMap(h string, p uint8) string   { return "xd-" + h + "-" + protoNumber(p) }
+
 // setKind is the kernel shape of a set.
 type setKind uint8
 
@@ -66,8 +74,22 @@ const (
 	kindNet6
 	kindNamedPort4
 	kindNamedPort6
-	kindVmap
+	kindVmap      // ifname : verdict (the two dispatch maps)
+	kindProtoVmap // inet_proto : verdict, intervals (a tier index)
+	kindPortVmap  // inet_service : verdict, intervals (a tier index)
 )
+
+// verdictMap reports whether a set of this kind is a verdict map: its
+// elements go to chains, so it is filled after the chains exist and
+// deleted before them.
+func (k setKind) verdictMap() bool {
+	return k == kindVmap || k == kindProtoVmap || k == kindPortVmap
+}
+
+// interval reports whether a set of this kind holds intervals.
+func (k setKind) interval() bool {
+	return k == kindNet4 || k == kindNet6 || k == kindProtoVmap || k == kindPortVmap
+}
 
 var kindTags = map[setKind]string{
 	kindAddr4: "a4", kindAddr6: "a6", kindNet4: "c4", kindNet6: "c6",

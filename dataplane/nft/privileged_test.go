@@ -70,9 +70,30 @@ func TestPrivilegedProfileAllowAndPCI(t *testing.T) {
 // tiers in order, policies and rules in order, first Allow/Deny decides,
 // Log continues, Pass leaves the tier, default actions, profiles in order,
 // a missing profile denies.
+//
+// It runs with tiers walked linearly and with tiers reached through a
+// tier index (index.go).
 func TestPrivilegedTiersOrderDenyPassLog(t *testing.T) {
 	t.Parallel()
-	l := newLab(t, "client", "tiered", "passing", "profiles", "missing")
+	eachIndexMode(t, testTiersOrderDenyPassLog)
+}
+
+// eachIndexMode runs test in parallel with tiers walked linearly and with
+// every tier indexed.
+func eachIndexMode(t *testing.T, test func(*testing.T, Config)) {
+	for _, mode := range []struct {
+		name string
+		min  int
+	}{{"linear", -1}, {"indexed", 1}} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, Config{IndexMinPolicies: mode.min})
+		})
+	}
+}
+
+func testTiersOrderDenyPassLog(t *testing.T, cfg Config) {
+	l := newLabWith(t, false, cfg, "client", "tiered", "passing", "profiles", "missing")
 	for _, port := range []uint16{80, 81, 82, 83, 84, 85} {
 		l.wl["tiered"].ServeTCP(port)
 	}
@@ -116,7 +137,11 @@ func TestPrivilegedTiersOrderDenyPassLog(t *testing.T) {
 
 func TestPrivilegedNamedPortsNetsICMPUDP(t *testing.T) {
 	t.Parallel()
-	l := newLab(t, "a", "b", "c")
+	eachIndexMode(t, testNamedPortsNetsICMPUDP)
+}
+
+func testNamedPortsNetsICMPUDP(t *testing.T, cfg Config) {
+	l := newLabWith(t, false, cfg, "a", "b", "c")
 	c := l.wl["c"]
 	for _, p := range []uint16{80, 81, 8080} {
 		c.ServeTCP(p)
@@ -424,7 +449,7 @@ func TestPrivilegedKitchenSinkRoundTrip(t *testing.T) {
 // DefaultEndpointToHostAction drops.
 func TestPrivilegedIPv6(t *testing.T) {
 	t.Parallel()
-	l := newLabWith(t, true, "a", "b", "c")
+	l := newLabWith(t, true, Config{}, "a", "b", "c")
 	l.wl["b"].ServeTCP(80)
 	l.wl["a"].ServeTCP(80)
 	s := l.base()

@@ -66,26 +66,32 @@ var kindTypes = map[setKind]string{
 	kindNamedPort4: "ipv4_addr . inet_proto . inet_service",
 	kindNamedPort6: "ipv6_addr . inet_proto . inet_service",
 	kindVmap:       "ifname : verdict",
+	kindProtoVmap:  "inet_proto : verdict",
+	kindPortVmap:   "inet_service : verdict",
 }
 
 func (s *setSpec) render(b *strings.Builder) {
 	word := "set"
-	if s.kind == kindVmap {
+	if s.kind.verdictMap() {
 		word = "map"
 	}
 	fmt.Fprintf(b, "\t%s %s {\n\t\ttype %s\n", word, s.name, kindTypes[s.kind])
-	if s.kind == kindNet4 || s.kind == kindNet6 {
+	if s.kind.interval() {
 		b.WriteString("\t\tflags interval\n")
 	}
 	if s.comment != "" {
 		fmt.Fprintf(b, "\t\tcomment %q\n", s.comment)
 	}
 	if len(s.elems) > 0 {
+		es := slices.Collect(maps.Values(s.elems))
+		slices.SortFunc(es, func(a, b elem) int { return strings.Compare(string(a.key), string(b.key)) })
 		var parts []string
-		for _, e := range s.elems {
+		for _, e := range es {
 			parts = append(parts, s.renderElem(e))
 		}
-		slices.Sort(parts)
+		if !s.kind.interval() {
+			slices.Sort(parts)
+		}
 		fmt.Fprintf(b, "\t\telements = { %s }\n", strings.Join(parts, ", "))
 	}
 	b.WriteString("\t}\n")
@@ -102,6 +108,24 @@ func (s *setSpec) renderElem(e elem) string {
 	switch s.kind {
 	case kindVmap:
 		return fmt.Sprintf("%q : goto %s", strings.TrimRight(string(e.key), "\x00"), e.jump)
+	case kindProtoVmap, kindPortVmap:
+		// Keys are big-endian numbers; a missing end runs to the top.
+		num := func(k []byte) int {
+			v := 0
+			for _, c := range k {
+				v = v<<8 | int(c)
+			}
+			return v
+		}
+		lo, hi := num(e.key), 1<<(8*len(e.key))-1
+		if e.end != nil {
+			hi = num(e.end) - 1
+		}
+		r := fmt.Sprint(lo)
+		if hi != lo {
+			r = fmt.Sprintf("%d-%d", lo, hi)
+		}
+		return fmt.Sprintf("%s : goto %s", r, e.jump)
 	case kindNet4, kindNet6:
 		start := addr(e.key)
 		last := mustAddr(lastOfFamily(len(e.key)))

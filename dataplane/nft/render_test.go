@@ -17,15 +17,18 @@ func TestRenderGolden(t *testing.T) {
 	a, b, c := netip.MustParseAddr("10.65.0.1"), netip.MustParseAddr("10.65.0.2"), netip.MustParseAddr("10.65.0.3")
 	tests := []struct {
 		name  string
+		cfg   Config
 		state *desired.State
 	}{
-		{"empty", &desired.State{}},
-		{"pci", pciState(a, b, c, "calif", "calio", "calid")},
-		{"kitchen-sink", kitchenSink()},
+		{"empty", Config{}, &desired.State{}},
+		{"pci", Config{}, pciState(a, b, c, "calif", "calio", "calid")},
+		{"kitchen-sink", Config{}, kitchenSink()},
+		// Every tier through a tier index (index.go).
+		{"kitchen-sink-indexed", Config{IndexMinPolicies: 1}, kitchenSink()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Render(Config{}, tt.state)
+			got, err := Render(tt.cfg, tt.state)
 			if err != nil {
 				t.Fatal(err)
 			}
