@@ -1,8 +1,10 @@
 package nft
 
 import (
+	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/brindle-net/brindle/desired"
@@ -31,6 +33,14 @@ func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
 	ep := ks2.Endpoints["cali12345"]
 	ep.Tiers = ep.Tiers[:1]
 	ks2.Endpoints["cali12345"] = ep
+	// A policy's ports change and nothing else: tier indexes over it
+	// are rebuilt although no endpoint changed.
+	ks3 := kitchenSink()
+	web := desired.PolicyID{Tier: "default", Name: "web", Namespace: "prod", Kind: "NetworkPolicy"}
+	wp := ks3.Policies[web]
+	wp.Inbound = slices.Clone(wp.Inbound)
+	wp.Inbound[0].Dst.Ports = []desired.PortRange{{Min: 81, Max: 81}}
+	ks3.Policies[web] = wp
 
 	steps := []struct {
 		name string
@@ -47,9 +57,21 @@ func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
 		{"kitchen sink", kitchenSink()},
 		{"kitchen sink changed", ks2},
 		{"kitchen sink", kitchenSink()},
+		{"web's ports changed", ks3},
+		{"kitchen sink", kitchenSink()},
 		{"empty", &desired.State{}},
 	}
-	cfg := Config{}.withDefaults()
+	for _, min := range []int{-1, 1} {
+		t.Run(fmt.Sprintf("IndexMinPolicies=%d", min), func(t *testing.T) {
+			incrementalSteps(t, Config{IndexMinPolicies: min}.withDefaults(), steps)
+		})
+	}
+}
+
+func incrementalSteps(t *testing.T, cfg Config, steps []struct {
+	name string
+	s    *desired.State
+}) {
 	b := newBuilder(cfg)
 	for _, st := range steps {
 		if err := st.s.Validate(); err != nil {
