@@ -33,14 +33,15 @@ func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
 	ep := ks2.Endpoints["cali12345"]
 	ep.Tiers = ep.Tiers[:1]
 	ks2.Endpoints["cali12345"] = ep
-	// A policy's ports change and nothing else: tier indexes over it
-	// are rebuilt although no endpoint changed.
+	// A policy's protocol changes and nothing else: tier indexes over
+	// it are rebuilt although no endpoint changed.
 	ks3 := kitchenSink()
-	web := desired.PolicyID{Tier: "default", Name: "web", Namespace: "prod", Kind: "NetworkPolicy"}
-	wp := ks3.Policies[web]
-	wp.Inbound = slices.Clone(wp.Inbound)
-	wp.Inbound[0].Dst.Ports = []desired.PortRange{{Min: 81, Max: 81}}
-	ks3.Policies[web] = wp
+	logAll := desired.PolicyID{Tier: "default", Name: "log-all", Namespace: "prod", Kind: "NetworkPolicy"}
+	lp := ks3.Policies[logAll]
+	lp.Inbound = slices.Clone(lp.Inbound)
+	udp := uint8(desired.ProtoUDP)
+	lp.Inbound[0].Protocol = &udp
+	ks3.Policies[logAll] = lp
 
 	steps := []struct {
 		name string
@@ -57,7 +58,7 @@ func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
 		{"kitchen sink", kitchenSink()},
 		{"kitchen sink changed", ks2},
 		{"kitchen sink", kitchenSink()},
-		{"web's ports changed", ks3},
+		{"log-all's protocol changed", ks3},
 		{"kitchen sink", kitchenSink()},
 		{"empty", &desired.State{}},
 	}
