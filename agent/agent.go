@@ -15,6 +15,7 @@ import (
 
 	"github.com/brindle-net/brindle/api"
 	"github.com/brindle-net/brindle/calc"
+	"github.com/brindle-net/brindle/dataplane/nft"
 	"github.com/brindle-net/brindle/dataplane/route"
 	"github.com/brindle-net/brindle/datastore"
 	"github.com/brindle-net/brindle/desired"
@@ -77,6 +78,9 @@ type Config struct {
 	// Netns is the path of the network namespace to program; "" means the
 	// agent's own. (Tests program a throwaway host namespace.)
 	Netns string
+	// Nft is the nftables dataplane's configuration (zero: defaults);
+	// its NetNSFd is set from Netns.
+	Nft nft.Config
 	// SocketPath is where the local API listens (unix socket); "" means
 	// no local API.
 	SocketPath string
@@ -681,7 +685,7 @@ func (l *loop) fail(err error) {
 func (l *loop) openDataplanes() error {
 	newDP := l.a.cfg.NewDataplanes
 	if newDP == nil {
-		newDP = realDataplanes(l.a.cfg.Netns, l.a.log)
+		newDP = realDataplanes(l.a.cfg.Netns, l.a.cfg.Nft, l.a.log)
 	}
 	nftDP, rtDP, err := newDP(l.res.Params)
 	if err != nil {

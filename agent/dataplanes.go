@@ -39,10 +39,10 @@ func (d nftWithNetns) Close() error {
 
 // realDataplanes opens the nftables and route dataplanes, bound to the
 // network namespace at netns ("" for the agent's own).
-func realDataplanes(netns string, log *slog.Logger) func(Params) (PolicyDataplane, RouteDataplane, error) {
+func realDataplanes(netns string, base nft.Config, log *slog.Logger) func(Params) (PolicyDataplane, RouteDataplane, error) {
 	return func(p Params) (PolicyDataplane, RouteDataplane, error) {
 		var nsFile *os.File
-		cfg := nft.Config{}
+		cfg := base
 		if netns != "" {
 			f, err := os.Open(netns)
 			if err != nil {

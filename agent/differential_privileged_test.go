@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -168,8 +169,28 @@ func seedsToRun(t *testing.T) []uint64 {
 // TestPrivilegedDifferential programs generated scenarios through the
 // whole agent (etcd → calc → nftables and routes in a host namespace) and
 // checks every probe's real verdict against the reference evaluator.
+//
+// It runs twice, in parallel: with every tier walked linearly and with
+// every tier reached through a tier index (dataplane/nft index.go).
 func TestPrivilegedDifferential(t *testing.T) {
-	l := newLab(t)
+	for _, mode := range []struct {
+		name     string
+		minIndex int
+	}{{"linear", -1}, {"indexed", 1}} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			l := newLab(t)
+			l.nft.IndexMinPolicies = mode.minIndex
+			if indexed := differential(t, l); mode.minIndex > 0 && indexed == 0 {
+				t.Error("no seed's ruleset held a tier index")
+			}
+		})
+	}
+}
+
+// differential runs the seeds in one lab and returns how many of them
+// were programmed with at least one tier index.
+func differential(t *testing.T, l *lab) (indexed int) {
 	var prev world
 	started := false
 	for _, seed := range seedsToRun(t) {
@@ -203,5 +224,13 @@ func TestPrivilegedDifferential(t *testing.T) {
 			continue
 		}
 		t.Logf("seed %d: %d probes agree (%d allowed)", seed, len(cases), allowed)
+		out, err := exec.Command("nsenter", "--net="+l.host.Path(), "nft", "list", "table", "inet", "brindle").CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list: %v\n%s", err, out)
+		}
+		if strings.Contains(string(out), "meta l4proto vmap @xp-") {
+			indexed++
+		}
 	}
+	return indexed
 }

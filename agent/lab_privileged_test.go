@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/brindle-net/brindle/api"
+	"github.com/brindle-net/brindle/dataplane/nft"
 	"github.com/brindle-net/brindle/datastore"
 	"github.com/brindle-net/brindle/datastore/datastoretest"
 	"github.com/brindle-net/brindle/internal/netnstest"
@@ -35,6 +36,8 @@ type lab struct {
 	served map[string]map[string]bool
 	agent  *runningAgent
 	sock   string
+	// nft configures the agent's nftables dataplane (zero: defaults).
+	nft nft.Config
 }
 
 const labHost = "node-1"
@@ -79,6 +82,7 @@ func (l *lab) start(layers ...Layer) *runningAgent {
 		Datastore:   l.etcd.Connect(datastore.Config{}),
 		LocalLayers: layers,
 		Netns:       l.host.Path(),
+		Nft:         l.nft,
 		SocketPath:  l.sock,
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		RetryMin:    10 * time.Millisecond,
