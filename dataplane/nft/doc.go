@@ -53,6 +53,11 @@
 // or falls through (Pass). Then the profiles' chains run in order (a
 // missing profile is a drop), then a final drop.
 //
+// A tier with at least Config.IndexMinPolicies policies for an endpoint
+// and direction is reached through a tier index (index.go): verdict maps
+// by protocol and destination port lead to the list of only the policies
+// that can match, in order, so a new flow does not walk every policy.
+//
 // Rule compilation: all criteria of a rule are ANDed in one nft rule;
 // numeric ports and named-port sets are ORed by emitting one rule per
 // alternative; a rule naming IP sets with no IPVersion gets an IPv4 and an
