@@ -300,7 +300,7 @@ func (b *builder) build(s *desired.State) *model {
 		b.use(n)
 		if e != nil {
 			b.unuse(e, true)
-			if e.fp[0].signature() != n.fp[0].signature() || e.fp[1].signature() != n.fp[1].signature() {
+			if e.fp[0].sig != n.fp[0].sig || e.fp[1].sig != n.fp[1].sig {
 				b.fpChanged[id] = true
 			}
 		}

@@ -49,6 +49,8 @@ type footprint struct {
 	// ports holds, for protocols not in full, the destination port
 	// ranges rules match.
 	ports map[uint8][]portRange
+	// sig is the canonical text of the above, for index hashes.
+	sig string
 }
 
 // portProtocol reports whether p has ports a rule can match.
@@ -62,7 +64,7 @@ func footprintOf(rules []desired.Rule) footprint {
 	var f footprint
 	for _, r := range rules {
 		if r.Protocol == nil {
-			return footprint{wild: true}
+			return footprint{wild: true, sig: "*"}
 		}
 		p := *r.Protocol
 		if f.full[p] {
@@ -83,6 +85,7 @@ func footprintOf(rules []desired.Rule) footprint {
 		}
 		f.ports[p] = append(f.ports[p], ranges(r.Dst.Ports)...)
 	}
+	f.sig = f.signature()
 	return f
 }
 
@@ -110,11 +113,8 @@ func (f footprint) has(p uint8, port uint16, anyPort bool) bool {
 	return false
 }
 
-// signature is a canonical text of the footprint, for the index hash.
+// signature computes the canonical text of the footprint.
 func (f footprint) signature() string {
-	if f.wild {
-		return "*"
-	}
 	var parts []string
 	for p := range f.full {
 		parts = append(parts, protoNumber(p))
@@ -167,7 +167,7 @@ func (b *builder) tierIndex(pols []desired.PolicyID, ingress bool, used *[]*inde
 	}
 	for i, id := range pols {
 		fps[i] = b.policies[id].fp[dirIndex(ingress)]
-		fmt.Fprintf(&key, "\x00%s=%s", policyChain(id, ingress), fps[i].signature())
+		fmt.Fprintf(&key, "\x00%s=%s", policyChain(id, ingress), fps[i].sig)
 	}
 	h := hashID(key.String())
 	if e := b.indexes[h]; e != nil {
