@@ -69,7 +69,6 @@ type Calc struct {
 
 	tiers    map[string]*policy.Tier // stored tiers (compiled)
 	policies map[string]*polInfo     // by kind/namespace/name
-	active   map[*polInfo]struct{}   // policies selecting a local endpoint
 	profiles map[string]*profInfo
 	entities map[string]*entity // every endpoint and network set, by kind/namespace/name
 	locals   map[string]*localEP
@@ -84,6 +83,8 @@ type Calc struct {
 
 	sets    map[string]*ipSet  // active IP sets by ID
 	selUses map[string]*selUse // by selector unique ID: the sets built on it
+
+	pub published // the last State and what changed since
 }
 
 // New returns an empty Calc. It panics if cfg does not validate (a
@@ -96,7 +97,6 @@ func New(cfg Config) *Calc {
 		cfg:      cfg,
 		tiers:    map[string]*policy.Tier{},
 		policies: map[string]*polInfo{},
-		active:   map[*polInfo]struct{}{},
 		profiles: map[string]*profInfo{},
 		entities: map[string]*entity{},
 		locals:   map[string]*localEP{},
@@ -104,6 +104,7 @@ func New(cfg Config) *Calc {
 		felix:    map[string]*api.FelixConfigurationSpec{},
 		sets:     map[string]*ipSet{},
 		selUses:  map[string]*selUse{},
+		pub:      newPublished(),
 	}
 	c.local = selector.NewIndex(
 		func(key, ep string) { c.onLocalMatch(key, c.locals[ep], true) },
@@ -262,6 +263,7 @@ func (c *Calc) apply(u Update) error {
 		c.updateEntity(key, &entity{labels: ns.Labels, parents: ns.Profiles, nets: ns.Nets})
 		return nil
 	case KindFelixConfiguration:
+		c.pub.cfgDirty = true
 		if u.Object == nil {
 			delete(c.felix, u.Name)
 			return nil
@@ -331,41 +333,6 @@ func (c *Calc) config() desired.Config {
 	}
 	cfg.DefaultEndpointToHostAction, _ = parseEndpointToHost(felixValue(c, func(s *api.FelixConfigurationSpec) string { return s.DefaultEndpointToHostAction }))
 	return cfg
-}
-
-// State returns the whole current desired state. Calling it is cheap: it
-// costs one map entry per active object plus a rebuild of what changed
-// since the last call. The State shares unchanged objects (rule slices, IP
-// set member maps) with the States returned before; calc never modifies
-// them, and callers must not either (use State.Clone to get a private copy).
-func (c *Calc) State() desired.State {
-	s := desired.State{
-		Config:    c.config(),
-		IPSets:    make(map[string]desired.IPSet, len(c.sets)),
-		Policies:  make(map[desired.PolicyID]desired.Policy, len(c.active)),
-		Profiles:  map[string]desired.Profile{},
-		Endpoints: make(map[string]desired.Endpoint, len(c.ifaces)),
-	}
-	for id, set := range c.sets {
-		s.IPSets[id] = set.snapshot()
-	}
-	for p := range c.active {
-		s.Policies[p.id] = p.out
-	}
-	for name, pr := range c.profiles {
-		if pr.uses > 0 && pr.p != nil {
-			s.Profiles[name] = pr.out
-		}
-	}
-	for iface, eps := range c.ifaces {
-		if len(eps) != 1 {
-			continue // a conflict: no endpoint, so the interface drops
-		}
-		for ep := range eps {
-			s.Endpoints[iface] = c.endpointState(ep)
-		}
-	}
-	return s
 }
 
 // Routes returns the workload routes of a state: each local endpoint's

@@ -9,7 +9,7 @@
 //	c := calc.New(calc.Config{Hostname: "node-1"})
 //	err := c.OnUpdate(calc.Update{Kind: "WorkloadEndpoint", Namespace: ns, Name: n, Object: wep})
 //	c.InSync()
-//	s := c.State()             // the whole desired.State
+//	s := c.State()             // the whole desired.State (shared: read only)
 //	routes := calc.Routes(&s)  // this host's workload routes by interface
 //
 // An Update carries the current value of one object (a pointer to its api
@@ -28,13 +28,23 @@
 // is then treated as absent, as Felix's validation filter does, and calc
 // stays consistent. The datastore validates on write, so this is rare.
 //
-// State returns a snapshot of the whole desired state. It is cheap — one
-// map entry per active object, plus a rebuild of what changed since the
-// previous call — and shares unchanged objects with earlier snapshots:
-// neither calc nor the caller may modify a returned State (Clone it to get
-// a private copy). The output is a function of the current set of objects
-// only, never of the order they arrived in; the tests replay every case
-// forwards, backwards, squashed, with empty states between and shuffled.
+// State returns a snapshot of the whole desired state. Its cost follows
+// what changed since the previous call, not the size of the state: calc
+// records which IP sets, policies, profiles and endpoints changed, rebuilds
+// only those, and makes a collection in which something changed by copying
+// the previous State's map (maps.Clone: no rehashing) and patching it. A
+// collection with no change is the previous State's map itself, and an
+// object rebuilt equal keeps its identity (the same member map, rule and
+// endpoint slices), which is how consumers recognise unchanged objects.
+// Snapshots therefore share structure: neither calc nor the caller may
+// modify anything reachable from a returned State (the desired types'
+// Clone methods give private copies). An IP set changed after a State
+// handed it out is copied once before its first write (copy-on-write):
+// that copy costs the set's size, the one cost of a label change that
+// grows with the cluster. The output is a function of the current set of
+// objects only, never of the order they arrived in; the tests replay every
+// case forwards, backwards, squashed, with empty states between and
+// shuffled, and check that a State keeps its contents after later changes.
 //
 // # What the state holds
 //

@@ -54,7 +54,7 @@ func (c *Calc) updateLocal(key string, o *api.WorkloadEndpoint, e *entity) error
 		ep = &localEP{key: key, policies: map[*polInfo]struct{}{}}
 		c.locals[key] = ep
 	}
-	ep.dirty = true
+	c.endpointChanged(ep)
 	// New slices: the old ones may be part of a State handed out.
 	ep.ips = make([]netip.Prefix, 0, len(e.addrs))
 	for _, a := range e.addrs {
@@ -81,17 +81,19 @@ func (c *Calc) setIface(ep *localEP, iface string) {
 		return
 	}
 	if ep.iface != "" {
+		c.pub.ifaces[ep.iface] = struct{}{}
 		others := c.ifaces[ep.iface]
 		delete(others, ep)
 		if len(others) == 0 {
 			delete(c.ifaces, ep.iface)
 		}
 		for o := range others {
-			o.dirty = true
+			c.endpointChanged(o)
 		}
 	}
 	ep.iface = iface
 	if iface != "" {
+		c.pub.ifaces[iface] = struct{}{}
 		others := c.ifaces[iface]
 		if others == nil {
 			others = map[*localEP]struct{}{}
@@ -159,6 +161,9 @@ func (c *Calc) endpointState(ep *localEP) desired.Endpoint {
 		}
 		out.Tiers = append(out.Tiers, tp)
 	}
-	ep.out, ep.dirty = out, false
-	return out
+	if !out.Equal(ep.out) {
+		ep.out = out // else the old value, equal, keeps its identity
+	}
+	ep.dirty = false
+	return ep.out
 }

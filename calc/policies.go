@@ -20,8 +20,8 @@ type polInfo struct {
 	matches map[*localEP]struct{}
 }
 
-// updateTier stores or (t == nil) removes a tier. Every local endpoint's
-// tier list is rebuilt: tiers change rarely.
+// updateTier stores or (t == nil) removes a tier. The tier list of every
+// local endpoint with a policy in the tier is rebuilt.
 func (c *Calc) updateTier(name string, t *api.Tier) error {
 	if t == nil {
 		delete(c.tiers, name)
@@ -33,7 +33,12 @@ func (c *Calc) updateTier(name string, t *api.Tier) error {
 		c.tiers[name] = ct
 	}
 	for _, ep := range c.locals {
-		ep.dirty = true
+		for pi := range ep.policies {
+			if pi.p.Tier == name {
+				c.endpointChanged(ep)
+				break
+			}
+		}
 	}
 	return nil
 }
@@ -75,10 +80,14 @@ func (c *Calc) updatePolicy(key string, p *policy.Policy) error {
 		pi = &polInfo{key: key, matches: map[*localEP]struct{}{}}
 		c.policies[key] = pi
 	}
-	oldRefs := pi.refs
+	oldRefs, oldP, oldID := pi.refs, pi.p, pi.id
 	pi.p = p
 	pi.id = desired.PolicyID{Tier: p.Tier, Name: p.Name, Namespace: p.Namespace, Kind: p.Kind}
-	pi.out = desired.Policy{Inbound: in, Outbound: out}
+	// Equal rules keep their identity, so the policy counts as unchanged.
+	changed := oldP == nil || pi.id != oldID
+	if o := (desired.Policy{Inbound: in, Outbound: out}); changed || !pi.out.Equal(o) {
+		pi.out, changed = o, true
+	}
 	pi.refs = refs.refs
 	if pi.held {
 		// Make before break: sets both versions use stay built.
@@ -89,8 +98,13 @@ func (c *Calc) updatePolicy(key string, p *policy.Policy) error {
 			c.release(r.id)
 		}
 	}
-	for ep := range pi.matches {
-		ep.dirty = true // order, tier or types may have changed
+	if changed && pi.held {
+		c.policyChanged(pi) // (de)activation records itself
+	}
+	if oldP == nil || !sameForEndpoints(oldP, p) {
+		for ep := range pi.matches {
+			c.endpointChanged(ep)
+		}
 	}
 	if p.PreDNAT || p.DoNotTrack {
 		// Host-endpoint policy: never applies to a workload.
@@ -101,11 +115,19 @@ func (c *Calc) updatePolicy(key string, p *policy.Policy) error {
 	return nil
 }
 
+// sameForEndpoints reports whether two versions of a policy have the same
+// place in the endpoints' tier lists: tier, order and directions (the rest
+// of the ID is the policy's key).
+func sameForEndpoints(a, b *policy.Policy) bool {
+	return a.Tier == b.Tier && a.AppliesIngress == b.AppliesIngress && a.AppliesEgress == b.AppliesEgress &&
+		(a.Order == nil) == (b.Order == nil) && (a.Order == nil || *a.Order == *b.Order)
+}
+
 // onLocalMatch follows policy selectors over local endpoints, activating
 // a policy at its first local match and deactivating it after its last.
 func (c *Calc) onLocalMatch(key string, ep *localEP, matched bool) {
 	pi := c.policies[key]
-	ep.dirty = true
+	c.endpointChanged(ep)
 	if matched {
 		pi.matches[ep] = struct{}{}
 		ep.policies[pi] = struct{}{}
@@ -116,13 +138,13 @@ func (c *Calc) onLocalMatch(key string, ep *localEP, matched bool) {
 	switch {
 	case len(pi.matches) > 0 && !pi.held:
 		pi.held = true
-		c.active[pi] = struct{}{}
+		c.policyChanged(pi)
 		for _, r := range pi.refs {
 			c.acquire(r)
 		}
 	case len(pi.matches) == 0 && pi.held:
 		pi.held = false
-		delete(c.active, pi)
+		c.policyChanged(pi)
 		for _, r := range pi.refs {
 			c.release(r.id)
 		}
@@ -202,6 +224,11 @@ func (c *Calc) setProfile(pr *profInfo, p *policy.Profile, out desired.Profile, 
 		c.global.UpdateParent(pr.name, labels)
 	}
 	oldRefs, wasHeld := pr.refs, pr.held
+	if pr.p != nil && p != nil && pr.out.Equal(out) {
+		out = pr.out // equal rules keep their identity: unchanged
+	} else if pr.uses > 0 {
+		c.profileChanged(pr.name)
+	}
 	pr.p, pr.out, pr.refs = p, out, refs
 	pr.held = p != nil && pr.uses > 0
 	if pr.held {
@@ -232,11 +259,13 @@ func (c *Calc) useProfile(name string, delta int) {
 	switch {
 	case want && !pr.held:
 		pr.held = true
+		c.profileChanged(pr.name)
 		for _, r := range pr.refs {
 			c.acquire(r)
 		}
 	case !want && pr.held:
 		pr.held = false
+		c.profileChanged(pr.name)
 		for _, r := range pr.refs {
 			c.release(r.id)
 		}

@@ -147,19 +147,20 @@ func (s *ipSet) writable() {
 	}
 }
 
-// add counts one more (delta 1) or one fewer (delta -1) entity giving m.
-func (s *ipSet) add(m desired.Member, delta int32) {
+// add counts one more (delta 1) or one fewer (delta -1) entity giving m,
+// and reports whether the members changed.
+func (s *ipSet) add(m desired.Member, delta int32) bool {
 	if delta > 0 {
 		if _, ok := s.members[m]; !ok {
 			s.writable()
 			s.members[m] = struct{}{}
-			return
+			return true
 		}
 		if s.extra == nil {
 			s.extra = map[desired.Member]int32{}
 		}
 		s.extra[m]++
-		return
+		return false
 	}
 	if n := s.extra[m]; n > 0 {
 		if n == 1 {
@@ -167,12 +168,14 @@ func (s *ipSet) add(m desired.Member, delta int32) {
 		} else {
 			s.extra[m] = n - 1
 		}
-		return
+		return false
 	}
 	if _, ok := s.members[m]; ok {
 		s.writable()
 		delete(s.members, m)
+		return true
 	}
+	return false
 }
 
 // snapshot returns the set as desired state; the map is shared with the
@@ -200,11 +203,19 @@ func (c *Calc) onGlobalMatch(selID string, e *entity, matched bool) {
 	if !matched {
 		delta = -1
 	}
-	if u.set != nil {
-		e.addrMembers(func(m desired.Member) { u.set.add(m, delta) })
+	if s := u.set; s != nil {
+		e.addrMembers(func(m desired.Member) {
+			if s.add(m, delta) {
+				c.setChanged(s)
+			}
+		})
 	}
 	for name, s := range u.named {
-		e.namedPortMembers(name, func(m desired.Member) { s.add(m, delta) })
+		e.namedPortMembers(name, func(m desired.Member) {
+			if s.add(m, delta) {
+				c.setChanged(s)
+			}
+		})
 	}
 }
 
@@ -221,6 +232,7 @@ func (c *Calc) acquire(r setRef) {
 	}
 	s := newIPSet(r, typ)
 	c.sets[r.id] = s
+	c.setChanged(s)
 	switch r.kind {
 	case refCIDRs:
 		for _, n := range r.nets {
@@ -278,6 +290,7 @@ func (c *Calc) release(id string) {
 		return
 	}
 	delete(c.sets, id)
+	c.setChanged(s)
 	if s.ref.kind == refCIDRs {
 		return
 	}

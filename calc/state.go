@@ -1,0 +1,210 @@
+package calc
+
+import (
+	"maps"
+	"reflect"
+
+	"github.com/brindle-net/brindle/desired"
+)
+
+// published is the last State handed out and what has changed since.
+//
+// Every value reachable from a State handed out is immutable from then on:
+// calc writes a changed object anew (a new member map, rule slices or
+// endpoint), and State builds a changed collection as a clone of the
+// handed-out map (maps.Clone copies the table without rehashing) patched
+// with the changed keys. An unchanged collection is the same map as in the
+// previous State, so State costs a copy of each collection that changed
+// plus the rebuild of each object that changed, never a pass over every
+// object.
+type published struct {
+	cfg       desired.Config
+	ipSets    map[string]desired.IPSet
+	policies  map[desired.PolicyID]desired.Policy
+	profiles  map[string]desired.Profile
+	endpoints map[string]desired.Endpoint
+
+	cfgDirty bool
+	// The keys changed since the last State: IP set IDs, policy keys
+	// (c.policies), profile names and interface names.
+	sets   map[string]struct{}
+	pols   map[string]struct{}
+	profs  map[string]struct{}
+	ifaces map[string]struct{}
+	// polIDs is the ID each policy key is published under.
+	polIDs map[string]desired.PolicyID
+}
+
+func newPublished() published {
+	return published{
+		ipSets:    map[string]desired.IPSet{},
+		policies:  map[desired.PolicyID]desired.Policy{},
+		profiles:  map[string]desired.Profile{},
+		endpoints: map[string]desired.Endpoint{},
+		cfgDirty:  true,
+		sets:      map[string]struct{}{},
+		pols:      map[string]struct{}{},
+		profs:     map[string]struct{}{},
+		ifaces:    map[string]struct{}{},
+		polIDs:    map[string]desired.PolicyID{},
+	}
+}
+
+// setChanged records that a set was created, removed, or had its members
+// changed.
+func (c *Calc) setChanged(s *ipSet) { c.pub.sets[s.ref.id] = struct{}{} }
+
+// policyChanged records that a policy was activated, deactivated, changed
+// or removed.
+func (c *Calc) policyChanged(pi *polInfo) { c.pub.pols[pi.key] = struct{}{} }
+
+// profileChanged records that a profile's rules, existence or use changed.
+func (c *Calc) profileChanged(name string) { c.pub.profs[name] = struct{}{} }
+
+// endpointChanged records that a local endpoint's desired state must be
+// rebuilt. An interface change records both interfaces (setIface).
+func (c *Calc) endpointChanged(ep *localEP) {
+	ep.dirty = true
+	if ep.iface != "" {
+		c.pub.ifaces[ep.iface] = struct{}{}
+	}
+}
+
+// State returns the whole current desired state. It costs a look at each
+// object changed since the last call (and a rebuild of those that need
+// one) plus a copy of each collection in which an object really changed;
+// a collection with no change is the same map as in the previous State.
+// The State shares its maps, rule slices, IP set member maps and endpoints
+// with the States returned before; calc never modifies them, and callers
+// must not either (the desired types' Clone methods give private copies).
+func (c *Calc) State() desired.State {
+	p := &c.pub
+	if p.cfgDirty {
+		if cfg := c.config(); !cfg.Equal(p.cfg) {
+			p.cfg = cfg
+		}
+		p.cfgDirty = false
+	}
+	if len(p.sets) > 0 {
+		p.ipSets = patch(p.ipSets, p.sets, func(id string) (desired.IPSet, bool) {
+			if s := c.sets[id]; s != nil {
+				return s.snapshot(), true
+			}
+			return desired.IPSet{}, false
+		}, sameIPSet)
+		resetKeys(&p.sets)
+	}
+	if len(p.pols) > 0 {
+		// Policies are published by ID, which a key's new version may
+		// change: every ID a changed key had or has is looked at.
+		ids := make(map[desired.PolicyID]struct{}, len(p.pols))
+		vals := make(map[desired.PolicyID]desired.Policy, len(p.pols))
+		for key := range p.pols {
+			if id, ok := p.polIDs[key]; ok {
+				ids[id] = struct{}{}
+				delete(p.polIDs, key)
+			}
+			if pi := c.policies[key]; pi != nil && pi.held {
+				ids[pi.id] = struct{}{}
+				vals[pi.id] = pi.out
+				p.polIDs[key] = pi.id
+			}
+		}
+		p.policies = patch(p.policies, ids, func(id desired.PolicyID) (desired.Policy, bool) {
+			v, ok := vals[id]
+			return v, ok
+		}, samePolicy)
+		resetKeys(&p.pols)
+	}
+	if len(p.profs) > 0 {
+		p.profiles = patch(p.profiles, p.profs, func(name string) (desired.Profile, bool) {
+			if pr := c.profiles[name]; pr != nil && pr.uses > 0 && pr.p != nil {
+				return pr.out, true
+			}
+			return desired.Profile{}, false
+		}, sameProfile)
+		resetKeys(&p.profs)
+	}
+	if len(p.ifaces) > 0 {
+		p.endpoints = patch(p.endpoints, p.ifaces, func(iface string) (desired.Endpoint, bool) {
+			eps := c.ifaces[iface]
+			if len(eps) != 1 {
+				return desired.Endpoint{}, false // none, or a conflict: the interface drops
+			}
+			var out desired.Endpoint
+			for ep := range eps {
+				out = c.endpointState(ep)
+			}
+			return out, true
+		}, sameEndpoint)
+		resetKeys(&p.ifaces)
+	}
+	return desired.State{
+		Config:    p.cfg,
+		IPSets:    p.ipSets,
+		Policies:  p.policies,
+		Profiles:  p.profiles,
+		Endpoints: p.endpoints,
+	}
+}
+
+// patch returns base with the current values of keys (get: ok false when
+// absent): base itself when every value is the same object as base's (same
+// reports that), else a clone of base with the differences applied. base
+// is never written: it may be part of a State handed out.
+func patch[K comparable, V any](base map[K]V, keys map[K]struct{}, get func(K) (V, bool), same func(a, b V) bool) map[K]V {
+	var out map[K]V
+	for k := range keys {
+		v, ok := get(k)
+		old, had := base[k]
+		if ok == had && (!ok || same(old, v)) {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(base)
+		}
+		if ok {
+			out[k] = v
+		} else {
+			delete(out, k)
+		}
+	}
+	if out == nil {
+		return base
+	}
+	return out
+}
+
+// sameIPSet, samePolicy, sameProfile and sameEndpoint report whether two
+// values are the same object (the same member map or backing arrays), as
+// consumers recognise unchanged objects.
+func sameIPSet(a, b desired.IPSet) bool {
+	return a.Type == b.Type && reflect.ValueOf(a.Members).UnsafePointer() == reflect.ValueOf(b.Members).UnsafePointer()
+}
+
+func samePolicy(a, b desired.Policy) bool {
+	return sameSlice(a.Inbound, b.Inbound) && sameSlice(a.Outbound, b.Outbound)
+}
+
+func sameProfile(a, b desired.Profile) bool {
+	return sameSlice(a.Inbound, b.Inbound) && sameSlice(a.Outbound, b.Outbound)
+}
+
+func sameEndpoint(a, b desired.Endpoint) bool {
+	return a.WorkloadID == b.WorkloadID && sameSlice(a.IPs, b.IPs) && sameSlice(a.Tiers, b.Tiers) && sameSlice(a.ProfileIDs, b.ProfileIDs)
+}
+
+func sameSlice[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// resetKeys empties a set of changed keys. clear costs the map's capacity,
+// not its length, so a set that grew large (start of day) is replaced
+// rather than cleared, keeping later small changes cheap.
+func resetKeys[K comparable](m *map[K]struct{}) {
+	if len(*m) > 64 {
+		*m = map[K]struct{}{}
+		return
+	}
+	clear(*m)
+}
