@@ -25,6 +25,9 @@ type benchWorld struct {
 	// flip is a remote pod in a namespace with a local pod, whose tier
 	// label moves it between two active sets.
 	flipA, flipB Update
+	// remoteFlip and localFlip move a remote and a local pod between
+	// backend and db (benchFlips).
+	remoteFlip, localFlip [2]Update
 }
 
 const (
@@ -143,7 +146,38 @@ func newBenchWorld() *benchWorld {
 		w.flipB = Update{Kind: KindWorkloadEndpoint, Namespace: nsName, Name: fmt.Sprintf("pod-%d", k), Object: benchPod(ns, k, "db")}
 		break
 	}
+	w.remoteFlip, w.localFlip = benchFlips()
 	return w
+}
+
+// benchFlips finds a namespace with a local db pod and returns the
+// backend/db flips of one of its remote backend pods (which leaves and
+// rejoins the source set of the namespace's db policy: one namespaced set
+// of tens of members changes) and of the local db pod (its policies
+// change, and with them which sets are active). Zero if there is none.
+func benchFlips() (remote, local [2]Update) {
+	flip := func(ns, j int, from, to string) [2]Update {
+		nsName, name := fmt.Sprintf("ns-%d", ns), fmt.Sprintf("pod-%d", j)
+		return [2]Update{
+			{Kind: KindWorkloadEndpoint, Namespace: nsName, Name: name, Object: benchPod(ns, j, to)},
+			{Kind: KindWorkloadEndpoint, Namespace: nsName, Name: name, Object: benchPod(ns, j, from)},
+		}
+	}
+	for ns := range benchNamespaces {
+		localDB, remoteBackend := -1, -1
+		for j := range benchPodsPerNS {
+			switch local := benchNode(ns*benchPodsPerNS+j) == benchThisHost; {
+			case local && benchTiers[j%3] == "db":
+				localDB = j
+			case !local && benchTiers[j%3] == "backend":
+				remoteBackend = j
+			}
+		}
+		if localDB >= 0 && remoteBackend >= 0 {
+			return flip(ns, remoteBackend, "backend", "db"), flip(ns, localDB, "db", "backend")
+		}
+	}
+	return remote, local
 }
 
 func (w *benchWorld) load(b *testing.B) *Calc {
@@ -294,5 +328,54 @@ func BenchmarkLabelChange(b *testing.B) {
 			}
 			b.ReportMetric(float64((cpuTime()-t0).Nanoseconds())/float64(i), "cpu-ns/op")
 		})
+	}
+}
+
+// BenchmarkState is one change and the State after it, with the benchWorld
+// loaded: "unchanged" takes the State after no change, "remote-label"
+// and "local-label" after benchFlips' remote and local pod flips.
+func BenchmarkState(b *testing.B) {
+	w := newBenchWorld()
+	c := w.load(b)
+	for _, bc := range []struct {
+		name string
+		us   [2]Update
+	}{
+		{"unchanged", [2]Update{}},
+		{"remote-label", w.remoteFlip},
+		{"local-label", w.localFlip},
+	} {
+		before := c.State()
+		if bc.name != "unchanged" {
+			if bc.us[0].Object == nil {
+				b.Fatalf("%s: the benchWorld has no namespace with a local db pod", bc.name)
+			}
+			mustBenchUpdate(b, c, bc.us[0])
+			if after := c.State(); after.Equal(&before) {
+				b.Fatalf("%s: the flip did not change the desired state", bc.name)
+			}
+			mustBenchUpdate(b, c, bc.us[1])
+			c.State()
+		}
+		b.Run(bc.name, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				if u := bc.us[i%2]; u.Object != nil {
+					mustBenchUpdate(b, c, u)
+				}
+				i++
+				c.State()
+			}
+			if i%2 == 1 && bc.us[1].Object != nil {
+				mustBenchUpdate(b, c, bc.us[1]) // back to the loaded world
+			}
+		})
+	}
+}
+
+func mustBenchUpdate(b *testing.B, c *Calc, u Update) {
+	b.Helper()
+	if err := c.OnUpdate(u); err != nil {
+		b.Fatalf("OnUpdate(%s %s): %v", u.Kind, joinName(u.Namespace, u.Name), err)
 	}
 }
