@@ -18,11 +18,11 @@ import (
 //
 //	chain brindle-x-<h> {                    # jumped to by the endpoint chain
 //		meta l4proto vmap @xp-<h>            # every protocol 0-255 has an element
-//		goto brindle-xl-<all>                # only if l4proto cannot be loaded
+//		drop                                 # only if l4proto cannot be read
 //	}
 //	chain brindle-x-<h>-6 {                  # a protocol some policy limits to ports
 //		th dport vmap @xd-<h>-6              # every port 0-65535 has an element
-//		goto brindle-xl-<every tcp policy>   # only if the port cannot be loaded
+//		drop                                 # only if the port cannot be read
 //	}
 //	chain brindle-xl-<list> {                # the policies for one key range
 //		jump brindle-pi-<a>
@@ -32,9 +32,11 @@ import (
 // Skipping a policy none of whose rules can match is exact: such a policy
 // chain would return without a verdict. Every path visits a superset of
 // the policies that can match, in tier order, so Pass, Log, Allow and
-// Deny behave as in the linear walk; the maps cover their whole key space,
-// and the conservative fallback after each lookup runs only when the key
-// cannot be loaded at all. An index is shared by every endpoint with the
+// Deny behave as in the linear walk. The maps cover their whole key space,
+// so the drop after each lookup is reached only when the key cannot be
+// read: a header conntrack has already called invalid (and the dispatch
+// chain dropped), or a map damaged behind our back (Resync repairs it);
+// either way the index fails closed. An index is shared by every endpoint with the
 // same tier policies in the same direction, and named by a hash of those
 // policies and of what each can match (its footprint), so a footprint
 // change makes a new index rather than editing one in place.
@@ -275,7 +277,6 @@ func (b *builder) buildIndex(h string, ingress bool, pols []desired.PolicyID, fp
 	slices.Sort(protos)
 	target := map[uint8]string{}
 	for _, p := range protos {
-		anyPort := list(func(f footprint) bool { return f.has(p, 0, true) })
 		ranged := false
 		for _, f := range fps {
 			if _, ok := f.ports[p]; ok {
@@ -283,7 +284,7 @@ func (b *builder) buildIndex(h string, ingress bool, pols []desired.PolicyID, fp
 			}
 		}
 		if !ranged {
-			target[p] = anyPort
+			target[p] = list(func(f footprint) bool { return f.has(p, 0, true) })
 			continue
 		}
 		// Elementary port intervals: every range start and every range
@@ -322,8 +323,8 @@ func (b *builder) buildIndex(h string, ingress bool, pols []desired.PolicyID, fp
 		x.dportVmap(ports.name)
 		c.rules = append(c.rules, x.done(protoName(p)+" by destination port"))
 		x = rb{}
-		x.verdict(expr.VerdictGoto, anyPort)
-		c.rules = append(c.rules, x.done("no port to look up: every "+protoName(p)+" policy"))
+		x.verdict(expr.VerdictDrop, "")
+		c.rules = append(c.rules, x.done("no port to read: fail closed"))
 		e.chains = append(e.chains, c)
 		e.sets = append(e.sets, ports)
 		target[p] = c.name
@@ -349,15 +350,14 @@ func (b *builder) buildIndex(h string, ingress bool, pols []desired.PolicyID, fp
 		prev = &elem{key: []byte{uint8(v)}, jump: jump}
 	}
 	pm.elems[prev.mapKey()] = *prev
-	all := list(func(footprint) bool { return true })
 
 	c := &chainSpec{name: indexChain(h), rank: 2}
 	var x rb
 	x.l4protoVmap(pm.name)
 	c.rules = append(c.rules, x.done("tier index of "+policies(len(pols))))
 	x = rb{}
-	x.verdict(expr.VerdictGoto, all)
-	c.rules = append(c.rules, x.done("no protocol to look up: every policy"))
+	x.verdict(expr.VerdictDrop, "")
+	c.rules = append(c.rules, x.done("no protocol to read: fail closed"))
 	e.chains = append(e.chains, c)
 	e.sets = append(e.sets, pm)
 	if jumps > budget {

@@ -63,15 +63,14 @@ func TestPrivilegedTierIndex(t *testing.T) {
 	}
 	l.nft("-j", "list", "ruleset")
 
-	// Drift: an index map loses its elements; packets still get the
-	// right verdicts through the conservative fallback, and Resync
-	// restores the map.
+	// Drift: an index map loses its elements; the index fails closed
+	// (TCP is dropped, UDP is not affected) until Resync restores it.
 	portMap := regexp.MustCompile(`map (xd-[0-9a-f]+-6) `).FindStringSubmatch(listing)
 	if portMap == nil {
 		t.Fatalf("no TCP port map in:\n%s", listing)
 	}
 	l.nft("flush", "map", "inet", "brindle", portMap[1])
-	l.check(want...)
+	l.check(probe{"client", "srv", "TCP", 80, false}, probe{"client", "srv", "UDP", 53, true})
 	before := l.dp.Writes()
 	if err := l.dp.Resync(); err != nil {
 		t.Fatal(err)
@@ -82,6 +81,7 @@ func TestPrivilegedTierIndex(t *testing.T) {
 	if got := l.nft("list", "table", "inet", "brindle"); got != listing {
 		t.Errorf("after Resync the table differs:\n%s\nwant:\n%s", got, listing)
 	}
+	l.check(want...)
 
 	// p10 now allows 9000 instead of 8000-8100: a new index, the old one
 	// gone.
