@@ -15,8 +15,11 @@
 #   c  the same with 1,000 GlobalNetworkPolicies that all select the pods
 #      (bench == 'on'), orders 0..999, each with one ingress and one egress
 #      Allow rule for TCP port 10000+i; only the last also allows the
-#      benchmark ports (5201 iperf3, 5001 netbench). A new connection walks
-#      all 1,000 policy chains at egress on host1 and at ingress on host2.
+#      benchmark ports (5201 iperf3, 5001 netbench). The tier is reached
+#      through its tier index (dataplane/nft), so a new connection visits
+#      the one policy for its port at egress on host1 and at ingress on
+#      host2 (before the index, commit d608b00 and earlier, it walked all
+#      1,000 policy chains).
 # Client pod on host1 (subnet A), server pod on host2 (subnet B): every
 # packet crosses host1, the router and host2.
 #
@@ -115,11 +118,15 @@ t0=$(date +%s.%N)
 "$tmp/brindlectl" apply -f "$tmp/policies.yaml" >/dev/null
 # Programmed when the server's ingress chain on host2 jumps to all 1,000
 # policies and the client's egress chain on host1 too.
+# Ready: the pod's endpoint chain is programmed and the table jumps to
+# all 1,000 policy chains of that direction (from the endpoint chain when
+# the tier is walked linearly, from the tier index's lists otherwise).
 chains_ready() {
-  local h=$1 dir=$2 ifc chain
+  local h=$1 dir=$2 ifc chain pol=pi
   ifc=$(ip -n "$LC-$h" -o link | grep -o 'cali[0-9a-f]*' | head -1)
-  chain=brindle-tw-$ifc; [[ $dir == egress ]] && chain=brindle-fw-$ifc
-  [[ $(n "$LC-$h" nft list chain inet brindle "$chain" 2>/dev/null | grep -c 'jump brindle-p') -ge 1000 ]]
+  chain=brindle-tw-$ifc; [[ $dir == egress ]] && chain=brindle-fw-$ifc pol=po
+  n "$LC-$h" nft list chain inet brindle "$chain" 2>/dev/null | grep -q 'jump brindle-' &&
+    [[ $(n "$LC-$h" nft list table inet brindle 2>/dev/null | grep -o "jump brindle-$pol-[0-9a-f]*" | sort -u | wc -l) -ge 1000 ]]
 }
 for _ in $(seq 600); do
   chains_ready host2 ingress && chains_ready host1 egress && break
