@@ -51,7 +51,16 @@ A=bna$id            # baseline namespace prefix
 LB=bnb$id LC=bnc$id # lab names
 pids=()
 cleanup() {
+  local rc=$?
   set +e
+  if [[ $rc -ne 0 ]]; then # keep the nodes' logs of a failed run
+    for l in "$LB" "$LC"; do
+      for f in /run/brindle-lab/"$l"/host*/node.log; do
+        [[ -f $f ]] && cp "$f" "${out%.txt}-$l-$(basename "$(dirname "$f")").log"
+      done
+    done
+    echo "lab-net: failed; node logs kept as ${out%.txt}-*.log" >&2
+  fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   for n in r h1 h2 p1 p2; do ip netns del "$A-$n" 2>/dev/null; done
@@ -125,7 +134,8 @@ chains_ready() {
   local h=$1 dir=$2 ifc chain pol=pi
   ifc=$(ip -n "$LC-$h" -o link | grep -o 'cali[0-9a-f]*' | head -1)
   chain=brindle-tw-$ifc; [[ $dir == egress ]] && chain=brindle-fw-$ifc pol=po
-  n "$LC-$h" nft list chain inet brindle "$chain" 2>/dev/null | grep -q 'jump brindle-' &&
+  # (grep -c, not -q: under pipefail, -q's early exit fails nft with SIGPIPE)
+  [[ $(n "$LC-$h" nft list chain inet brindle "$chain" 2>/dev/null | grep -c 'jump brindle-') -ge 1 ]] &&
     [[ $(n "$LC-$h" nft list table inet brindle 2>/dev/null | grep -o "jump brindle-$pol-[0-9a-f]*" | sort -u | wc -l) -ge 1000 ]]
 }
 for _ in $(seq 600); do
