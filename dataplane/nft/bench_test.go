@@ -2,6 +2,7 @@ package nft
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"os/exec"
 	"testing"
@@ -164,7 +165,11 @@ func BenchmarkPrivilegedOneElementChange5000Policies(b *testing.B) {
 			delete(set.Members, extra)
 		}
 		i++
-		s.IPSets[id] = set
+		// A new sets map, the others shared, as calc hands it out.
+		n := *s
+		n.IPSets = maps.Clone(s.IPSets)
+		n.IPSets[id] = set
+		s = &n
 		before := dp.Writes()
 		if err := dp.Apply(s); err != nil {
 			b.Fatal(err)
@@ -231,11 +236,14 @@ func BenchmarkPrivilegedEndpointPolicyChange5000Policies(b *testing.B) {
 	var cpu cpuClock
 	cpu.resume()
 	for b.Loop() {
+		n := *s
+		n.Endpoints = maps.Clone(s.Endpoints)
 		if i%2 == 0 {
-			s.Endpoints[iface] = less
+			n.Endpoints[iface] = less
 		} else {
-			s.Endpoints[iface] = full
+			n.Endpoints[iface] = full
 		}
+		s = &n
 		i++
 		if err := dp.Apply(s); err != nil {
 			b.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/brindle-net/brindle/desired"
 )
@@ -15,9 +16,13 @@ import (
 // transaction can be planned without walking the whole model. It is owned
 // by the Dataplane and not safe for concurrent use.
 //
-// Values reachable from a State passed to build must not be modified
-// afterwards (replace them in the State's maps instead): unchanged objects
-// are recognised by identity first, then by equality.
+// Neither a State's maps nor the values reachable from them may be
+// modified after the State is passed to build: a caller with changes
+// passes new maps (maps.Clone, then patch; calc.State does this).
+// Unchanged objects are recognised by identity first, then by equality,
+// and a collection whose map is the one the last build had is skipped
+// without a look (a remote label change then costs the changed sets only,
+// not a walk of 5,000 policies).
 type builder struct {
 	cfg      Config
 	m        *model
@@ -44,12 +49,43 @@ type builder struct {
 	// their entries, reused by build for the same state so that each is
 	// looked up once per Apply.
 	scan scan
+	// last holds the maps of the last state built (see collectionsOf).
+	last collections
+}
+
+// collections identifies a state's maps. Two states with the same map
+// for a collection have the same contents there (maps are not modified
+// after build).
+type collections struct {
+	valid                  bool
+	sets, pols, profs, eps unsafe.Pointer
+}
+
+func collectionsOf(s *desired.State) collections {
+	return collections{valid: true,
+		sets:  reflect.ValueOf(s.IPSets).UnsafePointer(),
+		pols:  reflect.ValueOf(s.Policies).UnsafePointer(),
+		profs: reflect.ValueOf(s.Profiles).UnsafePointer(),
+		eps:   reflect.ValueOf(s.Endpoints).UnsafePointer(),
+	}
+}
+
+// same reports which collections of s are the last build's.
+func (b *builder) same(s *desired.State) (sets, pols, profs, eps bool) {
+	if !b.last.valid {
+		return false, false, false, false
+	}
+	c := collectionsOf(s)
+	return c.sets == b.last.sets, c.pols == b.last.pols, c.profs == b.last.profs, c.eps == b.last.eps
 }
 
 type scan struct {
 	state *desired.State
 	sets  []setHit
 	pols  []polHit
+	// skipped: the sets or policies are the last build's and were not
+	// paired.
+	setsSkipped, polsSkipped bool
 }
 
 type setHit struct {
@@ -73,16 +109,32 @@ func (b *builder) scanState(s *desired.State, reuse bool) *scan {
 	if reuse && b.scan.state == s {
 		return &b.scan
 	}
+	sameSets, samePols, _, _ := b.same(s)
 	b.scan.state = s
 	b.scan.sets = b.scan.sets[:0]
-	for id, set := range s.IPSets {
-		b.scan.sets = append(b.scan.sets, setHit{id, set, b.sets[id]})
+	b.scan.setsSkipped = sameSets
+	if !sameSets {
+		for id, set := range s.IPSets {
+			b.scan.sets = append(b.scan.sets, setHit{id, set, b.sets[id]})
+		}
 	}
+	b.scan.pols = b.scan.pols[:0]
+	b.scan.polsSkipped = false
+	if samePols {
+		b.scan.polsSkipped = true
+	} else {
+		b.scanPolicies(s)
+	}
+	return &b.scan
+}
+
+// scanPolicies pairs s's policies with the builder's entries.
+func (b *builder) scanPolicies(s *desired.State) {
 	b.scan.pols = b.scan.pols[:0]
 	for id, p := range s.Policies {
 		b.scan.pols = append(b.scan.pols, polHit{id, p, b.policies[id]})
 	}
-	return &b.scan
+	b.scan.polsSkipped = false
 }
 
 // Family bits: which address families a set has members of.
@@ -253,16 +305,22 @@ func (b *builder) build(s *desired.State) *model {
 	b.changed = map[string]bool{}
 	b.fpChanged = map[desired.PolicyID]bool{}
 
+	sameSets, samePols, sameProfs, sameEps := b.same(s)
 	sc := b.scanState(s, true)
 	// The pairing is for this build only (entries are replaced below).
 	defer func() {
 		b.scan.state = nil
 		clear(b.scan.sets) // keep no values of s beyond this build
 		clear(b.scan.pols)
+		b.last = collectionsOf(s)
 	}()
 
 	// 1. New and changed sets. A referenced kernel set whose members
-	// changed is replaced in the model.
+	// changed is replaced in the model. A set that is new, changed type,
+	// or gained or lost its last member of a family can change the rules
+	// of the policies and profiles that use it (reshaped): those are then
+	// checked even when their maps are the last build's.
+	reshaped := false
 	for _, h := range sc.sets {
 		id, set, e := h.id, h.set, h.e
 		if e != nil && sameIPSet(e.set, set) {
@@ -279,6 +337,9 @@ func (b *builder) build(s *desired.State) *model {
 		if len(n.specs[1].elems) > 0 {
 			n.fams |= fam6
 		}
+		if e == nil || e.set.Type != n.set.Type || e.fams != n.fams {
+			reshaped = true
+		}
 		b.sets[id] = n
 		for i, v6 := range []bool{false, true} {
 			if b.refs[setUse{id, v6}] > 0 {
@@ -288,6 +349,10 @@ func (b *builder) build(s *desired.State) *model {
 	}
 
 	// 2. Policies and profiles.
+	walkPols := !samePols || reshaped
+	if walkPols && sc.polsSkipped {
+		b.scanPolicies(s)
+	}
 	for _, h := range sc.pols {
 		id, p, e := h.id, h.p, h.e
 		if e != nil && b.fresh(e, p.Inbound, p.Outbound) {
@@ -307,12 +372,19 @@ func (b *builder) build(s *desired.State) *model {
 		b.policies[id] = n
 	}
 	for id, e := range b.policies {
+		if !walkPols {
+			break
+		}
 		if e.gen != b.gen {
 			b.unuse(e, false)
 			delete(b.policies, id)
 		}
 	}
+	walkProfs := !sameProfs || reshaped
 	for name, p := range s.Profiles {
+		if !walkProfs {
+			break
+		}
 		e := b.profiles[name]
 		if e != nil && b.fresh(e, p.Inbound, p.Outbound) {
 			e.in, e.out, e.gen = p.Inbound, p.Outbound, b.gen
@@ -327,6 +399,9 @@ func (b *builder) build(s *desired.State) *model {
 		b.profiles[name] = n
 	}
 	for name, e := range b.profiles {
+		if !walkProfs {
+			break
+		}
 		if e.gen != b.gen {
 			b.unuse(e, false)
 			delete(b.profiles, name)
@@ -335,13 +410,22 @@ func (b *builder) build(s *desired.State) *model {
 
 	// 3. Sets gone from the state (no rule can use them: s is valid).
 	for id, e := range b.sets {
+		if sameSets {
+			break
+		}
 		if e.gen != b.gen {
 			delete(b.sets, id)
 		}
 	}
 
-	// 4. Endpoints and the verdict maps that dispatch to them.
+	// 4. Endpoints and the verdict maps that dispatch to them. An
+	// endpoint's chains depend on it, on which of its profiles exist and
+	// on its policies' footprints (tier indexes).
+	walkEps := !sameEps || !sameProfs || len(b.fpChanged) > 0
 	for iface, ep := range s.Endpoints {
+		if !walkEps {
+			break
+		}
 		have := make([]bool, len(ep.ProfileIDs))
 		for i, p := range ep.ProfileIDs {
 			_, have[i] = s.Profiles[p]
@@ -368,6 +452,9 @@ func (b *builder) build(s *desired.State) *model {
 		b.eps[iface] = n
 	}
 	for iface, e := range b.eps {
+		if !walkEps {
+			break
+		}
 		if e.gen != b.gen {
 			b.release(e.idx)
 			b.dropChain(e.chains[0].name)
@@ -483,6 +570,7 @@ func (b *builder) validate(s *desired.State) error {
 		}
 	}
 	add(s.ValidateConfig())
+	_, _, sameProfs, sameEps := b.same(s)
 	sc := b.scanState(s, false)
 	bad := map[string]bool{} // sets removed or retyped since the last build
 	hits := 0
@@ -499,7 +587,7 @@ func (b *builder) validate(s *desired.State) error {
 		}
 		add(s.ValidateIPSet(id))
 	}
-	if hits != len(b.sets) {
+	if !sc.setsSkipped && hits != len(b.sets) {
 		for id := range b.sets {
 			if _, ok := s.IPSets[id]; !ok {
 				bad[id] = true
@@ -514,6 +602,9 @@ func (b *builder) validate(s *desired.State) error {
 		}
 		return false
 	}
+	if sc.polsSkipped && len(bad) > 0 {
+		b.scanPolicies(s) // unchanged policies may use a bad set
+	}
 	hits = 0
 	for _, h := range sc.pols {
 		id, p, e := h.id, h.p, h.e
@@ -525,14 +616,20 @@ func (b *builder) validate(s *desired.State) error {
 		}
 		add(s.ValidatePolicy(id))
 	}
-	policyRemoved := hits != len(b.policies)
+	policyRemoved := !sc.polsSkipped && hits != len(b.policies)
 	for name, p := range s.Profiles {
+		if sameProfs && len(bad) == 0 {
+			break
+		}
 		if e := b.profiles[name]; e != nil && sameRules(e.in, p.Inbound) && sameRules(e.out, p.Outbound) && !usesBad(e) {
 			continue
 		}
 		add(s.ValidateProfile(name))
 	}
 	for iface, ep := range s.Endpoints {
+		if sameEps && !policyRemoved {
+			break
+		}
 		if e := b.eps[iface]; e != nil && !policyRemoved && sameEndpoint(e.ep, ep) {
 			continue
 		}

@@ -62,6 +62,49 @@ func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
 		{"kitchen sink", kitchenSink()},
 		{"empty", &desired.State{}},
 	}
+	// States that share the previous state's maps for the collections
+	// that did not change (as calc hands them out), so the builder skips
+	// those collections by identity.
+	ks := kitchenSink()
+	steps = append(steps, struct {
+		name string
+		s    *desired.State
+	}{"kitchen sink (shared from here)", ks})
+	add := func(name string, change func(s *desired.State)) {
+		prev := steps[len(steps)-1].s
+		steps = append(steps, struct {
+			name string
+			s    *desired.State
+		}{name, derive(prev, change)})
+	}
+	add("shared: nothing changed", func(*desired.State) {})
+	add("shared: a set member added", func(s *desired.State) {
+		s.IPSets = maps.Clone(s.IPSets)
+		s.IPSets["s:web"] = addrSet("10.65.0.2", "10.65.0.3", "10.65.0.4")
+	})
+	add("shared: a set's first v6 member", func(s *desired.State) {
+		s.IPSets = maps.Clone(s.IPSets)
+		s.IPSets["s:web"] = addrSet("10.65.0.2", "fd00::2")
+	})
+	add("shared: a set loses its v6 member", func(s *desired.State) {
+		s.IPSets = maps.Clone(s.IPSets)
+		s.IPSets["s:quarantined"] = addrSet("10.65.0.9")
+	})
+	add("shared: log-all's protocol changed", func(s *desired.State) {
+		s.Policies = maps.Clone(s.Policies)
+		s.Policies[logAll] = ks3.Policies[logAll]
+	})
+	add("shared: a profile removed", func(s *desired.State) {
+		s.Profiles = maps.Clone(s.Profiles)
+		delete(s.Profiles, "kns.prod")
+	})
+	add("shared: an endpoint removed", func(s *desired.State) {
+		s.Endpoints = maps.Clone(s.Endpoints)
+		delete(s.Endpoints, "cali12345")
+	})
+	add("shared: config changed", func(s *desired.State) {
+		s.Config.DefaultEndpointToHostAction = desired.EndpointToHostAccept
+	})
 	for _, min := range []int{-1, 1} {
 		t.Run(fmt.Sprintf("IndexMinPolicies=%d", min), func(t *testing.T) {
 			incrementalSteps(t, Config{IndexMinPolicies: min}.withDefaults(), steps)
@@ -101,6 +144,22 @@ func incrementalSteps(t *testing.T, cfg Config, steps []struct {
 	}
 }
 
+// withNewMaps returns a copy of s with copies of its maps (the values are
+// shared), as calc.State hands out a changed collection.
+func withNewMaps(s *desired.State) *desired.State {
+	c := *s
+	c.IPSets, c.Policies, c.Profiles, c.Endpoints = maps.Clone(s.IPSets), maps.Clone(s.Policies), maps.Clone(s.Profiles), maps.Clone(s.Endpoints)
+	return &c
+}
+
+// derive returns a State that shares prev's maps except those change
+// replaces: a collection the builder has seen is skipped by identity.
+func derive(prev *desired.State, change func(s *desired.State)) *desired.State {
+	c := *prev
+	change(&c)
+	return &c
+}
+
 // TestIncrementalValidate checks that the builder's incremental
 // validation catches what a full validation catches when only part of the
 // state changed.
@@ -137,6 +196,7 @@ func TestIncrementalValidate(t *testing.T) {
 			if err := b.validate(s); err != nil {
 				t.Fatalf("unchanged state: %v", err)
 			}
+			s = withNewMaps(s) // a State's maps are not modified after build
 			tt.mutate(s)
 			full := s.Validate()
 			if full == nil {
