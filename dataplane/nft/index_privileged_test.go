@@ -2,6 +2,7 @@ package nft
 
 import (
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -109,5 +110,54 @@ func TestPrivilegedTierIndex(t *testing.T) {
 	// nft itself must still list the ruleset.
 	if out, err := exec.Command("ip", "netns", "exec", l.host.Name(), "nft", "list", "ruleset").CombinedOutput(); err != nil {
 		t.Fatalf("nft list ruleset: %v\n%s", err, out)
+	}
+}
+
+// TestPrivilegedLargeSetsAndMaps programs a selector set of 20,000
+// addresses and a tier index over 1,000 policies (a 2,000-element port
+// map): element lists far beyond one netlink attribute's 64 KiB. Every
+// element must reach the kernel (the client's address sorts last in its
+// set), and Resync must find nothing to repair.
+func TestPrivilegedLargeSetsAndMaps(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, "client", "srv")
+	l.wl["srv"].ServeTCP(10999)
+	s := l.base()
+	big := []desired.Member{desired.AddrMember(l.ip("client"))} // 10.65.0.1
+	for i := range 20000 {
+		big = append(big, desired.AddrMember(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})))
+	}
+	s.IPSets["s:big"] = desired.NewIPSet(desired.Addrs, big...)
+	var ids []desired.PolicyID
+	for i := range 1000 {
+		id := desired.PolicyID{Tier: "default", Name: fmt.Sprintf("p%d", i), Kind: "GlobalNetworkPolicy"}
+		r := allowTCP(uint16(10000 + i))
+		r.Src.IPSetIDs = []string{"s:big"}
+		s.Policies[id] = desired.Policy{Inbound: []desired.Rule{r}}
+		ids = append(ids, id)
+	}
+	s.Endpoints[l.iface("srv")] = ep("srv", l.wl["srv"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: ids}}, "allow")
+	l.apply(s)
+	l.check(probe{"client", "srv", "TCP", 10999, true})
+
+	set := l.nft("list", "set", "inet", "brindle", setName("s:big", desired.Addrs, 4))
+	if n := strings.Count(set, ",") + 1; n != len(big) {
+		t.Errorf("the kernel set holds %d addresses, want %d", n, len(big))
+	}
+	listing := l.nft("list", "table", "inet", "brindle")
+	portMap := regexp.MustCompile(`map (xd-[0-9a-f]+-6) `).FindStringSubmatch(listing)
+	if portMap == nil {
+		t.Fatalf("no TCP port map in:\n%s", listing)
+	}
+	// 1,000 ports and the gaps before, between (none) and after them.
+	if n := strings.Count(l.nft("list", "map", "inet", "brindle", portMap[1]), "goto"); n != 1002 {
+		t.Errorf("the port map holds %d intervals, want 1,002", n)
+	}
+	before := l.dp.Writes()
+	if err := l.dp.Resync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.dp.Writes() - before; got != 0 {
+		t.Errorf("Resync of a correct table sent %d operations", got)
 	}
 }

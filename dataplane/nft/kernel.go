@@ -297,13 +297,42 @@ func (b *batch) addSet(s *setSpec, withElems bool) {
 	case kindPortVmap:
 		set.KeyType, set.Interval, set.IsMap, set.DataType = nftables.TypeInetService, true, true, nftables.TypeVerdict
 	}
-	var els []nftables.SetElement
-	if withElems {
-		els = toKernelElems(s.kind, slices.Collect(maps.Values(s.elems)))
-	}
-	b.fail(b.k.w.AddSet(set, els))
+	b.fail(b.k.w.AddSet(set, nil))
 	b.ops++
 	b.created[s.name] = set
+	if withElems {
+		b.addElems(s, slices.Collect(maps.Values(s.elems)))
+	}
+}
+
+// maxElemBytes bounds the elements of one netlink message. They travel
+// in one nested attribute, whose length field has 16 bits: a longer list
+// wraps it, and the kernel silently takes only the part the wrapped
+// length covers (a 2,000-element map kept 520; a 100,000-member set
+// would lose most of its members). nft itself splits at about a page.
+const maxElemBytes = 32 << 10
+
+// elemChunks splits kernel elements into runs that each fit one message.
+// An interval's end element stays with its start.
+func elemChunks(els []nftables.SetElement) [][]nftables.SetElement {
+	var out [][]nftables.SetElement
+	start, size := 0, 0
+	for i, e := range els {
+		// Attribute headers, flags, key (padded), verdict and chain name.
+		n := 48 + len(e.Key) + len(e.KeyEnd)
+		if e.VerdictData != nil {
+			n += 32 + len(e.VerdictData.Chain)
+		}
+		if size+n > maxElemBytes && i > start && !e.IntervalEnd {
+			out = append(out, els[start:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(els) {
+		out = append(out, els[start:])
+	}
+	return out
 }
 
 func toKernelElems(kind setKind, es []elem) []nftables.SetElement {
@@ -330,19 +359,17 @@ func toKernelElems(kind setKind, es []elem) []nftables.SetElement {
 }
 
 func (b *batch) addElems(s *setSpec, es []elem) {
-	if len(es) == 0 {
-		return
+	for _, c := range elemChunks(toKernelElems(s.kind, es)) {
+		b.fail(b.k.w.SetAddElements(b.nfSet(s), c))
+		b.ops++
 	}
-	b.fail(b.k.w.SetAddElements(b.nfSet(s), toKernelElems(s.kind, es)))
-	b.ops++
 }
 
 func (b *batch) delElems(s *setSpec, es []elem) {
-	if len(es) == 0 {
-		return
+	for _, c := range elemChunks(toKernelElems(s.kind, es)) {
+		b.fail(b.k.w.SetDeleteElements(b.nfSet(s), c))
+		b.ops++
 	}
-	b.fail(b.k.w.SetDeleteElements(b.nfSet(s), toKernelElems(s.kind, es)))
-	b.ops++
 }
 
 func (b *batch) addChain(c *chainSpec) {
