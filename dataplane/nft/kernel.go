@@ -302,8 +302,8 @@ type batch struct {
 	ops int
 	// tableOps counts the operations on each table (tabB, tabA).
 	tableOps [2]int
-	created map[string]*nftables.Set // sets created in this batch
-	err     error
+	created  map[string]*nftables.Set // sets created in this batch
+	err      error
 }
 
 func (b *batch) fail(err error) {
