@@ -41,7 +41,10 @@ type Config struct {
 	// RetainClasses is how many classes per direction no endpoint uses
 	// are kept in the kernel (least recently used beyond that are deleted),
 	// so that a label that flips back only changes the classify table.
-	// Default 64; negative keeps none.
+	// A retained class is not free: the kernel walks its chain (and the
+	// policies it jumps to) whenever it validates the policy table, which
+	// every transaction that adds a rule does. Default 16; negative keeps
+	// none.
 	RetainClasses int
 }
 
@@ -55,7 +58,7 @@ const (
 	// costing a new connection more than the index's two map lookups.
 	DefaultIndexMinPolicies = 8
 	DefaultClassMask        = 0x01ff0000
-	DefaultRetainClasses    = 64
+	DefaultRetainClasses    = 16
 )
 
 // classifySuffix names the classify table: TableName + classifySuffix.
