@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -162,4 +163,31 @@ func TestPrivilegedClassExhaustion(t *testing.T) {
 	// Within the limit again: the next Apply starts over from the kernel.
 	l.apply(classState(l, []desired.PolicyID{allow443}, []desired.PolicyID{allow80}))
 	l.check(probe{"a", "b", "TCP", 80, false}, probe{"a", "b", "TCP", 443, true}, probe{"a", "c", "TCP", 80, true})
+}
+
+// TestPrivilegedUpgradeFromEndpointChains: a host whose table holds the
+// layout before class dispatch (per-endpoint chains reached through an
+// interface map in the policy table; testdata/endpoint-chains-layout.nft
+// is that version's pci.golden) converges on the first Apply.
+func TestPrivilegedUpgradeFromEndpointChains(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, "front", "other", "db")
+	l.wl["db"].ServeTCP(6379)
+	old, err := os.ReadFile("testdata/endpoint-chains-layout.nft")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.nftStdin(string(old))
+	l.apply(pciState(l.ip("front"), l.ip("other"), l.ip("db"), l.iface("front"), l.iface("other"), l.iface("db")))
+	l.check(probe{"front", "db", "TCP", 6379, true}, probe{"other", "db", "TCP", 6379, false})
+	got := l.tables()
+	for _, stale := range []string{"brindle-fw-", "brindle-tw-", "ifname : verdict"} {
+		if strings.Contains(l.nft("list", "table", "inet", "brindle"), stale) {
+			t.Errorf("the policy table still holds %q after the first Apply:\n%s", stale, got)
+		}
+	}
+	before := l.dp.Writes()
+	if err := l.dp.Resync(); err != nil || l.dp.Writes() != before {
+		t.Errorf("Resync after the upgrade: err=%v, %d operations, want none", err, l.dp.Writes()-before)
+	}
 }
