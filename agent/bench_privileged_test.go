@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/brindle-net/brindle/api"
+	"github.com/brindle-net/brindle/dataplane/nft"
 	"github.com/brindle-net/brindle/datastore"
 	"github.com/brindle-net/brindle/datastore/datastoretest"
 	"github.com/brindle-net/brindle/internal/netnstest"
@@ -118,8 +120,16 @@ func newLabelBench(b *testing.B) *labelBench {
 		objs = objs[n:]
 	}
 
+	var nftCfg nft.Config
+	if v := os.Getenv("BRINDLE_BENCH_RETAIN_CLASSES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatalf("BRINDLE_BENCH_RETAIN_CLASSES=%q: want an integer", v)
+		}
+		nftCfg.RetainClasses = n
+	}
 	a, err := New(Config{Hostname: labHost, Datastore: lb.m.Connect(datastore.Config{}), Netns: host.Path(),
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(slog.DiscardHandler), Nft: nftCfg})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -229,6 +239,34 @@ func BenchmarkPrivilegedLabelChange(b *testing.B) {
 // back, so its address leaves one role's selector set and joins the next
 // one's (both in use by active policies); no local endpoint's policies
 // change, only IP set members.
+// BenchmarkPrivilegedLabelChangeSiblingClass: each iteration gives one
+// local endpoint the labels of the next local endpoint (the first time
+// round) or its own labels back (the second time round), so it always
+// moves to a class another endpoint has or recently had: in the
+// nftables dataplane only the classify table changes (dataplane/nft,
+// class.go). Every local endpoint's own labels select a distinct set of
+// policies, so BenchmarkPrivilegedLabelChange (a "flipped" role no other
+// endpoint has) always needs a new class instead.
+func BenchmarkPrivilegedLabelChangeSiblingClass(b *testing.B) {
+	lb := newLabelBench(b)
+	own := make([]map[string]string, len(lb.local))
+	for k, w := range lb.local {
+		own[k] = maps.Clone(w.Labels)
+	}
+	moved := make([]bool, len(lb.local))
+	lb.run(b, func(i int) *api.WorkloadEndpoint {
+		k := i % len(lb.local)
+		w := lb.local[k]
+		if moved[k] {
+			w.Labels = maps.Clone(own[k])
+		} else {
+			w.Labels = maps.Clone(own[(k+1)%len(lb.local)])
+		}
+		moved[k] = !moved[k]
+		return w
+	})
+}
+
 func BenchmarkPrivilegedRemoteLabelChange(b *testing.B) {
 	lb := newLabelBench(b)
 	roles := make([][2]string, len(lb.remote)) // each endpoint's own role and the next one

@@ -113,7 +113,9 @@ func benchFull(b *testing.B, s *desired.State) {
 	var cpu cpuClock
 	for b.Loop() {
 		b.StopTimer()
-		_ = exec.Command("ip", "netns", "exec", ns.Name(), "nft", "delete", "table", "inet", "brindle").Run()
+		for _, t := range []string{"brindle", "brindle" + classifySuffix} {
+			_ = exec.Command("ip", "netns", "exec", ns.Name(), "nft", "delete", "table", "inet", t).Run()
+		}
 		dp, err := New(Config{NetNSFd: int(ns.NsHandle())}, nil)
 		if err != nil {
 			b.Fatal(err)
@@ -212,11 +214,25 @@ func BenchmarkPrivilegedResync5000Policies(b *testing.B) {
 // BenchmarkPrivilegedEndpointPolicyChange5000Policies: with the
 // 5,000-policy ruleset programmed, each iteration takes one policy out of
 // (or puts it back into) one endpoint's policy list in both directions,
-// as a label change does, and Applies the whole state: the endpoint's two
-// chains are rewritten in one transaction.
+// as a label change does, and Applies the whole state. Both policy lists
+// are classes that exist (the one not in use is retained, see class.go):
+// each transaction changes only the classify table.
 func BenchmarkPrivilegedEndpointPolicyChange5000Policies(b *testing.B) {
+	benchEndpointMove(b, Config{}, false)
+}
+
+// BenchmarkPrivilegedEndpointNewClass5000Policies is the same label
+// change with no class retained: each move creates the endpoint's new
+// class (two chains in the policy table, which the kernel validates whole)
+// and deletes the old one.
+func BenchmarkPrivilegedEndpointNewClass5000Policies(b *testing.B) {
+	benchEndpointMove(b, Config{RetainClasses: -1}, true)
+}
+
+func benchEndpointMove(b *testing.B, cfg Config, newClass bool) {
 	ns := netnstest.NewNS(b, "nftbench")
-	dp, err := New(Config{NetNSFd: int(ns.NsHandle())}, nil)
+	cfg.NetNSFd = int(ns.NsHandle())
+	dp, err := New(cfg, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -231,11 +247,8 @@ func BenchmarkPrivilegedEndpointPolicyChange5000Policies(b *testing.B) {
 	less.Tiers = []desired.TierPolicies{full.Tiers[0]}
 	less.Tiers[0].IngressPolicies = full.Tiers[0].IngressPolicies[1:]
 	less.Tiers[0].EgressPolicies = full.Tiers[0].EgressPolicies[1:]
-	b.ReportAllocs()
 	i := 0
-	var cpu cpuClock
-	cpu.resume()
-	for b.Loop() {
+	step := func() {
 		n := *s
 		n.Endpoints = maps.Clone(s.Endpoints)
 		if i%2 == 0 {
@@ -248,7 +261,28 @@ func BenchmarkPrivilegedEndpointPolicyChange5000Policies(b *testing.B) {
 		if err := dp.Apply(s); err != nil {
 			b.Fatal(err)
 		}
+		if wrote := dp.lastOps[tabB] > 0; wrote != newClass {
+			b.Fatalf("move %d: %d operations on the policy table, %d on the classify table", i, dp.lastOps[tabB], dp.lastOps[tabA])
+		}
+	}
+	if !newClass {
+		// Both classes exist before timing starts.
+		s.Endpoints[iface] = less
+		if err := dp.Apply(s); err != nil {
+			b.Fatal(err)
+		}
+		s.Endpoints[iface] = full
+		if err := dp.Apply(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	var cpu cpuClock
+	cpu.resume()
+	for b.Loop() {
+		step()
 	}
 	cpu.pause()
 	cpu.report(b)
+	b.ReportMetric(float64(dp.lastOps[tabA]+dp.lastOps[tabB]), "nft-ops/txn")
 }

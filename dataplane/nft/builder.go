@@ -127,6 +127,22 @@ func (b *rb) vmap(in bool, set string) {
 		&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: set})
 }
 
+// markVmap dispatches through a verdict map keyed by the mark's class bits.
+func (b *rb) markVmap(mask uint32, set string) {
+	b.add(fmt.Sprintf("meta mark & %#08x vmap @%s", mask, set), meta(expr.MetaKeyMARK),
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(mask), Xor: make([]byte, 4)},
+		&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: set})
+}
+
+// markClass writes value v into the mark bits mask, keeping the others.
+func (b *rb) markClass(mask, v uint32) {
+	b.add(fmt.Sprintf("meta mark set meta mark & %#08x | %#08x", ^mask, v), meta(expr.MetaKeyMARK),
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(^mask), Xor: binaryutil.NativeEndian.PutUint32(v)},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1})
+}
+
 // l4protoVmap dispatches through an interval verdict map keyed by the
 // transport protocol.
 func (b *rb) l4protoVmap(set string) {

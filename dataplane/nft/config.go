@@ -7,7 +7,8 @@ import (
 
 // Config configures a Dataplane. The zero value is usable: defaults fill in.
 type Config struct {
-	// TableName is our table's name (family inet). Default "brindle".
+	// TableName is our policy table's name (family inet). Default
+	// "brindle". The classify table is TableName + "-classify".
 	TableName string
 	// PassMark is the packet-mark bit a policy chain sets to say "Pass"
 	// (leave the tier) to the endpoint chain. It must be a single bit.
@@ -30,6 +31,21 @@ type Config struct {
 	// (see the package documentation). Default 8; 1 indexes every tier
 	// (tests use it to exercise the index); negative disables indexing.
 	IndexMinPolicies int
+	// ClassMask is the packet-mark bits Brindle writes an endpoint's class
+	// id into (see the package documentation): a contiguous run of bits,
+	// not overlapping PassMark. It bounds the number of distinct classes
+	// per direction to ClassMask>>shift (default 0x01ff0000: 511). The
+	// class bits stay set on the packet after our chains (Calico's
+	// iptablesMarkMask contract: these bits are the policy engine's).
+	ClassMask uint32
+	// RetainClasses is how many classes per direction no endpoint uses
+	// are kept in the kernel (least recently used beyond that are deleted),
+	// so that a label that flips back only changes the classify table.
+	// A retained class is not free: the kernel walks its chain (and the
+	// policies it jumps to) whenever it validates the policy table, which
+	// every transaction that adds a rule does. Default 16; negative keeps
+	// none.
+	RetainClasses int
 }
 
 // Defaults for Config.
@@ -41,7 +57,12 @@ const (
 	// DefaultIndexMinPolicies is where a direct jump per policy starts
 	// costing a new connection more than the index's two map lookups.
 	DefaultIndexMinPolicies = 8
+	DefaultClassMask        = 0x01ff0000
+	DefaultRetainClasses    = 16
 )
+
+// classifySuffix names the classify table: TableName + classifySuffix.
+const classifySuffix = "-classify"
 
 func (c Config) withDefaults() Config {
 	if c.TableName == "" {
@@ -59,6 +80,12 @@ func (c Config) withDefaults() Config {
 	if c.IndexMinPolicies == 0 {
 		c.IndexMinPolicies = DefaultIndexMinPolicies
 	}
+	if c.ClassMask == 0 {
+		c.ClassMask = DefaultClassMask
+	}
+	if c.RetainClasses == 0 {
+		c.RetainClasses = DefaultRetainClasses
+	}
 	return c
 }
 
@@ -70,8 +97,14 @@ func (c Config) Validate() error {
 	if !single(c.PassMark) {
 		errs = append(errs, fmt.Errorf("PassMark %#x is not a single bit", c.PassMark))
 	}
-	if len(c.TableName) > 64 {
-		errs = append(errs, fmt.Errorf("TableName %q is longer than 64 bytes", c.TableName))
+	if max := 64 - len(classifySuffix); len(c.TableName) > max {
+		errs = append(errs, fmt.Errorf("TableName %q is longer than %d bytes (%q is appended for the classify table)", c.TableName, max, classifySuffix))
+	}
+	if low := c.ClassMask & -c.ClassMask; c.ClassMask&(c.ClassMask+low) != 0 {
+		errs = append(errs, fmt.Errorf("ClassMask %#08x is not a contiguous run of bits", c.ClassMask))
+	}
+	if c.ClassMask&c.PassMark != 0 {
+		errs = append(errs, fmt.Errorf("ClassMask %#08x overlaps PassMark %#08x", c.ClassMask, c.PassMark))
 	}
 	if len(c.LogPrefix) > 127 {
 		errs = append(errs, errors.New("LogPrefix is longer than 127 bytes"))

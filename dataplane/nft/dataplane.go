@@ -27,6 +27,9 @@ type Dataplane struct {
 	synced       bool
 	writes       uint64
 	transactions uint64
+	// lastOps counts the last committed transaction's operations per
+	// table (tabB, tabA).
+	lastOps [2]int
 }
 
 // New returns a Dataplane. It touches nothing in the kernel: the first
@@ -66,7 +69,15 @@ func (d *Dataplane) Apply(s *desired.State) error {
 	if err := d.b.validate(s); err != nil {
 		return fmt.Errorf("desired state: %w", err)
 	}
-	want := d.b.build(s)
+	want, err := d.b.build(s)
+	if err != nil {
+		// The builder is half updated: start over from the kernel on the
+		// next Apply. The kernel still holds the last state applied.
+		d.b = newBuilder(d.cfg)
+		d.want = nil
+		d.synced = false
+		return fmt.Errorf("desired state: %w", err)
+	}
 	d.want = want
 	if !d.synced {
 		return d.sync()
@@ -115,12 +126,12 @@ func (d *Dataplane) Dump() string {
 
 // sync reads the kernel back and plans the full difference to d.want.
 func (d *Dataplane) sync() error {
-	have, err := d.k.read()
+	have, present, err := d.k.read()
 	if err != nil {
 		d.synced = false
-		return fmt.Errorf("read nftables table %s: %w", d.cfg.TableName, err)
+		return fmt.Errorf("read nftables tables %s and %s: %w", d.cfg.TableName, d.cfg.TableName+classifySuffix, err)
 	}
-	return d.commit(d.k.planFull(d.want, have))
+	return d.commit(d.k.planFull(d.want, have, present))
 }
 
 // commit sends a planned transaction. On failure the kernel is unchanged
@@ -141,10 +152,12 @@ func (d *Dataplane) commit(b *batch) error {
 		return err
 	}
 	d.writes += uint64(b.ops)
+	d.lastOps = b.tableOps
 	d.transactions++
 	d.synced = true
 	if d.log != nil {
-		d.log.Debug("nftables transaction", "operations", b.ops)
+		d.log.Debug("nftables transaction", "operations", b.ops,
+			"policy table operations", b.tableOps[tabB], "classify table operations", b.tableOps[tabA])
 	}
 	return nil
 }

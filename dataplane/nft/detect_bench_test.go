@@ -16,7 +16,9 @@ func BenchmarkChangeDetection5000Policies(b *testing.B) {
 	if err := bl.validate(s); err != nil {
 		b.Fatal(err)
 	}
-	bl.build(s)
+	if _, err := bl.build(s); err != nil {
+		b.Fatal(err)
+	}
 	const id = "s:bench-selector-42"
 	extra := desired.AddrMember(netip.MustParseAddr("10.250.0.1"))
 	b.ReportAllocs()
@@ -33,7 +35,9 @@ func BenchmarkChangeDetection5000Policies(b *testing.B) {
 		if err := bl.validate(s); err != nil {
 			b.Fatal(err)
 		}
-		bl.build(s)
+		if _, err := bl.build(s); err != nil {
+			b.Fatal(err)
+		}
 		if len(bl.dSets) != 1 || len(bl.dChains) != 0 {
 			b.Fatalf("change recorded %d sets, %d chains; want 1, 0", len(bl.dSets), len(bl.dChains))
 		}

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -31,6 +32,7 @@ type builder struct {
 	profiles map[string]*rulesEntry
 	eps      map[string]*epEntry
 	indexes  map[string]*indexEntry // tier indexes by hash
+	cls      classes
 	statics  *staticEntry
 	// refs counts the chains' uses of each kernel set; a set is in the
 	// model while its count is positive.
@@ -178,9 +180,8 @@ type rulesEntry struct {
 type epEntry struct {
 	ep          desired.Endpoint
 	haveProfile []bool
-	chains      [2]*chainSpec // tw (ingress), fw (egress)
-	vmap        [2]elem       // to-wl, from-wl
-	idx         []*indexEntry // tier indexes its chains jump to
+	classes     [2]*classEntry // ingress, egress
+	vmap        [2]elem        // the classify table's to-wl, from-wl
 	gen         uint64
 }
 
@@ -199,9 +200,12 @@ func newBuilder(cfg Config) *builder {
 		eps:      map[string]*epEntry{},
 		indexes:  map[string]*indexEntry{},
 		refs:     map[setUse]int{},
+		cls:      newClasses(),
 	}
-	b.m.sets[mapToWL] = &setSpec{name: mapToWL, kind: kindVmap, comment: "ingress dispatch by oifname", elems: map[string]elem{}}
-	b.m.sets[mapFromWL] = &setSpec{name: mapFromWL, kind: kindVmap, comment: "egress dispatch by iifname", elems: map[string]elem{}}
+	b.m.sets[mapToWL] = &setSpec{name: mapToWL, kind: kindVmap, comment: "ingress class by oifname", elems: map[string]elem{}}
+	b.m.sets[mapFromWL] = &setSpec{name: mapFromWL, kind: kindVmap, comment: "egress class by iifname", elems: map[string]elem{}}
+	b.m.sets[mapToClass] = &setSpec{name: mapToClass, kind: kindMarkVmap, comment: "ingress dispatch by class", elems: map[string]elem{}}
+	b.m.sets[mapFromClass] = &setSpec{name: mapFromClass, kind: kindMarkVmap, comment: "egress dispatch by class", elems: map[string]elem{}}
 	return b
 }
 
@@ -298,8 +302,10 @@ func (b *builder) vmap(name string) *setSpec {
 }
 
 // build updates the model to state s (which must be valid) and returns
-// it; b.dSets and b.dChains then hold what changed.
-func (b *builder) build(s *desired.State) *model {
+// it; b.dSets and b.dChains then hold what changed. It fails only when the
+// endpoints need more classes than Config.ClassMask can number; the
+// builder is then unusable (start a new one).
+func (b *builder) build(s *desired.State) (*model, error) {
 	b.gen++
 	b.dSets, b.dChains = map[string]*setSpec{}, map[string]*chainSpec{}
 	b.changed = map[string]bool{}
@@ -418,10 +424,28 @@ func (b *builder) build(s *desired.State) *model {
 		}
 	}
 
-	// 4. Endpoints and the verdict maps that dispatch to them. An
+	// 4. Endpoints: each direction's chain becomes a class (class.go),
+	// and the classify table's maps send the interface to it. An
 	// endpoint's chains depend on it, on which of its profiles exist and
 	// on its policies' footprints (tier indexes).
 	walkEps := !sameEps || !sameProfs || len(b.fpChanged) > 0
+	setElem := func(set string, old *elem, n elem) {
+		if old != nil && old.mapKey() == n.mapKey() {
+			return
+		}
+		m := b.vmap(set)
+		if old != nil {
+			delete(m.elems, old.mapKey())
+		}
+		m.elems[n.mapKey()] = n
+	}
+	// Changed endpoints are handled in interface order, so that class ids
+	// (allocated lowest first) do not depend on map order.
+	type epChange struct {
+		iface string
+		have  []bool
+	}
+	var changed []epChange
 	for iface, ep := range s.Endpoints {
 		if !walkEps {
 			break
@@ -435,20 +459,30 @@ func (b *builder) build(s *desired.State) *model {
 			e.ep, e.gen = ep, b.gen
 			continue
 		}
+		changed = append(changed, epChange{iface, have})
+	}
+	slices.SortFunc(changed, func(x, y epChange) int { return strings.Compare(x.iface, y.iface) })
+	for _, ch := range changed {
+		iface, have, ep, e := ch.iface, ch.have, s.Endpoints[ch.iface], b.eps[ch.iface]
 		n := &epEntry{ep: ep, haveProfile: have, gen: b.gen}
-		n.chains[0] = b.endpointChain(iface, ep, have, true, &n.idx)
-		n.chains[1] = b.endpointChain(iface, ep, have, false, &n.idx)
+		for i, ingress := range []bool{true, false} {
+			var used []*indexEntry
+			c := b.endpointChain(ep, have, ingress, &used)
+			cl, err := b.acquireClass(c, used, ingress)
+			if err != nil {
+				return nil, fmt.Errorf("endpoint %s: %w", iface, err)
+			}
+			n.classes[i] = cl
+			n.vmap[i] = elem{key: ifnameKey(iface), jump: objName(cl.setter.name)}
+		}
+		var old [2]*elem
 		if e != nil {
-			b.release(e.idx) // after the new chains took their uses
+			b.releaseClass(e.classes[0]) // after the new classes took their uses
+			b.releaseClass(e.classes[1])
+			old = [2]*elem{&e.vmap[0], &e.vmap[1]}
 		}
-		n.vmap[0] = elem{key: ifnameKey(iface), jump: n.chains[0].name}
-		n.vmap[1] = elem{key: ifnameKey(iface), jump: n.chains[1].name}
-		b.putChain(n.chains[0])
-		b.putChain(n.chains[1])
-		if e == nil || e.vmap[0].mapKey() != n.vmap[0].mapKey() {
-			b.vmap(mapToWL).elems[n.vmap[0].mapKey()] = n.vmap[0]
-			b.vmap(mapFromWL).elems[n.vmap[1].mapKey()] = n.vmap[1]
-		}
+		setElem(mapToWL, old[0], n.vmap[0])
+		setElem(mapFromWL, old[1], n.vmap[1])
 		b.eps[iface] = n
 	}
 	for iface, e := range b.eps {
@@ -456,14 +490,14 @@ func (b *builder) build(s *desired.State) *model {
 			break
 		}
 		if e.gen != b.gen {
-			b.release(e.idx)
-			b.dropChain(e.chains[0].name)
-			b.dropChain(e.chains[1].name)
+			b.releaseClass(e.classes[0])
+			b.releaseClass(e.classes[1])
 			delete(b.vmap(mapToWL).elems, e.vmap[0].mapKey())
 			delete(b.vmap(mapFromWL).elems, e.vmap[1].mapKey())
 			delete(b.eps, iface)
 		}
 	}
+	b.trimClasses()
 
 	// 5. Base and dispatch chains.
 	if b.statics == nil || !b.statics.cfg.Equal(s.Config) {
@@ -472,7 +506,7 @@ func (b *builder) build(s *desired.State) *model {
 			b.putChain(c)
 		}
 	}
-	return b.m
+	return b.m, nil
 }
 
 // footprintChanged reports whether a policy of ep whose footprint changed

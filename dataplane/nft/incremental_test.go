@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/brindle-net/brindle/desired"
@@ -122,9 +123,16 @@ func incrementalSteps(t *testing.T, cfg Config, steps []struct {
 			t.Fatalf("%s: %v", st.name, err)
 		}
 		prevSets, prevChains := maps.Clone(b.m.sets), maps.Clone(b.m.chains)
-		m := b.build(st.s)
-		fresh := newBuilder(cfg).build(st.s)
-		if diff := cmp.Diff(fresh.render("brindle"), m.render("brindle")); diff != "" {
+		m, err := b.build(st.s)
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		fb := newBuilder(cfg)
+		fresh, err := fb.build(st.s)
+		if err != nil {
+			t.Fatalf("%s: fresh: %v", st.name, err)
+		}
+		if diff := cmp.Diff(classView(fb, fresh), classView(b, m)); diff != "" {
 			t.Fatalf("%s: incremental model differs from a fresh build (-fresh +incremental):\n%s", st.name, diff)
 		}
 		for _, n := range unionKeys(prevSets, m.sets) {
@@ -192,7 +200,9 @@ func TestIncrementalValidate(t *testing.T) {
 			if err := b.validate(s); err != nil {
 				t.Fatal(err)
 			}
-			b.build(s)
+			if _, err := b.build(s); err != nil {
+				t.Fatal(err)
+			}
 			if err := b.validate(s); err != nil {
 				t.Fatalf("unchanged state: %v", err)
 			}
@@ -207,4 +217,61 @@ func TestIncrementalValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// classView renders what a model means independently of class ids and of
+// the classes and tier indexes retained for reuse: the model without
+// them, then each endpoint's class chain per direction. It also checks
+// that the model and the builder's class bookkeeping agree.
+func classView(b *builder, m *model) string {
+	var out strings.Builder
+	var problems []string
+	classy := func(name string) bool {
+		n := objName(name)
+		return strings.HasPrefix(n, prefix+"fc-") || strings.HasPrefix(n, prefix+"tc-") ||
+			strings.HasPrefix(n, prefix+"mark-") || strings.HasPrefix(n, prefix+"x") ||
+			strings.HasPrefix(n, "xp-") || strings.HasPrefix(n, "xd-") ||
+			name == mapFromWL || name == mapToWL || name == mapFromClass || name == mapToClass
+	}
+	rest := &model{sets: map[string]*setSpec{}, chains: map[string]*chainSpec{}}
+	for k, v := range m.sets {
+		if !classy(k) {
+			rest.sets[k] = v
+		}
+	}
+	for k, v := range m.chains {
+		if !classy(k) {
+			rest.chains[k] = v
+		}
+	}
+	out.WriteString(rest.render("brindle"))
+	for _, e := range b.cls.byHash {
+		if m.chains[e.chain.name] != e.chain || m.chains[e.setter.name] != e.setter {
+			problems = append(problems, "class "+e.chain.name+" is not in the model")
+		}
+		if _, ok := m.sets[classMap(e.ingress)].elems[e.elem.mapKey()]; !ok {
+			problems = append(problems, "class "+e.chain.name+" has no class map element")
+		}
+	}
+	for _, iface := range slices.Sorted(maps.Keys(b.eps)) {
+		e := b.eps[iface]
+		for i, set := range []string{mapToWL, mapFromWL} {
+			if _, ok := m.sets[set].elems[e.vmap[i].mapKey()]; !ok {
+				problems = append(problems, iface+": no classify element")
+			}
+			fmt.Fprintf(&out, "%s %s:", iface, set)
+			for _, r := range e.classes[i].chain.rules {
+				out.WriteString(" " + r.text)
+			}
+			out.WriteString("\n")
+		}
+	}
+	for _, set := range []string{mapToWL, mapFromWL} {
+		if len(m.sets[set].elems) != len(b.eps) {
+			problems = append(problems, fmt.Sprintf("%s has %d elements for %d endpoints", set, len(m.sets[set].elems), len(b.eps)))
+		}
+	}
+	slices.Sort(problems)
+	out.WriteString(strings.Join(problems, "\n"))
+	return out.String()
 }

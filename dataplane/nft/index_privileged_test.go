@@ -17,10 +17,10 @@ import (
 // lists the index (text and JSON), that Resync repairs a flushed index
 // map, that a policy's port change builds a new index and removes the
 // old one, and that nothing of the index is left once no endpoint uses
-// it.
+// it (with no unused class retained: a retained class keeps its index).
 func TestPrivilegedTierIndex(t *testing.T) {
 	t.Parallel()
-	l := newLab(t, "client", "srv")
+	l := newLabWith(t, false, Config{RetainClasses: -1}, "client", "srv")
 	srv := l.wl["srv"]
 	for _, p := range []uint16{80, 81, 8080, 9000} {
 		srv.ServeTCP(p)

@@ -135,7 +135,7 @@ func TestTierIndexVisitsExactlyThePoliciesThatCanMatch(t *testing.T) {
 				t.Fatalf("seed %d: chain %s left after release", seed, name)
 			}
 		}
-		if len(b.m.sets) != 2 || len(b.indexes) != 0 {
+		if len(b.m.sets) != 4 || len(b.indexes) != 0 { // the 4 fixed maps
 			t.Fatalf("seed %d: %d sets, %d indexes left after release", seed, len(b.m.sets), len(b.indexes))
 		}
 	}

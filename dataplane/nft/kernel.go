@@ -15,14 +15,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// kernel reads our table back and writes transactions. It holds one
+// kernel reads our two tables back and writes transactions. It holds one
 // lasting netlink connection.
 type kernel struct {
-	conn  *nftables.Conn // reads
-	w     *nftables.Conn // builds write batches, delivered by send
-	send  *sender
-	table *nftables.Table
+	conn *nftables.Conn // reads
+	w    *nftables.Conn // builds write batches, delivered by send
+	send *sender
+	// tables are the policy table (B) and the classify table (A).
+	tables [2]*nftables.Table
 }
+
+// Indexes of kernel.tables.
+const (
+	tabB = 0
+	tabA = 1
+)
+
+// tabOf returns the index of the table a model key belongs to.
+func tabOf(key string) int {
+	if inA(key) {
+		return tabA
+	}
+	return tabB
+}
+
+func (k *kernel) tableOf(key string) *nftables.Table { return k.tables[tabOf(key)] }
 
 func newKernel(cfg Config) (*kernel, error) {
 	opts := []nftables.ConnOption{
@@ -47,59 +64,84 @@ func newKernel(cfg Config) (*kernel, error) {
 		_ = s.close()
 		return nil, err
 	}
-	return &kernel{conn: conn, w: w, send: s,
-		table: &nftables.Table{Name: cfg.TableName, Family: nftables.TableFamilyINet}}, nil
+	return &kernel{conn: conn, w: w, send: s, tables: [2]*nftables.Table{
+		{Name: cfg.TableName, Family: nftables.TableFamilyINet},
+		{Name: cfg.TableName + classifySuffix, Family: nftables.TableFamilyINet},
+	}}, nil
 }
 
 func (k *kernel) close() error { return errors.Join(k.conn.CloseLasting(), k.send.close()) }
 
-// read returns our table as a model, or nil when the table does not exist.
-func (k *kernel) read() (*model, error) {
+// read returns our tables as one model (see inA), and which of them
+// exist.
+func (k *kernel) read() (*model, [2]bool, error) {
+	var present [2]bool
 	tables, err := k.conn.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
-		return nil, fmt.Errorf("list tables: %w", err)
-	}
-	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == k.table.Name }) {
-		return nil, nil
+		return nil, present, fmt.Errorf("list tables: %w", err)
 	}
 	m := &model{sets: map[string]*setSpec{}, chains: map[string]*chainSpec{}}
-	sets, err := k.conn.GetSets(k.table)
+	for i, t := range k.tables {
+		present[i] = slices.ContainsFunc(tables, func(x *nftables.Table) bool { return x.Name == t.Name })
+	}
+	if !present[tabA] && !present[tabB] {
+		return m, present, nil
+	}
+	chains, err := k.conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
-		return nil, fmt.Errorf("list sets: %w", err)
+		return nil, present, fmt.Errorf("list chains: %w", err)
+	}
+	for i, t := range k.tables {
+		if !present[i] {
+			continue
+		}
+		pfx := ""
+		if i == tabA {
+			pfx = keyA
+		}
+		if err := k.readTable(m, t, pfx, chains); err != nil {
+			return nil, present, fmt.Errorf("table %s: %w", t.Name, err)
+		}
+	}
+	return m, present, nil
+}
+
+// readTable adds one table's sets, chains and rules to m, keyed by pfx
+// and their names.
+func (k *kernel) readTable(m *model, t *nftables.Table, pfx string, chains []*nftables.Chain) error {
+	sets, err := k.conn.GetSets(t)
+	if err != nil {
+		return fmt.Errorf("list sets: %w", err)
 	}
 	for _, s := range sets {
 		if s.Anonymous {
 			continue
 		}
-		s.Table = k.table
-		spec := &setSpec{name: s.Name, kind: kindOf(s), elems: map[string]elem{}}
+		s.Table = t
+		spec := &setSpec{name: pfx + s.Name, kind: kindOf(s), elems: map[string]elem{}}
 		els, err := k.conn.GetSetElements(s)
 		if err != nil {
-			return nil, fmt.Errorf("list elements of set %s: %w", s.Name, err)
+			return fmt.Errorf("list elements of set %s: %w", s.Name, err)
 		}
 		for _, e := range elemsFromKernel(spec.kind, els) {
 			spec.elems[e.mapKey()] = e
 		}
-		m.sets[s.Name] = spec
-	}
-	chains, err := k.conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return nil, fmt.Errorf("list chains: %w", err)
+		m.sets[spec.name] = spec
 	}
 	for _, c := range chains {
-		if c.Table.Name != k.table.Name {
+		if c.Table.Name != t.Name {
 			continue
 		}
-		m.chains[c.Name] = &chainSpec{name: c.Name, hook: hookOf(c)}
+		m.chains[pfx+c.Name] = &chainSpec{name: pfx + c.Name, hook: hookOf(c)}
 	}
 	// One dump of every rule in the table, in chain order; only the chain
 	// and the userdata comment are decoded.
-	rules, err := k.send.dumpRules(k.table)
+	rules, err := k.send.dumpRules(t)
 	if err != nil {
-		return nil, fmt.Errorf("list rules: %w", err)
+		return fmt.Errorf("list rules: %w", err)
 	}
 	for _, r := range rules {
-		c := m.chains[r.chain]
+		c := m.chains[pfx+r.chain]
 		if c == nil {
 			continue // a chain created between the two dumps: next resync
 		}
@@ -107,7 +149,7 @@ func (k *kernel) read() (*model, error) {
 		id, _, _ = strings.Cut(id, " ")
 		c.rules = append(c.rules, &ruleSpec{id: id})
 	}
-	return m, nil
+	return nil
 }
 
 // hookUnknown marks a base chain that is not one we would create.
@@ -117,7 +159,7 @@ func hookOf(c *nftables.Chain) hook {
 	if c.Hooknum == nil {
 		return hookNone
 	}
-	for _, h := range []hook{hookPreroutingEgress, hookForwardIngress, hookInputHost} {
+	for _, h := range []hook{hookPreroutingEgress, hookForwardIngress, hookInputHost, hookPreroutingClassify, hookForwardClassify} {
 		num, prio := h.attach()
 		if *c.Hooknum == *num && c.Priority != nil && *c.Priority == prio &&
 			c.Type == nftables.ChainTypeFilter && (c.Policy == nil || *c.Policy == nftables.ChainPolicyAccept) {
@@ -136,6 +178,10 @@ func (h hook) attach() (*nftables.ChainHook, nftables.ChainPriority) {
 		return nftables.ChainHookForward, *nftables.ChainPriorityFilter + 1
 	case hookInputHost:
 		return nftables.ChainHookInput, *nftables.ChainPriorityFilter + 1
+	case hookPreroutingClassify:
+		return nftables.ChainHookPrerouting, *nftables.ChainPriorityFilter - 1
+	case hookForwardClassify:
+		return nftables.ChainHookForward, *nftables.ChainPriorityFilter
 	}
 	return nil, 0
 }
@@ -148,6 +194,8 @@ func kindOf(s *nftables.Set) setKind {
 	// google/nftables reports a verdict map's key type as "verdict" (it
 	// overwrites the key type with the data type), so our maps are told
 	// apart by their interval flag and name.
+	case s.IsMap && !s.Interval && (s.Name == mapFromClass || s.Name == mapToClass):
+		return kindMarkVmap
 	case s.IsMap && !s.Interval:
 		return kindVmap
 	case s.IsMap && strings.HasPrefix(s.Name, "xp-"):
@@ -179,7 +227,7 @@ func kindOf(s *nftables.Set) setKind {
 func elemsFromKernel(kind setKind, els []nftables.SetElement) []elem {
 	var out []elem
 	switch kind {
-	case kindVmap:
+	case kindVmap, kindMarkVmap:
 		for _, e := range els {
 			out = append(out, elem{key: e.Key, jump: verdictChain(e.Val)})
 		}
@@ -250,10 +298,12 @@ func verdictChain(b []byte) string {
 // refer to named sets by name, which the kernel resolves against the
 // transaction's own additions too.
 type batch struct {
-	k       *kernel
-	ops     int
-	created map[string]*nftables.Set // sets created in this batch
-	err     error
+	k   *kernel
+	ops int
+	// tableOps counts the operations on each table (tabB, tabA).
+	tableOps [2]int
+	created  map[string]*nftables.Set // sets created in this batch
+	err      error
 }
 
 func (b *batch) fail(err error) {
@@ -262,19 +312,25 @@ func (b *batch) fail(err error) {
 	}
 }
 
+// op counts one operation on the table of model key key.
+func (b *batch) op(key string) {
+	b.ops++
+	b.tableOps[tabOf(key)]++
+}
+
 func (b *batch) nfSet(s *setSpec) *nftables.Set {
 	if c := b.created[s.name]; c != nil {
 		return c
 	}
-	return &nftables.Set{Table: b.k.table, Name: s.name}
+	return &nftables.Set{Table: b.k.tableOf(s.name), Name: objName(s.name)}
 }
 
-func (b *batch) nfChain(name string) *nftables.Chain {
-	return &nftables.Chain{Table: b.k.table, Name: name}
+func (b *batch) nfChain(key string) *nftables.Chain {
+	return &nftables.Chain{Table: b.k.tableOf(key), Name: objName(key)}
 }
 
 func (b *batch) addSet(s *setSpec, withElems bool) {
-	set := &nftables.Set{Table: b.k.table, Name: s.name, Comment: s.comment}
+	set := &nftables.Set{Table: b.k.tableOf(s.name), Name: objName(s.name), Comment: s.comment}
 	switch s.kind {
 	case kindAddr4:
 		set.KeyType = nftables.TypeIPAddr
@@ -292,13 +348,15 @@ func (b *batch) addSet(s *setSpec, withElems bool) {
 		set.Concatenation = true
 	case kindVmap:
 		set.KeyType, set.IsMap, set.DataType = nftables.TypeIFName, true, nftables.TypeVerdict
+	case kindMarkVmap:
+		set.KeyType, set.IsMap, set.DataType = nftables.TypeMark, true, nftables.TypeVerdict
 	case kindProtoVmap:
 		set.KeyType, set.Interval, set.IsMap, set.DataType = nftables.TypeInetProto, true, true, nftables.TypeVerdict
 	case kindPortVmap:
 		set.KeyType, set.Interval, set.IsMap, set.DataType = nftables.TypeInetService, true, true, nftables.TypeVerdict
 	}
 	b.fail(b.k.w.AddSet(set, nil))
-	b.ops++
+	b.op(s.name)
 	b.created[s.name] = set
 	if withElems {
 		b.addElems(s, slices.Collect(maps.Values(s.elems)))
@@ -361,19 +419,19 @@ func toKernelElems(kind setKind, es []elem) []nftables.SetElement {
 func (b *batch) addElems(s *setSpec, es []elem) {
 	for _, c := range elemChunks(toKernelElems(s.kind, es)) {
 		b.fail(b.k.w.SetAddElements(b.nfSet(s), c))
-		b.ops++
+		b.op(s.name)
 	}
 }
 
 func (b *batch) delElems(s *setSpec, es []elem) {
 	for _, c := range elemChunks(toKernelElems(s.kind, es)) {
 		b.fail(b.k.w.SetDeleteElements(b.nfSet(s), c))
-		b.ops++
+		b.op(s.name)
 	}
 }
 
 func (b *batch) addChain(c *chainSpec) {
-	ch := &nftables.Chain{Table: b.k.table, Name: c.name}
+	ch := b.nfChain(c.name)
 	if c.hook != hookNone {
 		num, prio := c.hook.attach()
 		ch.Type, ch.Hooknum, ch.Priority = nftables.ChainTypeFilter, num, &prio
@@ -381,65 +439,68 @@ func (b *batch) addChain(c *chainSpec) {
 		ch.Policy = &p
 	}
 	b.k.w.AddChain(ch)
-	b.ops++
+	b.op(c.name)
 }
 
 func (b *batch) addRule(chain string, r *ruleSpec) {
 	exprs := r.exprs
+	t := b.k.tableOf(chain)
 	if len(r.anon) > 0 {
 		exprs = slices.Clone(exprs)
 		for _, a := range r.anon {
-			set := &nftables.Set{Table: b.k.table, Anonymous: true, Constant: true, Interval: true,
+			set := &nftables.Set{Table: t, Anonymous: true, Constant: true, Interval: true,
 				KeyType: nftables.TypeInetService}
 			if a.keyType != nil {
 				set.KeyType, set.Interval = *a.keyType, false
 			}
 			b.fail(b.k.w.AddSet(set, a.elems))
-			b.ops++
+			b.op(chain)
 			l := *exprs[a.lookup].(*expr.Lookup)
 			l.SetName, l.SetID = set.Name, set.ID
 			exprs[a.lookup] = &l
 		}
 	}
-	b.k.w.AddRule(&nftables.Rule{Table: b.k.table, Chain: b.nfChain(chain), Exprs: exprs,
+	b.k.w.AddRule(&nftables.Rule{Table: t, Chain: b.nfChain(chain), Exprs: exprs,
 		UserData: userdata.AppendString(nil, userdata.TypeComment, r.userdataComment())})
-	b.ops++
+	b.op(chain)
 }
 
-func (b *batch) flushChain(name string) {
-	b.k.w.FlushChain(b.nfChain(name))
-	b.ops++
+func (b *batch) flushChain(key string) {
+	b.k.w.FlushChain(b.nfChain(key))
+	b.op(key)
 }
 
-func (b *batch) delChain(name string) {
-	b.k.w.DelChain(b.nfChain(name))
-	b.ops++
+func (b *batch) delChain(key string) {
+	b.k.w.DelChain(b.nfChain(key))
+	b.op(key)
 }
 
-func (b *batch) delSet(name string) {
-	b.k.w.DelSet(&nftables.Set{Table: b.k.table, Name: name})
-	b.ops++
+func (b *batch) delSet(key string) {
+	b.k.w.DelSet(&nftables.Set{Table: b.k.tableOf(key), Name: objName(key)})
+	b.op(key)
 }
 
-// planFull queues the transaction that turns have (read from the kernel;
-// nil when the table does not exist) into want.
-func (k *kernel) planFull(want, have *model) *batch {
+// planFull queues the transaction that turns have (read from the kernel,
+// with present saying which of our tables exist) into want.
+func (k *kernel) planFull(want, have *model, present [2]bool) *batch {
 	b := &batch{k: k, created: map[string]*nftables.Set{}}
-	if have == nil {
-		k.w.AddTable(k.table)
-		b.ops++
-		have = &model{sets: map[string]*setSpec{}, chains: map[string]*chainSpec{}}
+	for i, t := range k.tables {
+		if !present[i] {
+			k.w.AddTable(t)
+			b.ops++
+			b.tableOps[i]++
+		}
 	}
 	// A set or chain of ours with the wrong shape cannot be altered in
-	// place; rebuild the whole table atomically instead.
+	// place; rebuild both tables atomically instead.
 	for name, h := range have.sets {
 		if w := want.sets[name]; w != nil && w.kind != h.kind {
-			return k.rebuild(want)
+			return k.rebuild(want, present)
 		}
 	}
 	for name, h := range have.chains {
 		if w := want.chains[name]; w != nil && w.hook != h.hook {
-			return k.rebuild(want)
+			return k.rebuild(want, present)
 		}
 	}
 	setNames := unionKeys(want.sets, have.sets)
@@ -555,7 +616,7 @@ func (b *batch) diffElems(w, h *setSpec) {
 		// it inconsistent when the read-back was odd; flush and refill.
 		if slices.ContainsFunc(del, func(e elem) bool { return e.key == nil }) {
 			b.k.w.FlushSet(b.nfSet(w))
-			b.ops++
+			b.op(w.name)
 			b.addElems(w, slices.Collect(maps.Values(w.elems)))
 			return
 		}
@@ -564,12 +625,21 @@ func (b *batch) diffElems(w, h *setSpec) {
 	b.addElems(w, add)
 }
 
-// rebuild deletes the table and creates it again with want, in one
+// rebuild deletes the tables and creates them again with want, in one
 // transaction.
-func (k *kernel) rebuild(want *model) *batch {
-	k.w.DelTable(k.table)
-	b := k.planFull(want, nil)
-	b.ops++
+func (k *kernel) rebuild(want *model, present [2]bool) *batch {
+	n := [2]int{}
+	for i, t := range k.tables {
+		if present[i] {
+			k.w.DelTable(t)
+			n[i]++
+		}
+	}
+	b := k.planFull(want, &model{sets: map[string]*setSpec{}, chains: map[string]*chainSpec{}}, [2]bool{})
+	for i := range n {
+		b.ops += n[i]
+		b.tableOps[i] += n[i]
+	}
 	return b
 }
 

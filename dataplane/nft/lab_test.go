@@ -112,6 +112,11 @@ func (l *lab) check(probes ...probe) {
 	}
 }
 
+// tables lists both of our tables.
+func (l *lab) tables() string {
+	return l.nft("list", "table", "inet", "brindle") + l.nft("list", "table", "inet", "brindle-classify")
+}
+
 // nft runs the nft CLI inside the host namespace.
 func (l *lab) nft(args ...string) string {
 	l.t.Helper()

@@ -54,6 +54,9 @@ const (
 	hookPreroutingEgress      // prerouting, priority filter
 	hookForwardIngress        // forward, priority filter + 1
 	hookInputHost             // input, priority filter + 1
+	// The classify table's base chains.
+	hookPreroutingClassify // prerouting, priority filter - 1
+	hookForwardClassify    // forward, priority filter
 )
 
 // chainSpec is one chain and its rules in order.
@@ -369,15 +372,18 @@ func (c *compiler) rule(r desired.Rule, fam int, sa, da portAlt, comment string)
 // policy chain; Pass sets the pass mark and returns, and the mark makes
 // the rest of the tier's policies and its default deny be skipped.
 //
-// A tier with enough policies is reached through a tier index
+// The chain names no interface (its comments are generic), so every
+// endpoint with the same tiers, policies and profiles renders the same
+// rules: the chain is named by the class it becomes (class.go), and
+// shared. A tier with enough policies is reached through a tier index
 // (index.go); the index entries used are appended to *used.
-func (b *builder) endpointChain(iface string, ep desired.Endpoint, have []bool, ingress bool, used *[]*indexEntry) *chainSpec {
+func (b *builder) endpointChain(ep desired.Endpoint, have []bool, ingress bool, used *[]*indexEntry) *chainSpec {
 	P := b.cfg.PassMark
 	dir := "egress"
 	if ingress {
 		dir = "ingress"
 	}
-	c := &chainSpec{name: endpointChain(iface, ingress), rank: 2}
+	c := &chainSpec{rank: 2}
 	add := func(x *rb, comment string) { c.rules = append(c.rules, x.done(comment)) }
 	var x rb
 	first := true
@@ -389,7 +395,7 @@ func (b *builder) endpointChain(iface string, ep desired.Endpoint, have []bool, 
 		if first {
 			x = rb{}
 			x.markClear(P)
-			add(&x, fmt.Sprintf("%s %s of %s", dir, iface, ep.WorkloadID))
+			add(&x, dir+" policy")
 			first = false
 		}
 		if idx := b.tierIndex(pols, ingress, used); idx != "" {
@@ -428,7 +434,7 @@ func (b *builder) endpointChain(iface string, ep desired.Endpoint, have []bool, 
 	}
 	x = rb{}
 	x.verdict(expr.VerdictDrop, "")
-	add(&x, fmt.Sprintf("%s %s: no profile allowed", dir, iface))
+	add(&x, dir+": no profile allowed")
 	return c
 }
 
@@ -491,12 +497,31 @@ func (b *builder) staticChains(cfg desired.Config) []*chainSpec {
 			x.ctState(expr.CtStateBitINVALID, "invalid")
 			x.verdict(expr.VerdictDrop, "")
 		})
-		rule(c, "", func(x *rb) { x.vmap(in, vmap) })
+		rule(c, "", func(x *rb) { x.markVmap(b.cfg.ClassMask, vmap) })
 		for _, p := range cfg.Prefixes() {
 			rule(c, "unknown workload interface", func(x *rb) { x.ifname(in, p, true); x.verdict(expr.VerdictDrop, "") })
 		}
 		return c
 	}
+	// The classify table: before the policy table's base chains, write
+	// the class of the packet's workload interface into the class bits
+	// (clear them for an interface with our prefix and no endpoint, which
+	// the dispatch then drops). Established and related packets skip it:
+	// the dispatch accepts them before reading the class.
+	classify := func(name string, h hook, in bool, vmap string) *chainSpec {
+		c := &chainSpec{name: name, hook: h, rank: 0}
+		rule(c, "", func(x *rb) {
+			x.ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED, "established,related")
+			x.verdict(expr.VerdictAccept, "")
+		})
+		rule(c, "", func(x *rb) { x.vmap(in, objName(vmap)) })
+		for _, p := range cfg.Prefixes() {
+			rule(c, "unknown workload interface: no class", func(x *rb) { x.ifname(in, p, true); x.markClear(b.cfg.ClassMask) })
+		}
+		return c
+	}
 	return []*chainSpec{preEgress, fwdIngress, inHost,
-		dispatch(chainFromWLDisp, true, mapFromWL), dispatch(chainToWLDisp, false, mapToWL)}
+		dispatch(chainFromWLDisp, true, mapFromClass), dispatch(chainToWLDisp, false, mapToClass),
+		classify(chainPreClassify, hookPreroutingClassify, true, mapFromWL),
+		classify(chainFwdClassify, hookForwardClassify, false, mapToWL)}
 }

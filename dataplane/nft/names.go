@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"strconv"
 
 	"github.com/brindle-net/brindle/desired"
 )
@@ -13,30 +14,63 @@ import (
 // removed by the first Apply.
 const prefix = "brindle-"
 
-// Fixed chain and map names.
+// Fixed chain and map names. The policy table's (B) are plain names; the
+// classify table's (A) are keys (see inA).
 const (
-	chainPreEgress  = prefix + "prerouting-egress"
-	chainFwdIngress = prefix + "forward-ingress"
-	chainInHost     = prefix + "input-host"
-	chainFromWLDisp = prefix + "from-wl-dispatch"
-	chainToWLDisp   = prefix + "to-wl-dispatch"
-	mapFromWL       = prefix + "from-wl"
-	mapToWL         = prefix + "to-wl"
+	chainPreEgress   = prefix + "prerouting-egress"
+	chainFwdIngress  = prefix + "forward-ingress"
+	chainInHost      = prefix + "input-host"
+	chainFromWLDisp  = prefix + "from-wl-dispatch"
+	chainToWLDisp    = prefix + "to-wl-dispatch"
+	mapFromClass     = prefix + "from-class"
+	mapToClass       = prefix + "to-class"
+	chainPreClassify = keyA + prefix + "prerouting-classify"
+	chainFwdClassify = keyA + prefix + "forward-classify"
+	mapFromWL        = keyA + prefix + "from-wl"
+	mapToWL          = keyA + prefix + "to-wl"
 )
+
+// The model holds the objects of both tables in one namespace of keys: an
+// object of the policy table (B) is keyed by its name, one of the
+// classify table (A) by keyA followed by its name. Kernel names cannot
+// contain the byte keyA (a NUL-terminated netlink string can, but nft
+// cannot type it, and we create none), so keys never collide.
+const keyA = "\x01"
+
+// inA reports whether a model key names an object of the classify table.
+func inA(key string) bool { return len(key) > 0 && key[0] == keyA[0] }
+
+// objName is the kernel name of a model key.
+func objName(key string) string {
+	if inA(key) {
+		return key[1:]
+	}
+	return key
+}
+
+// classChain names a class chain of the policy table: the chain every
+// endpoint whose chain renders to the same rules (in one direction)
+// shares; h hashes those rules.
+func classChain(h string, ingress bool) string {
+	if ingress {
+		return prefix + "tc-" + h
+	}
+	return prefix + "fc-" + h
+}
+
+// classMarkChain keys the classify table's chain that writes class id n
+// (1-based) of one direction into the mark.
+func classMarkChain(n uint32, ingress bool) string {
+	if ingress {
+		return keyA + prefix + "mark-to-" + strconv.FormatUint(uint64(n), 10)
+	}
+	return keyA + prefix + "mark-from-" + strconv.FormatUint(uint64(n), 10)
+}
 
 // hashID is a short stable hash: 16 hex digits of SHA-256.
 func hashID(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:8])
-}
-
-// endpointChain names the chain for traffic from (egress, "fw") or to
-// (ingress, "tw") a workload interface.
-func endpointChain(iface string, ingress bool) string {
-	if ingress {
-		return prefix + "tw-" + iface
-	}
-	return prefix + "fw-" + iface
 }
 
 // policyChain names a policy's inbound ("pi") or outbound ("po") chain.
@@ -74,7 +108,8 @@ const (
 	kindNet6
 	kindNamedPort4
 	kindNamedPort6
-	kindVmap      // ifname : verdict (the two dispatch maps)
+	kindVmap      // ifname : verdict (the classify table's two maps)
+	kindMarkVmap  // mark : verdict (the policy table's two class maps)
 	kindProtoVmap // inet_proto : verdict, intervals (a tier index)
 	kindPortVmap  // inet_service : verdict, intervals (a tier index)
 )
@@ -83,7 +118,7 @@ const (
 // elements go to chains, so it is filled after the chains exist and
 // deleted before them.
 func (k setKind) verdictMap() bool {
-	return k == kindVmap || k == kindProtoVmap || k == kindPortVmap
+	return k == kindVmap || k == kindMarkVmap || k == kindProtoVmap || k == kindPortVmap
 }
 
 // interval reports whether a set of this kind holds intervals.

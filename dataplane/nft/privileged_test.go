@@ -238,8 +238,8 @@ func TestPrivilegedSetChangeIdempotencyAndRemoval(t *testing.T) {
 		probe{"db", "front", "TCP", 6379, false},
 		probe{"front", "other", "TCP", 6379, true},
 	)
-	if strings.Contains(l.nft("list", "table", "inet", "brindle"), "brindle-tw-"+l.iface("db")) {
-		t.Error("the removed endpoint's chain is still in the kernel")
+	if strings.Contains(l.nft("list", "table", "inet", "brindle-classify"), `"`+l.iface("db")+`"`) {
+		t.Error("the removed endpoint's interface is still classified in the kernel")
 	}
 }
 
@@ -256,7 +256,7 @@ func TestPrivilegedDriftRepair(t *testing.T) {
 	l.apply(s)
 	want := []probe{{"front", "db", "TCP", 6379, true}, {"other", "db", "TCP", 6379, false}}
 	l.check(want...)
-	golden := l.nft("list", "table", "inet", "brindle")
+	golden := l.tables()
 
 	resync := func(what string) {
 		t.Helper()
@@ -267,8 +267,8 @@ func TestPrivilegedDriftRepair(t *testing.T) {
 		if l.dp.Writes() == before {
 			t.Errorf("Resync after %s sent nothing", what)
 		}
-		if got := l.nft("list", "table", "inet", "brindle"); got != golden {
-			t.Errorf("after %s and Resync the table differs:\n%s\nwant:\n%s", what, got, golden)
+		if got := l.tables(); got != golden {
+			t.Errorf("after %s and Resync the tables differ:\n%s\nwant:\n%s", what, got, golden)
 		}
 		l.check(want...)
 		before = l.dp.Writes()
@@ -280,6 +280,17 @@ func TestPrivilegedDriftRepair(t *testing.T) {
 	l.nft("delete", "table", "inet", "brindle")
 	l.check(probe{"other", "db", "TCP", 6379, true}) // no table: no policy
 	resync("deleting the table")
+
+	// The classify table goes: every workload interface is unclassified,
+	// so the dispatch drops (fail closed) until Resync.
+	l.nft("delete", "table", "inet", "brindle-classify")
+	l.check(probe{"front", "db", "TCP", 6379, false})
+	resync("deleting the classify table")
+
+	// An interface's classify element goes: that workload fails closed.
+	l.nft("delete", "element", "inet", "brindle-classify", "brindle-to-wl", `{ "`+l.iface("db")+`" }`)
+	l.check(probe{"front", "db", "TCP", 6379, false})
+	resync("deleting a classify element")
 
 	// Delete the PCI allow rule.
 	pchain := policyChain(pciPolicy, true)
@@ -301,6 +312,8 @@ func TestPrivilegedDriftRepair(t *testing.T) {
 	l.nft("add", "chain", "inet", "brindle", "intruder")
 	l.nft("add", "set", "inet", "brindle", "brindle-a4-stale", "{ type ipv4_addr; }")
 	l.nft("add", "rule", "inet", "brindle", "brindle-forward-ingress", "accept")
+	l.nft("add", "chain", "inet", "brindle-classify", "intruder")
+	l.nft("add", "rule", "inet", "brindle-classify", "brindle-prerouting-classify", "meta mark set 0x00010000")
 	resync("adding foreign objects")
 }
 
@@ -318,6 +331,12 @@ func TestPrivilegedFirstApplySweepsAndNothingBefore(t *testing.T) {
 	l.nft("add", "chain", "inet", "brindle", chainPreEgress)
 	// A base chain of the earlier layout (egress at input): swept.
 	l.nft("add", "chain", "inet", "brindle", "brindle-input-egress", "{ type filter hook input priority filter; policy accept; }")
+	// The layout before class dispatch: an interface map in the policy
+	// table going to a per-endpoint chain.
+	l.nft("add", "map", "inet", "brindle", "brindle-from-wl", `{ type ifname : verdict; elements = { "cali0" : goto brindle-tw-stale } }`)
+	// A stale class in the classify table.
+	l.nft("add", "table", "inet", "brindle-classify")
+	l.nft("add", "chain", "inet", "brindle-classify", "brindle-mark-from-99")
 	if err := l.dp.Resync(); err != nil {
 		t.Fatal(err)
 	}
@@ -325,8 +344,9 @@ func TestPrivilegedFirstApplySweepsAndNothingBefore(t *testing.T) {
 		t.Fatalf("Resync before the first Apply touched the kernel (writes %d):\n%s", l.dp.Writes(), got)
 	}
 	l.apply(l.base())
-	got := l.nft("list", "table", "inet", "brindle")
-	if strings.Contains(got, "stale") || strings.Contains(got, "input-egress") {
+	got := l.tables()
+	if strings.Contains(got, "stale") || strings.Contains(got, "input-egress") || strings.Contains(got, "mark-from-99") ||
+		strings.Contains(got, "ifname : verdict; elements = { \"cali0\"") {
 		t.Fatalf("first Apply left stale objects:\n%s", got)
 	}
 	if !strings.Contains(got, "chain "+chainPreEgress+" {\n\t\ttype filter hook prerouting priority filter; policy accept;") {
@@ -488,12 +508,12 @@ func TestPrivilegedKernelErrorReported(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "kernel rejected new set elements") {
 		t.Fatalf("Apply against a deleted table: err = %v, want the kernel's rejection of the element add", err)
 	}
-	if out := l.nft("list", "tables"); strings.Contains(out, "brindle") {
+	if out := l.nft("list", "tables"); out != "table inet brindle-classify\n" {
 		t.Fatalf("a rejected transaction changed the kernel:\n%s", out)
 	}
 	l.apply(s2)
 	l.check(probe{"other", "db", "TCP", 6379, true}, probe{"front", "db", "TCP", 6379, true})
-	if !strings.Contains(l.nft("list", "table", "inet", "brindle"), "brindle-tw-"+l.iface("db")) {
+	if !strings.Contains(l.nft("list", "table", "inet", "brindle"), "brindle-tc-") {
 		t.Error("the table was not restored after the failed transaction")
 	}
 }

@@ -24,21 +24,40 @@ func Render(cfg Config, s *desired.State) (string, error) {
 	if err := s.Validate(); err != nil {
 		return "", fmt.Errorf("desired state: %w", err)
 	}
-	return newBuilder(cfg).build(s).render(cfg.TableName), nil
+	m, err := newBuilder(cfg).build(s)
+	if err != nil {
+		return "", fmt.Errorf("desired state: %w", err)
+	}
+	return m.render(cfg.TableName), nil
 }
 
+// render renders both tables: the policy table, then the classify table
+// (table + "-classify").
 func (m *model) render(table string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "table inet %s {\n", table)
+	m.renderTable(&b, table, false)
+	m.renderTable(&b, table+classifySuffix, true)
+	return b.String()
+}
+
+func (m *model) renderTable(b *strings.Builder, table string, a bool) {
+	fmt.Fprintf(b, "table inet %s {\n", table)
 	for _, name := range slices.Sorted(maps.Keys(m.sets)) {
-		m.sets[name].render(&b)
+		if inA(name) == a {
+			m.sets[name].render(b)
+		}
 	}
-	chains := slices.Collect(maps.Values(m.chains))
+	var chains []*chainSpec
+	for _, c := range m.chains {
+		if inA(c.name) == a {
+			chains = append(chains, c)
+		}
+	}
 	slices.SortFunc(chains, func(a, b *chainSpec) int {
 		return cmp.Or(cmp.Compare(a.rank, b.rank), strings.Compare(a.name, b.name))
 	})
 	for _, c := range chains {
-		fmt.Fprintf(&b, "\tchain %s {\n", c.name)
+		fmt.Fprintf(b, "\tchain %s {\n", objName(c.name))
 		switch c.hook {
 		case hookPreroutingEgress:
 			b.WriteString("\t\ttype filter hook prerouting priority filter; policy accept;\n")
@@ -46,18 +65,21 @@ func (m *model) render(table string) string {
 			b.WriteString("\t\ttype filter hook forward priority filter + 1; policy accept;\n")
 		case hookInputHost:
 			b.WriteString("\t\ttype filter hook input priority filter + 1; policy accept;\n")
+		case hookPreroutingClassify:
+			b.WriteString("\t\ttype filter hook prerouting priority filter - 1; policy accept;\n")
+		case hookForwardClassify:
+			b.WriteString("\t\ttype filter hook forward priority filter; policy accept;\n")
 		}
 		for _, r := range c.rules {
 			b.WriteString("\t\t" + r.text)
 			if r.comment != "" {
-				fmt.Fprintf(&b, " comment %q", r.comment)
+				fmt.Fprintf(b, " comment %q", r.comment)
 			}
 			b.WriteString("\n")
 		}
 		b.WriteString("\t}\n")
 	}
 	b.WriteString("}\n")
-	return b.String()
 }
 
 var kindTypes = map[setKind]string{
@@ -66,6 +88,7 @@ var kindTypes = map[setKind]string{
 	kindNamedPort4: "ipv4_addr . inet_proto . inet_service",
 	kindNamedPort6: "ipv6_addr . inet_proto . inet_service",
 	kindVmap:       "ifname : verdict",
+	kindMarkVmap:   "mark : verdict",
 	kindProtoVmap:  "inet_proto : verdict",
 	kindPortVmap:   "inet_service : verdict",
 }
@@ -75,7 +98,7 @@ func (s *setSpec) render(b *strings.Builder) {
 	if s.kind.verdictMap() {
 		word = "map"
 	}
-	fmt.Fprintf(b, "\t%s %s {\n\t\ttype %s\n", word, s.name, kindTypes[s.kind])
+	fmt.Fprintf(b, "\t%s %s {\n\t\ttype %s\n", word, objName(s.name), kindTypes[s.kind])
 	if s.kind.interval() {
 		b.WriteString("\t\tflags interval\n")
 	}
@@ -108,6 +131,11 @@ func (s *setSpec) renderElem(e elem) string {
 	switch s.kind {
 	case kindVmap:
 		return fmt.Sprintf("%q : goto %s", strings.TrimRight(string(e.key), "\x00"), e.jump)
+	case kindMarkVmap:
+		if len(e.key) == 4 {
+			return fmt.Sprintf("%#08x : goto %s", binary.NativeEndian.Uint32(e.key), e.jump)
+		}
+		return fmt.Sprintf("%x : goto %s", e.key, e.jump)
 	case kindProtoVmap, kindPortVmap:
 		// Keys are big-endian numbers; a missing end runs to the top.
 		num := func(k []byte) int {

@@ -1,0 +1,193 @@
+package nft
+
+import (
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/brindle-net/brindle/desired"
+)
+
+// classState: "a" is a client with the allow profile; "b" and "c" are
+// servers whose ingress is the default tier with the given policies
+// (allow80 allows TCP 80, allow443 allows TCP 443; anything else is
+// denied by the tier).
+func classState(l *lab, bPols, cPols []desired.PolicyID) *desired.State {
+	s := l.base()
+	s.Policies[allow80] = desired.Policy{Inbound: []desired.Rule{allowTCP(80)}}
+	s.Policies[allow443] = desired.Policy{Inbound: []desired.Rule{allowTCP(443)}}
+	tier := func(pols []desired.PolicyID) []desired.TierPolicies {
+		return []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: pols}}
+	}
+	s.Endpoints[l.iface("b")] = ep("b", l.wl["b"].IPs, tier(bPols), "allow")
+	s.Endpoints[l.iface("c")] = ep("c", l.wl["c"].IPs, tier(cPols), "allow")
+	return s
+}
+
+var (
+	allow80  = desired.PolicyID{Tier: "default", Name: "allow80", Kind: "GlobalNetworkPolicy"}
+	allow443 = desired.PolicyID{Tier: "default", Name: "allow443", Kind: "GlobalNetworkPolicy"}
+)
+
+// TestPrivilegedClassDispatch: an endpoint that moves to a class another
+// endpoint has (or a retained one) changes only the classify table, and
+// its traffic follows the new class; a move to a new class writes the
+// policy table; an interface with no endpoint drops; kube-proxy's mark
+// bit 0x4000 survives our chains; nft lists the ruleset.
+func TestPrivilegedClassDispatch(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, "a", "b", "c")
+	for _, n := range []string{"b", "c"} {
+		l.wl[n].ServeTCP(80)
+		l.wl[n].ServeTCP(443)
+	}
+	// kube-proxy's style: set 0x4000 at dstnat (before our classify
+	// chain) on packets from a, and count at postrouting the packets
+	// that still carry it.
+	l.nftStdin(`table inet kp {
+	chain kpmark {
+		type filter hook prerouting priority dstnat; policy accept;
+		iifname "` + l.iface("a") + `" meta mark set meta mark | 0x4000
+	}
+	chain post {
+		type filter hook postrouting priority srcnat; policy accept;
+		meta mark & 0x4000 == 0x4000 counter
+	}
+	chain postclass {
+		type filter hook postrouting priority srcnat; policy accept;
+		meta mark & 0x01ff0000 != 0 counter
+	}
+}`)
+
+	l.apply(classState(l, []desired.PolicyID{allow80}, []desired.PolicyID{allow443}))
+	l.check(
+		probe{"a", "b", "TCP", 80, true}, probe{"a", "b", "TCP", 443, false},
+		probe{"a", "c", "TCP", 443, true}, probe{"a", "c", "TCP", 80, false},
+	)
+	if n := l.counter("kp", "post"); n == 0 {
+		t.Error("no packet kept kube-proxy's mark 0x4000 to postrouting")
+	}
+	// The documented contract: the class bits stay set after our chains.
+	if n := l.counter("kp", "postclass"); n == 0 {
+		t.Error("no packet reached postrouting with class bits set")
+	}
+
+	// move applies s and checks which tables the transaction wrote.
+	move := func(what string, s *desired.State, wantB bool) {
+		t.Helper()
+		before := l.nft("list", "table", "inet", "brindle")
+		l.apply(s)
+		ops := l.dp.lastOps
+		if ops[tabA] == 0 {
+			t.Errorf("%s: no operation on the classify table (ops %v)", what, ops)
+		}
+		if wantB != (ops[tabB] > 0) {
+			t.Errorf("%s: %d operations on the policy table, want some: %v", what, ops[tabB], wantB)
+		}
+		if after := l.nft("list", "table", "inet", "brindle"); !wantB && after != before {
+			t.Errorf("%s: the policy table changed:\n%s\nwas:\n%s", what, after, before)
+		}
+	}
+
+	// b moves to c's class: the classify table only.
+	move("b to c's class", classState(l, []desired.PolicyID{allow443}, []desired.PolicyID{allow443}), false)
+	l.check(probe{"a", "b", "TCP", 443, true}, probe{"a", "b", "TCP", 80, false}, probe{"a", "c", "TCP", 443, true})
+
+	// b back to its old class, which no endpoint used but was retained.
+	move("b back to its retained class", classState(l, []desired.PolicyID{allow80}, []desired.PolicyID{allow443}), false)
+	l.check(probe{"a", "b", "TCP", 80, true}, probe{"a", "b", "TCP", 443, false})
+
+	// b to a class nobody has: a new class chain in the policy table.
+	move("b to a new class", classState(l, []desired.PolicyID{allow80, allow443}, []desired.PolicyID{allow443}), true)
+	l.check(probe{"a", "b", "TCP", 80, true}, probe{"a", "b", "TCP", 443, true}, probe{"a", "c", "TCP", 80, false})
+
+	// c's endpoint goes while its interface stays: fail closed both ways.
+	s := classState(l, []desired.PolicyID{allow80}, []desired.PolicyID{allow443})
+	delete(s.Endpoints, l.iface("c"))
+	l.apply(s)
+	l.check(probe{"a", "c", "TCP", 443, false}, probe{"c", "a", "TCP", 80, false}, probe{"a", "b", "TCP", 80, true})
+
+	l.nft("list", "ruleset")
+	l.nft("-j", "list", "ruleset")
+}
+
+// nftStdin runs nft -f - with script on its standard input.
+func (l *lab) nftStdin(script string) {
+	l.t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", l.host.Name(), "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		l.t.Fatalf("nft -f -: %v\n%s\n%s", err, out, script)
+	}
+}
+
+// counter returns the packets counted by the counter rules of a chain.
+func (l *lab) counter(table, chain string) int {
+	l.t.Helper()
+	n := 0
+	for _, m := range regexp.MustCompile(`counter packets (\d+)`).FindAllStringSubmatch(l.nft("list", "chain", "inet", table, chain), -1) {
+		v, _ := strconv.Atoi(m[1])
+		n += v
+	}
+	return n
+}
+
+// TestPrivilegedClassExhaustion: with room for three classes per
+// direction, a state needing four is rejected with an error naming the
+// limit, and the kernel keeps the last state; a state that fits applies.
+func TestPrivilegedClassExhaustion(t *testing.T) {
+	t.Parallel()
+	l := newLabWith(t, false, Config{ClassMask: 0x00030000, RetainClasses: -1}, "a", "b", "c")
+	for _, n := range []string{"b", "c"} {
+		l.wl[n].ServeTCP(80)
+		l.wl[n].ServeTCP(443)
+	}
+	l.apply(classState(l, []desired.PolicyID{allow80}, []desired.PolicyID{allow80}))
+	before := l.tables()
+	// a (the allow profile only), b, c and a fourth endpoint: four
+	// distinct ingress classes.
+	s := classState(l, []desired.PolicyID{allow80}, []desired.PolicyID{allow443})
+	s.Endpoints["calizz"] = ep("zz", nil, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny,
+		IngressPolicies: []desired.PolicyID{allow80, allow443}}}, "allow")
+	err := l.dp.Apply(s)
+	if err == nil || !strings.Contains(err.Error(), "more than 3 distinct ingress classes") || !strings.Contains(err.Error(), "ClassMask") {
+		t.Fatalf("Apply of 4 ingress classes with room for 3: err = %v, want the class limit", err)
+	}
+	if got := l.tables(); got != before {
+		t.Fatalf("a rejected state changed the kernel:\n%s\nwas:\n%s", got, before)
+	}
+	l.check(probe{"a", "b", "TCP", 80, true}, probe{"a", "c", "TCP", 443, false})
+	// Within the limit again: the next Apply starts over from the kernel.
+	l.apply(classState(l, []desired.PolicyID{allow443}, []desired.PolicyID{allow80}))
+	l.check(probe{"a", "b", "TCP", 80, false}, probe{"a", "b", "TCP", 443, true}, probe{"a", "c", "TCP", 80, true})
+}
+
+// TestPrivilegedUpgradeFromEndpointChains: a host whose table holds the
+// layout before class dispatch (per-endpoint chains reached through an
+// interface map in the policy table; testdata/endpoint-chains-layout.nft
+// is that version's pci.golden) converges on the first Apply.
+func TestPrivilegedUpgradeFromEndpointChains(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, "front", "other", "db")
+	l.wl["db"].ServeTCP(6379)
+	old, err := os.ReadFile("testdata/endpoint-chains-layout.nft")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.nftStdin(string(old))
+	l.apply(pciState(l.ip("front"), l.ip("other"), l.ip("db"), l.iface("front"), l.iface("other"), l.iface("db")))
+	l.check(probe{"front", "db", "TCP", 6379, true}, probe{"other", "db", "TCP", 6379, false})
+	got := l.tables()
+	for _, stale := range []string{"brindle-fw-", "brindle-tw-", "ifname : verdict"} {
+		if strings.Contains(l.nft("list", "table", "inet", "brindle"), stale) {
+			t.Errorf("the policy table still holds %q after the first Apply:\n%s", stale, got)
+		}
+	}
+	before := l.dp.Writes()
+	if err := l.dp.Resync(); err != nil || l.dp.Writes() != before {
+		t.Errorf("Resync after the upgrade: err=%v, %d operations, want none", err, l.dp.Writes()-before)
+	}
+}
