@@ -63,6 +63,10 @@ func TestPrivilegedTierIndex(t *testing.T) {
 		}
 	}
 	l.nft("-j", "list", "ruleset")
+	// nft shows the interface names the classify maps hold.
+	if m := l.nft("list", "map", "inet", "brindle-classify", "brindle-to-wl"); !strings.Contains(m, fmt.Sprintf("%q : goto", l.iface("srv"))) {
+		t.Errorf("nft does not show %q in the interface map:\n%s", l.iface("srv"), m)
+	}
 
 	// Drift: an index map loses its elements; the index fails closed
 	// (TCP is dropped, UDP is not affected) until Resync restores it.

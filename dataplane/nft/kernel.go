@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
@@ -348,6 +349,9 @@ func (b *batch) addSet(s *setSpec, withElems bool) {
 		set.Concatenation = true
 	case kindVmap:
 		set.KeyType, set.IsMap, set.DataType = nftables.TypeIFName, true, nftables.TypeVerdict
+		// Interface names are strings: without the host byte order in
+		// the set's userdata, nft lists every key as "".
+		set.KeyByteOrder = binaryutil.NativeEndian
 	case kindMarkVmap:
 		set.KeyType, set.IsMap, set.DataType = nftables.TypeMark, true, nftables.TypeVerdict
 	case kindProtoVmap:
