@@ -125,17 +125,16 @@ policies >"$tmp/policies.yaml"
 eval "$("$B" lab env --name "$LC")"
 t0=$(date +%s.%N)
 "$tmp/brindlectl" apply -f "$tmp/policies.yaml" >/dev/null
-# Programmed when the server's ingress chain on host2 jumps to all 1,000
-# policies and the client's egress chain on host1 too.
-# Ready: the pod's endpoint chain is programmed and the table jumps to
-# all 1,000 policy chains of that direction (from the endpoint chain when
-# the tier is walked linearly, from the tier index's lists otherwise).
+# Ready: the classify table sends the pod's interface to a class, and the
+# policy table jumps to all 1,000 policy chains of that direction (from
+# the class chain when the tier is walked linearly, from the tier index's
+# lists otherwise).
 chains_ready() {
-  local h=$1 dir=$2 ifc chain pol=pi
+  local h=$1 dir=$2 ifc map=brindle-to-wl pol=pi
   ifc=$(ip -n "$LC-$h" -o link | grep -o 'cali[0-9a-f]*' | head -1)
-  chain=brindle-tw-$ifc; [[ $dir == egress ]] && chain=brindle-fw-$ifc pol=po
+  [[ $dir == egress ]] && map=brindle-from-wl pol=po
   # (grep -c, not -q: under pipefail, -q's early exit fails nft with SIGPIPE)
-  [[ $(n "$LC-$h" nft list chain inet brindle "$chain" 2>/dev/null | grep -c 'jump brindle-') -ge 1 ]] &&
+  [[ $(n "$LC-$h" nft list map inet brindle-classify "$map" 2>/dev/null | grep -c "\"$ifc\"") -ge 1 ]] &&
     [[ $(n "$LC-$h" nft list table inet brindle 2>/dev/null | grep -o "jump brindle-$pol-[0-9a-f]*" | sort -u | wc -l) -ge 1000 ]]
 }
 for _ in $(seq 600); do
