@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,16 @@ func TestPrivilegedAddCheckDel(t *testing.T) {
 	}
 	if v, _ := netnstest.GetSysctl(h.host, "net/ipv4/conf/"+wantIf+"/proxy_arp"); v != "1" {
 		t.Errorf("proxy_arp on %s = %q, want 1", wantIf, v)
+	}
+	// The host knows the pod's MAC without asking (a permanent entry).
+	neighs, err := h.host.Handle().NeighList(hostLink.Attrs().Index, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(neighs, func(n netlink.Neigh) bool {
+		return n.IP.Equal(ipA.AsSlice()) && n.State == netlink.NUD_PERMANENT && n.HardwareAddr.String() == eth0.Attrs().HardwareAddr.String()
+	}) {
+		t.Errorf("no permanent neighbour %s lladdr %s on %s: %v", ipA, eth0.Attrs().HardwareAddr, wantIf, neighs)
 	}
 
 	// The endpoints.

@@ -37,10 +37,11 @@ const (
 	stepUp         = "container-up"
 	stepRoutes     = "container-routes"
 	stepHostRoutes = "host-routes"
+	stepHostNeigh  = "host-neighbours"
 )
 
 // setupSteps lists every step a fault hook may fail.
-var setupSteps = []string{stepOpenNetns, stepStaleLink, stepVeth, stepHostMAC, stepHostSysctl, stepHostUp, stepAddr, stepUp, stepRoutes, stepHostRoutes}
+var setupSteps = []string{stepOpenNetns, stepStaleLink, stepVeth, stepHostMAC, stepHostSysctl, stepHostUp, stepAddr, stepUp, stepRoutes, stepHostRoutes, stepHostNeigh}
 
 // kernel does the netlink work of one command: host is the plugin's own
 // namespace (the host's), ctr the container's.
@@ -201,6 +202,24 @@ func (k *kernel) setup(hostIf, ifName string, mtu int, ips []netip.Prefix) (res 
 			if other := routeDevice(k.host, p); other != hl.Attrs().Index {
 				return res, created, fmt.Errorf("%s: %s is already routed to another interface (index %d)", stepHostRoutes, p, other)
 			}
+		}
+	}
+	// The host learns the pod's MAC now rather than by ARP or neighbour
+	// discovery on the first packet: a request that arrives between the
+	// container link coming up and its routes being added is dropped by
+	// the container (no route back to the asker yet), and the host then
+	// retries only after a second. The entries go with the veth.
+	if err := k.step(stepHostNeigh); err != nil {
+		return res, created, err
+	}
+	for _, p := range ips {
+		n := &netlink.Neigh{LinkIndex: hl.Attrs().Index, State: netlink.NUD_PERMANENT,
+			IP: p.Addr().AsSlice(), HardwareAddr: res.ctrMAC, Family: unix.AF_INET}
+		if p.Addr().Is6() {
+			n.Family = unix.AF_INET6
+		}
+		if err := k.host.NeighSet(n); err != nil {
+			return res, created, fmt.Errorf("%s: %s lladdr %s dev %s: %w", stepHostNeigh, p.Addr(), res.ctrMAC, hostIf, err)
 		}
 	}
 	return res, created, nil
