@@ -233,40 +233,49 @@ func BenchmarkPrivilegedLabelChange(b *testing.B) {
 	})
 }
 
+// BenchmarkPrivilegedLabelChangeSiblingClass: a local endpoint takes the
+// labels of a sibling, the way a pod joins what the other pods of its
+// deployment are, so it moves to a class (dataplane/nft, class.go) that
+// exists: in the nftables dataplane only the classify table changes. Two
+// anchor endpoints keep two classes alive; before timing, every other
+// local endpoint takes the first anchor's labels (leaving its own class);
+// then each iteration moves one of them to the other anchor's labels. Every
+// local endpoint's own labels select a distinct set of policies, so
+// BenchmarkPrivilegedLabelChange (a "flipped" role no other endpoint has)
+// always needs a new class instead.
+func BenchmarkPrivilegedLabelChangeSiblingClass(b *testing.B) {
+	lb := newLabelBench(b)
+	anchors := [2]map[string]string{maps.Clone(lb.local[0].Labels), maps.Clone(lb.local[1].Labels)}
+	movers := lb.local[2:]
+	at := make([]int, len(movers)) // which anchor's labels each mover has
+	ctx := context.Background()
+	for _, w := range movers {
+		w.Labels = maps.Clone(anchors[0])
+		w.ResourceVersion = ""
+		out, err := lb.m.Client.Apply(ctx, w)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rv, err := datastore.ParseRevision(out.GetResourceVersion())
+		if err != nil {
+			b.Fatal(err)
+		}
+		lb.wait(b, rv)
+	}
+	lb.run(b, func(i int) *api.WorkloadEndpoint {
+		k := i % len(movers)
+		at[k] = 1 - at[k]
+		movers[k].Labels = maps.Clone(anchors[at[k]])
+		return movers[k]
+	})
+}
+
 // BenchmarkPrivilegedRemoteLabelChange is BenchmarkPrivilegedLabelChange
 // for the common label change in a big cluster: a remote endpoint's. Each
 // iteration moves one remote endpoint's "role" label to the next role and
 // back, so its address leaves one role's selector set and joins the next
 // one's (both in use by active policies); no local endpoint's policies
 // change, only IP set members.
-// BenchmarkPrivilegedLabelChangeSiblingClass: each iteration gives one
-// local endpoint the labels of the next local endpoint (the first time
-// round) or its own labels back (the second time round), so it always
-// moves to a class another endpoint has or recently had: in the
-// nftables dataplane only the classify table changes (dataplane/nft,
-// class.go). Every local endpoint's own labels select a distinct set of
-// policies, so BenchmarkPrivilegedLabelChange (a "flipped" role no other
-// endpoint has) always needs a new class instead.
-func BenchmarkPrivilegedLabelChangeSiblingClass(b *testing.B) {
-	lb := newLabelBench(b)
-	own := make([]map[string]string, len(lb.local))
-	for k, w := range lb.local {
-		own[k] = maps.Clone(w.Labels)
-	}
-	moved := make([]bool, len(lb.local))
-	lb.run(b, func(i int) *api.WorkloadEndpoint {
-		k := i % len(lb.local)
-		w := lb.local[k]
-		if moved[k] {
-			w.Labels = maps.Clone(own[k])
-		} else {
-			w.Labels = maps.Clone(own[(k+1)%len(lb.local)])
-		}
-		moved[k] = !moved[k]
-		return w
-	})
-}
-
 func BenchmarkPrivilegedRemoteLabelChange(b *testing.B) {
 	lb := newLabelBench(b)
 	roles := make([][2]string, len(lb.remote)) // each endpoint's own role and the next one
