@@ -247,34 +247,32 @@ func benchEndpointMove(b *testing.B, cfg Config, newClass bool) {
 	less.Tiers = []desired.TierPolicies{full.Tiers[0]}
 	less.Tiers[0].IngressPolicies = full.Tiers[0].IngressPolicies[1:]
 	less.Tiers[0].EgressPolicies = full.Tiers[0].EgressPolicies[1:]
-	i := 0
-	step := func() {
+	// A changed collection is a new map (Apply skips a map it has seen).
+	put := func(e desired.Endpoint) {
 		n := *s
 		n.Endpoints = maps.Clone(s.Endpoints)
-		if i%2 == 0 {
-			n.Endpoints[iface] = less
-		} else {
-			n.Endpoints[iface] = full
-		}
+		n.Endpoints[iface] = e
 		s = &n
-		i++
 		if err := dp.Apply(s); err != nil {
 			b.Fatal(err)
 		}
+	}
+	i := 0
+	step := func() {
+		if i%2 == 0 {
+			put(less)
+		} else {
+			put(full)
+		}
+		i++
 		if wrote := dp.lastOps[tabB] > 0; wrote != newClass {
 			b.Fatalf("move %d: %d operations on the policy table, %d on the classify table", i, dp.lastOps[tabB], dp.lastOps[tabA])
 		}
 	}
 	if !newClass {
 		// Both classes exist before timing starts.
-		s.Endpoints[iface] = less
-		if err := dp.Apply(s); err != nil {
-			b.Fatal(err)
-		}
-		s.Endpoints[iface] = full
-		if err := dp.Apply(s); err != nil {
-			b.Fatal(err)
-		}
+		put(less)
+		put(full)
 	}
 	b.ReportAllocs()
 	var cpu cpuClock
