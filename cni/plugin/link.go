@@ -205,10 +205,10 @@ func (k *kernel) setup(hostIf, ifName string, mtu int, ips []netip.Prefix) (res 
 		}
 	}
 	// The host learns the pod's MAC now rather than by ARP or neighbour
-	// discovery on the first packet: a request that arrives between the
-	// container link coming up and its routes being added is dropped by
-	// the container (no route back to the asker yet), and the host then
-	// retries only after a second. The entries go with the veth.
+	// discovery on the first packet: in the lab, one first request in ten
+	// went unanswered (most likely it arrived between the container link
+	// coming up and its routes being added) and the host retried only
+	// after a second. The entries go with the veth.
 	if err := k.step(stepHostNeigh); err != nil {
 		return res, created, err
 	}
