@@ -311,6 +311,7 @@ func describe(r Resolved) map[string]string {
 		ParamRouteRefreshInterval:        p.RouteRefreshInterval.String(),
 		ParamNftablesRefreshInterval:     p.NftablesRefreshInterval.String(),
 		ParamLogSeverityScreen:           p.LogSeverityScreen.String(),
+		ParamIptablesMarkMask:            fmt.Sprintf("%#x", p.IptablesMarkMask),
 	}
 	out := make(map[string]string, len(v))
 	for k, val := range v {

@@ -43,6 +43,13 @@ func realDataplanes(netns string, base nft.Config, log *slog.Logger) func(Params
 	return func(p Params) (PolicyDataplane, RouteDataplane, error) {
 		var nsFile *os.File
 		cfg := base
+		if cfg.PassMark == 0 && cfg.ClassMask == 0 {
+			pass, class, err := nftMarks(p.IptablesMarkMask)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s %#x: %w", ParamIptablesMarkMask, p.IptablesMarkMask, err)
+			}
+			cfg.PassMark, cfg.ClassMask = pass, class
+		}
 		if netns != "" {
 			f, err := os.Open(netns)
 			if err != nil {

@@ -244,7 +244,31 @@ func TestPrivilegedAgentEndToEnd(t *testing.T) {
 	})
 }
 
+//
+// It runs again with IptablesMarkMask 0x00ff8000 (as a FelixConfiguration
+// would set it): the dataplane's pass bit and class field move there, and
+// the verdicts stay the same.
 func TestPrivilegedAgentTalkScenario(t *testing.T) {
+	t.Run("default marks", func(t *testing.T) { t.Parallel(); talkScenario(t, nil) })
+	t.Run("IptablesMarkMask 0x00ff8000", func(t *testing.T) {
+		t.Parallel()
+		l := talkScenario(t, map[string]string{ParamIptablesMarkMask: "0x00ff8000"})
+		out, err := exec.Command("nsenter", "--net="+l.host.Path(), "nft", "list", "ruleset").CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list ruleset: %v\n%s", err, out)
+		}
+		for _, want := range []string{"meta mark & 0x007f8000 vmap", "meta mark & 0x00800000 == 0x00000000", "meta mark set meta mark & 0xff807fff"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("ruleset lacks %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(string(out), "0x02000000") {
+			t.Errorf("the default pass bit is still used:\n%s", out)
+		}
+	})
+}
+
+func talkScenario(t *testing.T, params map[string]string) *lab {
 	data, err := os.ReadFile("../testdata/scenarios/talk-allow-tcp-6379.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -260,7 +284,7 @@ func TestPrivilegedAgentTalkScenario(t *testing.T) {
 	l := newLab(t)
 	ports := []string{"6379/TCP", "80/TCP", "6379/UDP"}
 	l.load(worldOf(t, b), ports)
-	l.start()
+	l.start(Layer{Name: "flags", Values: params})
 	l.sync()
 	var cases []probeCase
 	for _, p := range s.Probes {
@@ -274,6 +298,7 @@ func TestPrivilegedAgentTalkScenario(t *testing.T) {
 	if wrong := l.check(cases); len(wrong) > 0 {
 		t.Errorf("%d of %d probes disagree:\n  %s", len(wrong), len(cases), strings.Join(wrong, "\n  "))
 	}
+	return l
 }
 
 // TestPrivilegedAgentRestart: an established connection survives an agent

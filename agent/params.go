@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +38,10 @@ type Params struct {
 	NftablesRefreshInterval time.Duration
 	// LogSeverityScreen is the log level. Live.
 	LogSeverityScreen slog.Level
+	// IptablesMarkMask holds the packet-mark bits Brindle may use (Felix's
+	// name; nftables here): the class field and the pass bit are taken
+	// from it (nftMarks). Restart-required.
+	IptablesMarkMask uint32
 }
 
 // Parameter names, as Felix spells them. Sources are matched
@@ -53,6 +58,7 @@ const (
 	ParamRouteRefreshInterval        = "RouteRefreshInterval"
 	ParamNftablesRefreshInterval     = "NftablesRefreshInterval"
 	ParamLogSeverityScreen           = "LogSeverityScreen"
+	ParamIptablesMarkMask            = "IptablesMarkMask"
 )
 
 // param describes one parameter: its default, how to parse it into Params
@@ -97,6 +103,44 @@ var params = []param{
 		p.LogSeverityScreen, err = ParseSeverity(v)
 		return err
 	}},
+	{ParamIptablesMarkMask, "0xffff0000", true, func(p *Params, v string) error {
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 0, 32)
+		if err != nil {
+			return errors.New("want a 32-bit number like 0xffff0000")
+		}
+		if _, _, err := nftMarks(uint32(n)); err != nil {
+			return err
+		}
+		p.IptablesMarkMask = uint32(n)
+		return nil
+	}},
+}
+
+// nftMarks takes the nftables dataplane's mark bits from mask: the class
+// field (nft.Config.ClassMask) is the lowest run of contiguous bits of
+// mask, at most 9 of them, and the pass bit is the next bit of mask above
+// it; when mask has none, the run's top bit becomes the pass bit. The
+// default 0xffff0000 gives class 0x01ff0000 and pass 0x02000000, the nft
+// defaults. A class field needs at least 3 bits (7 classes per direction).
+func nftMarks(mask uint32) (pass, class uint32, err error) {
+	if mask == 0 {
+		return 0, 0, errors.New("no bits: Brindle needs at least 4, the lowest 3 contiguous")
+	}
+	low := bits.TrailingZeros32(mask)
+	run := bits.TrailingZeros32(^(mask >> low)) // contiguous bits from low
+	width := min(run, 9)
+	class = (uint32(1)<<width - 1) << low
+	if above := mask &^ (class | (class - 1)); above != 0 {
+		pass = above & -above // the lowest set bit above the class field
+	} else {
+		width--
+		class = (uint32(1)<<width - 1) << low
+		pass = uint32(1) << (low + width)
+	}
+	if width < 3 {
+		return 0, 0, fmt.Errorf("%#x has too few bits: Brindle needs at least 4, the lowest 3 contiguous", mask)
+	}
+	return pass, class, nil
 }
 
 // paramByKey finds a parameter by its lower-cased name.
@@ -183,6 +227,9 @@ func RestartNeeded(a, b Params) []string {
 		a.PrometheusMetricsPort != b.PrometheusMetricsPort {
 		out = append(out, "PrometheusMetrics*")
 	}
+	if a.IptablesMarkMask != b.IptablesMarkMask {
+		out = append(out, ParamIptablesMarkMask)
+	}
 	return out
 }
 
@@ -225,6 +272,9 @@ func FelixConfigLayer(name string, s *api.FelixConfigurationSpec) Layer {
 		put(ParamNftablesRefreshInterval, s.NFTablesRefreshInterval.Duration.String())
 	}
 	put(ParamLogSeverityScreen, s.LogSeverityScreen)
+	if s.IptablesMarkMask != nil {
+		put(ParamIptablesMarkMask, fmt.Sprintf("%#x", *s.IptablesMarkMask))
+	}
 	return l
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/brindle-net/brindle/api"
+	"github.com/brindle-net/brindle/dataplane/nft"
 	"github.com/brindle-net/brindle/desired"
 )
 
@@ -64,6 +65,7 @@ Ignored = yes
 		RouteRefreshInterval:        30 * time.Second,
 		NftablesRefreshInterval:     time.Minute,
 		LogSeverityScreen:           slog.LevelError,
+		IptablesMarkMask:            0xffff0000,
 	}
 	if diff := cmp.Diff(want, r.Params); diff != "" {
 		t.Errorf("params (-want +got):\n%s", diff)
@@ -80,6 +82,7 @@ Ignored = yes
 		ParamRouteRefreshInterval:        "environment",
 		ParamNftablesRefreshInterval:     "config file node.cfg",
 		ParamLogSeverityScreen:           "flags",
+		ParamIptablesMarkMask:            "default",
 	}
 	if diff := cmp.Diff(wantSrc, r.Sources); diff != "" {
 		t.Errorf("sources (-want +got):\n%s", diff)
@@ -94,6 +97,7 @@ func TestResolveDefaults(t *testing.T) {
 	want := Params{
 		InterfacePrefix: []string{"cali"}, HealthHost: "localhost", HealthPort: 9099, PrometheusMetricsPort: 9091,
 		RouteRefreshInterval: 90 * time.Second, NftablesRefreshInterval: 180 * time.Second, LogSeverityScreen: slog.LevelInfo,
+		IptablesMarkMask: 0xffff0000,
 	}
 	if diff := cmp.Diff(want, r.Params); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -153,6 +157,7 @@ func TestRestartNeeded(t *testing.T) {
 		{"live: action", Layer{"x", map[string]string{"DefaultEndpointToHostAction": "Accept"}}, nil},
 		{"live: log", Layer{"x", map[string]string{"LogSeverityScreen": "Debug"}}, nil},
 		{"live: interval", Layer{"x", map[string]string{"RouteRefreshInterval": "5s"}}, nil},
+		{"mark mask", Layer{"x", map[string]string{"IptablesMarkMask": "0xff00"}}, []string{ParamIptablesMarkMask}},
 	}
 	for _, tt := range tests {
 		r, err := Resolve(tt.change)
@@ -162,5 +167,50 @@ func TestRestartNeeded(t *testing.T) {
 		if got := RestartNeeded(base.Params, r.Params); !cmp.Equal(got, tt.want) {
 			t.Errorf("%s: RestartNeeded = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+func TestNftMarks(t *testing.T) {
+	tests := []struct {
+		mask, pass, class uint32
+		err               bool
+	}{
+		{mask: 0xffff0000, pass: nft.DefaultPassMark, class: nft.DefaultClassMask},
+		{mask: 0x0000ff00, pass: 0x8000, class: 0x7f00},         // one run: its top bit passes
+		{mask: 0xff00ff00, pass: 0x01000000, class: 0xff00},     // the next run's lowest bit passes
+		{mask: 0x00ff8000, pass: 0x00800000, class: 0x007f8000}, // nine bits: eight for classes
+		{mask: 0xfff00000, pass: 0x20000000, class: 0x1ff00000}, // twelve bits
+		{mask: 0x0000000f, pass: 0x8, class: 0x7},               // the least that works
+		{mask: 0x00000007, err: true},
+		{mask: 0x00000101, err: true}, // no three contiguous bits
+		{mask: 0, err: true},
+	}
+	for _, tt := range tests {
+		pass, class, err := nftMarks(tt.mask)
+		if (err != nil) != tt.err || !tt.err && (pass != tt.pass || class != tt.class) {
+			t.Errorf("nftMarks(%#x) = %#x, %#x, %v; want %#x, %#x, error %v", tt.mask, pass, class, err, tt.pass, tt.class, tt.err)
+			continue
+		}
+		if err == nil {
+			if verr := (nft.Config{PassMark: pass, ClassMask: class}).Validate(); verr != nil {
+				t.Errorf("nftMarks(%#x): the nft config is invalid: %v", tt.mask, verr)
+			}
+			if pass&tt.mask == 0 || class&^tt.mask != 0 {
+				t.Errorf("nftMarks(%#x) = %#x, %#x: outside the mask", tt.mask, pass, class)
+			}
+		}
+	}
+	// Through Resolve: the default, a FelixConfiguration value, a bad one.
+	r, err := Resolve()
+	if err != nil || r.Params.IptablesMarkMask != 0xffff0000 {
+		t.Fatalf("default IptablesMarkMask = %#x, %v", r.Params.IptablesMarkMask, err)
+	}
+	m := uint32(0xff00)
+	r, err = Resolve(FelixConfigLayer("default", &api.FelixConfigurationSpec{IptablesMarkMask: &m}))
+	if err != nil || r.Params.IptablesMarkMask != 0xff00 || r.Sources[ParamIptablesMarkMask] != "FelixConfiguration default" {
+		t.Fatalf("FelixConfiguration IptablesMarkMask: %#x from %q, %v", r.Params.IptablesMarkMask, r.Sources[ParamIptablesMarkMask], err)
+	}
+	if _, err := Resolve(Layer{"flags", map[string]string{"IptablesMarkMask": "0x3"}}); err == nil || !strings.Contains(err.Error(), "IptablesMarkMask") {
+		t.Errorf("a 2-bit mask: err = %v, want one naming IptablesMarkMask", err)
 	}
 }
