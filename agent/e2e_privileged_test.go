@@ -244,7 +244,6 @@ func TestPrivilegedAgentEndToEnd(t *testing.T) {
 	})
 }
 
-//
 // It runs again with IptablesMarkMask 0x00ff8000 (as a FelixConfiguration
 // would set it): the dataplane's pass bit and class field move there, and
 // the verdicts stay the same.
