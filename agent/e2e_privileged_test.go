@@ -244,6 +244,8 @@ func TestPrivilegedAgentEndToEnd(t *testing.T) {
 	})
 }
 
+// TestPrivilegedAgentTalkScenario runs the talk's scenario file through the
+// agent on real packets, every probe and every pair against the evaluator.
 // It runs again with IptablesMarkMask 0x00ff8000 (as a FelixConfiguration
 // would set it): the dataplane's pass bit and class field move there, and
 // the verdicts stay the same.
