@@ -72,7 +72,7 @@
 // Deny is drop. Log logs and continues. Pass sets the pass mark bit and
 // returns; the class chain skips the tier's remaining policies and its
 // end-of-tier drop while the bit is set, and clears it before the next
-// tier. A tier whose policies decided nothing drops (default action Deny)
+// tier (only policies after one with a Pass rule test the bit). A tier whose policies decided nothing drops (default action Deny)
 // or falls through (Pass). Then the profiles' chains run in order (a
 // missing profile is a drop), then a final drop.
 //

@@ -509,17 +509,15 @@ func (b *builder) build(s *desired.State) (*model, error) {
 	return b.m, nil
 }
 
-// footprintChanged reports whether a policy of ep whose footprint changed
-// in this build is in a tier big enough to be indexed.
+// footprintChanged reports whether a policy of ep changed its footprint
+// in this build: what it can match (tier indexes) or whether it can Pass
+// (which later policies test the pass bit).
 func (b *builder) footprintChanged(ep desired.Endpoint) bool {
-	if len(b.fpChanged) == 0 || b.cfg.IndexMinPolicies < 0 {
+	if len(b.fpChanged) == 0 {
 		return false
 	}
 	for _, t := range ep.Tiers {
 		for _, pols := range [][]desired.PolicyID{t.Policies(true), t.Policies(false)} {
-			if len(pols) < b.cfg.IndexMinPolicies {
-				continue
-			}
 			for _, id := range pols {
 				if b.fpChanged[id] {
 					return true

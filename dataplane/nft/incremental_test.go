@@ -95,6 +95,13 @@ func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
 		s.Policies = maps.Clone(s.Policies)
 		s.Policies[logAll] = ks3.Policies[logAll]
 	})
+	add("shared: web gains a Pass rule (later policies must test the pass bit)", func(s *desired.State) {
+		web := desired.PolicyID{Tier: "default", Name: "web", Namespace: "prod", Kind: "NetworkPolicy"}
+		s.Policies = maps.Clone(s.Policies)
+		p := s.Policies[web]
+		p.Inbound = append(slices.Clone(p.Inbound), desired.Rule{Action: desired.Pass})
+		s.Policies[web] = p
+	})
 	add("shared: a profile removed", func(s *desired.State) {
 		s.Profiles = maps.Clone(s.Profiles)
 		delete(s.Profiles, "kns.prod")

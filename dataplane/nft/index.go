@@ -51,6 +51,10 @@ type footprint struct {
 	// ports holds, for protocols not in full, the destination port
 	// ranges rules match.
 	ports map[uint8][]portRange
+	// pass: some rule's action is Pass, so after this policy the pass
+	// bit may be set (later policies in the tier test it; the tier's end
+	// drop does too). Without a Pass before them they need no test.
+	pass bool
 	// sig is the canonical text of the above, for index hashes.
 	sig string
 }
@@ -63,10 +67,18 @@ func portProtocol(p uint8) bool {
 const protoUDPLite = 136
 
 func footprintOf(rules []desired.Rule) footprint {
+	f := matchFootprint(rules)
+	f.pass = slices.ContainsFunc(rules, func(r desired.Rule) bool { return r.Action == desired.Pass })
+	f.sig = f.signature()
+	return f
+}
+
+// matchFootprint is footprintOf's protocol and port part.
+func matchFootprint(rules []desired.Rule) footprint {
 	var f footprint
 	for _, r := range rules {
 		if r.Protocol == nil {
-			return footprint{wild: true, sig: "*"}
+			return footprint{wild: true}
 		}
 		p := *r.Protocol
 		if f.full[p] {
@@ -87,7 +99,6 @@ func footprintOf(rules []desired.Rule) footprint {
 		}
 		f.ports[p] = append(f.ports[p], ranges(r.Dst.Ports)...)
 	}
-	f.sig = f.signature()
 	return f
 }
 
@@ -117,6 +128,14 @@ func (f footprint) has(p uint8, port uint16, anyPort bool) bool {
 
 // signature computes the canonical text of the footprint.
 func (f footprint) signature() string {
+	if f.pass {
+		g := f
+		g.pass = false
+		return "P" + g.signature()
+	}
+	if f.wild {
+		return "*"
+	}
 	var parts []string
 	for p := range f.full {
 		parts = append(parts, protoNumber(p))
@@ -243,11 +262,13 @@ func (b *builder) buildIndex(h string, ingress bool, pols []desired.PolicyID, fp
 			return name
 		}
 		c := &chainSpec{name: indexListChain(h, key.String()), rank: 2}
-		for j, i := range idx {
+		passBefore := false
+		for _, i := range idx {
 			var x rb
-			if j > 0 {
+			if passBefore {
 				x.markTest(b.cfg.PassMark, true)
 			}
+			passBefore = passBefore || fps[i].pass
 			x.verdict(expr.VerdictJump, policyChain(pols[i], ingress))
 			c.rules = append(c.rules, x.done("policy "+pols[i].String()))
 		}

@@ -398,29 +398,39 @@ func (b *builder) endpointChain(ep desired.Endpoint, have []bool, ingress bool, 
 			add(&x, dir+" policy")
 			first = false
 		}
+		// The pass bit is clear at the start of the tier; only a policy
+		// with a Pass rule can set it, so only the policies after one
+		// (and the end of the tier) test it.
+		tierPass := slices.ContainsFunc(pols, func(id desired.PolicyID) bool { return b.policies[id].fp[dirIndex(ingress)].pass })
 		if idx := b.tierIndex(pols, ingress, used); idx != "" {
 			x = rb{}
 			x.verdict(expr.VerdictJump, idx)
 			add(&x, fmt.Sprintf("tier %s: %s, indexed by protocol and port", t.Name, policies(len(pols))))
 		} else {
-			for j, pid := range pols {
+			passBefore := false
+			for _, pid := range pols {
 				x = rb{}
-				if j > 0 {
+				if passBefore {
 					x.markTest(P, true)
 				}
+				passBefore = passBefore || b.policies[pid].fp[dirIndex(ingress)].pass
 				x.verdict(expr.VerdictJump, policyChain(pid, ingress))
 				add(&x, "policy "+pid.String())
 			}
 		}
 		if t.DefaultAction == desired.Deny {
 			x = rb{}
-			x.markTest(P, true)
+			if tierPass {
+				x.markTest(P, true)
+			}
 			x.verdict(expr.VerdictDrop, "")
 			add(&x, "end of tier "+t.Name+": default deny")
 		}
-		x = rb{}
-		x.markClear(P)
-		add(&x, "")
+		if tierPass {
+			x = rb{}
+			x.markClear(P)
+			add(&x, "")
+		}
 	}
 	for i, prof := range ep.ProfileIDs {
 		x = rb{}
