@@ -15,12 +15,7 @@ func Matrix(ctx context.Context, cfg Config, st *State, ports []string, o RunOpt
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if o.Timeout <= 0 {
-		o.Timeout = DefaultProbeTimeout
-	}
-	if o.Parallel <= 0 {
-		o.Parallel = 64
-	}
+	o = o.withDefaults()
 	if len(st.Pods) < 2 {
 		return nil, fmt.Errorf("lab %s has %d pods: add some with `brindle lab pod add`", st.Name, len(st.Pods))
 	}

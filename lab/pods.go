@@ -292,14 +292,11 @@ func DelPods(ctx context.Context, cfg Config, st *State, ids []string) error {
 // AddPod creates one pod (see AddPods), taking the lab's lock, and waits
 // until every agent has programmed it.
 func AddPod(ctx context.Context, cfg Config, st *State, spec PodSpec) (*Pod, error) {
-	unlock, err := lockDir(st.Dir)
+	unlock, err := lockFresh(cfg, st)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if fresh, err := Load(cfg.StateDir, st.Name); err == nil {
-		*st = *fresh
-	}
 	client, err := st.Client(ctx, cfg.Logger)
 	if err != nil {
 		return nil, err
@@ -320,13 +317,10 @@ func AddPod(ctx context.Context, cfg Config, st *State, spec PodSpec) (*Pod, err
 
 // RemovePods deletes pods (see DelPods), taking the lab's lock.
 func RemovePods(ctx context.Context, cfg Config, st *State, ids []string) error {
-	unlock, err := lockDir(st.Dir)
+	unlock, err := lockFresh(cfg, st)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if fresh, err := Load(cfg.StateDir, st.Name); err == nil {
-		*st = *fresh
-	}
 	return DelPods(ctx, cfg, st, ids)
 }

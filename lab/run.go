@@ -37,6 +37,16 @@ type RunOptions struct {
 	Keep bool
 }
 
+func (o RunOptions) withDefaults() RunOptions {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultProbeTimeout
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 64
+	}
+	return o
+}
+
 // ProbeResult is one probe sent with real packets.
 type ProbeResult struct {
 	// ProbeResult.Result.Allowed is what the packets said; Wrong compares
@@ -92,12 +102,7 @@ func Run(ctx context.Context, cfg Config, st *State, data []byte, o RunOptions) 
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if o.Timeout <= 0 {
-		o.Timeout = DefaultProbeTimeout
-	}
-	if o.Parallel <= 0 {
-		o.Parallel = 64
-	}
+	o = o.withDefaults()
 	sc, err := scenario.Parse(data)
 	if err != nil {
 		return nil, &BadInputError{err}
@@ -109,15 +114,11 @@ func Run(ctx context.Context, cfg Config, st *State, data []byte, o RunOptions) 
 	if err != nil {
 		return nil, &BadInputError{err}
 	}
-	unlock, err := lockDir(st.Dir)
+	unlock, err := lockFresh(cfg, st)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	// Re-read: another command may have changed the lab.
-	if fresh, err := Load(cfg.StateDir, st.Name); err == nil {
-		*st = *fresh
-	}
 	client, err := st.Client(ctx, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("lab %s datastore: %w", st.Name, err)

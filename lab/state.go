@@ -170,6 +170,20 @@ func List(stateDir string) ([]string, error) {
 // do not change one lab's state at once. The returned func unlocks.
 func lockDir(dir string) (func(), error) { return lockFile(filepath.Join(dir, "lock")) }
 
+// lockFresh takes st's lab lock and re-reads st from disk, since another
+// command may have changed the lab before the lock was ours (a lab that no
+// longer reads back keeps st as it was).
+func lockFresh(cfg Config, st *State) (unlock func(), err error) {
+	unlock, err = lockDir(st.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if fresh, err := Load(cfg.StateDir, st.Name); err == nil {
+		*st = *fresh
+	}
+	return unlock, nil
+}
+
 // mgmtLock serialises the choice of management addresses between labs.
 const mgmtLock = "/run/brindle-lab-mgmt.lock"
 
