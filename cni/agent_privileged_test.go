@@ -12,10 +12,9 @@ import (
 	"time"
 
 	"github.com/brindle-net/brindle/agent"
-	"github.com/brindle-net/brindle/api"
+	"github.com/brindle-net/brindle/cni/cnitest"
 	"github.com/brindle-net/brindle/datastore"
 	"github.com/brindle-net/brindle/internal/netnstest"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // startAgent runs the real agent programming the harness's host namespace
@@ -82,22 +81,7 @@ func (h *harness) startAgentProgrammed() *agent.Agent {
 func TestPrivilegedDefaultDenyFromFirstPacket(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	ctx := context.Background()
-	objs := []api.Object{
-		api.NamespaceProfile("team-a", nil), api.ServiceAccountProfile("team-a", "default", nil),
-		api.NamespaceProfile("team-b", nil), api.ServiceAccountProfile("team-b", "default", nil),
-		&api.GlobalNetworkPolicy{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "projectcalico.org/v3", Kind: "GlobalNetworkPolicy"},
-			ObjectMeta: metav1.ObjectMeta{Name: "default-deny-team-a"},
-			Spec: api.GlobalNetworkPolicySpec{
-				Selector: "projectcalico.org/namespace == 'team-a'",
-				Types:    []api.PolicyType{api.PolicyTypeIngress, api.PolicyTypeEgress},
-			},
-		},
-	}
-	for _, o := range objs {
-		api.Default(o)
-	}
-	if _, err := h.member.Client.WriteBatch(ctx, datastore.OpApply, objs); err != nil {
+	if _, err := h.member.Client.WriteBatch(ctx, datastore.OpApply, cnitest.TeamObjects()); err != nil {
 		t.Fatal(err)
 	}
 	a := h.startAgent()

@@ -317,7 +317,7 @@ func linkNames(t testing.TB, nl *netlink.Handle) []string {
 	return out
 }
 
-// serveEcho starts a one-byte TCP echo server inside n.
+// serveEcho starts a TCP echo server inside n.
 func serveEcho(t testing.TB, n *netnstest.NS, port int) { cnitest.ServeEcho(t, n, port) }
 
 // resultIP is the first address of an ADD result.

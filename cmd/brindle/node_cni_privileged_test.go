@@ -66,26 +66,13 @@ func TestPrivilegedNodeServesCNI(t *testing.T) {
 
 	// The cluster before the node starts: a pool, profiles, and a
 	// default deny for namespace team-a.
-	objs := []api.Object{
-		&api.IPPool{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "projectcalico.org/v3", Kind: "IPPool"},
-			ObjectMeta: metav1.ObjectMeta{Name: "pool-node-cni"},
-			Spec:       api.IPPoolSpec{CIDR: "10.78.0.0/24"},
-		},
-		api.NamespaceProfile("team-a", nil), api.ServiceAccountProfile("team-a", "default", nil),
-		api.NamespaceProfile("team-b", nil), api.ServiceAccountProfile("team-b", "default", nil),
-		&api.GlobalNetworkPolicy{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "projectcalico.org/v3", Kind: "GlobalNetworkPolicy"},
-			ObjectMeta: metav1.ObjectMeta{Name: "default-deny-team-a"},
-			Spec: api.GlobalNetworkPolicySpec{
-				Selector: "projectcalico.org/namespace == 'team-a'",
-				Types:    []api.PolicyType{api.PolicyTypeIngress, api.PolicyTypeEgress},
-			},
-		},
+	pool := &api.IPPool{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "projectcalico.org/v3", Kind: "IPPool"},
+		ObjectMeta: metav1.ObjectMeta{Name: "pool-node-cni"},
+		Spec:       api.IPPoolSpec{CIDR: "10.78.0.0/24"},
 	}
-	for _, o := range objs {
-		api.Default(o)
-	}
+	api.Default(pool)
+	objs := append([]api.Object{pool}, cnitest.TeamObjects()...)
 	if _, err := member.Client.WriteBatch(ctx, datastore.OpApply, objs); err != nil {
 		t.Fatal(err)
 	}

@@ -25,8 +25,11 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/brindle-net/brindle/api"
 	"github.com/brindle-net/brindle/internal/netnstest"
+	"github.com/brindle-net/brindle/internal/netprobe"
 )
 
 // Runtime runs one network configuration list.
@@ -138,9 +141,8 @@ func ResultIP(t testing.TB, r *current.Result) netip.Addr {
 	return a.Unmap()
 }
 
-// ServeEcho starts a TCP server on port inside n that answers each
-// connection's first byte with the same byte, then closes it. It stops when
-// the test ends.
+// ServeEcho starts a TCP echo server on port inside n (each connection
+// gets back what it sends, for up to 5 s). It stops when the test ends.
 func ServeEcho(t testing.TB, n *netnstest.NS, port int) {
 	t.Helper()
 	var ln net.Listener
@@ -158,14 +160,30 @@ func ServeEcho(t testing.TB, n *netnstest.NS, port int) {
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				b := make([]byte, 1)
-				if _, err := c.Read(b); err == nil {
-					_, _ = c.Write(b)
-				}
-			}()
+			go netprobe.EchoConn(c, 5*time.Second)
 		}
 	}()
+}
+
+// TeamObjects are the default-deny fixture of the CNI tests: namespace and
+// service-account profiles for team-a and team-b, and a GlobalNetworkPolicy
+// that selects every team-a endpoint with no rules (default deny both
+// ways), defaulted and ready to write.
+func TeamObjects() []api.Object {
+	objs := []api.Object{
+		api.NamespaceProfile("team-a", nil), api.ServiceAccountProfile("team-a", "default", nil),
+		api.NamespaceProfile("team-b", nil), api.ServiceAccountProfile("team-b", "default", nil),
+		&api.GlobalNetworkPolicy{
+			TypeMeta:   metav1.TypeMeta{APIVersion: api.APIVersion, Kind: "GlobalNetworkPolicy"},
+			ObjectMeta: metav1.ObjectMeta{Name: "default-deny-team-a"},
+			Spec: api.GlobalNetworkPolicySpec{
+				Selector: "projectcalico.org/namespace == 'team-a'",
+				Types:    []api.PolicyType{api.PolicyTypeIngress, api.PolicyTypeEgress},
+			},
+		},
+	}
+	for _, o := range objs {
+		api.Default(o)
+	}
+	return objs
 }
