@@ -162,7 +162,6 @@ type indexEntry struct {
 	hash   string
 	chains []*chainSpec
 	sets   []*setSpec
-	pols   map[desired.PolicyID]bool
 	refs   int
 }
 
@@ -240,10 +239,7 @@ func dirIndex(ingress bool) int {
 // buildIndex builds the chains and maps of index h, or reports that it
 // would exceed the budget.
 func (b *builder) buildIndex(h string, ingress bool, pols []desired.PolicyID, fps []footprint) (*indexEntry, bool) {
-	e := &indexEntry{hash: h, pols: make(map[desired.PolicyID]bool, len(pols))}
-	for _, id := range pols {
-		e.pols[id] = true
-	}
+	e := &indexEntry{hash: h}
 	lists := map[string]string{} // list key -> chain name
 	jumps, budget := 0, indexBudget(len(pols))
 	list := func(keep func(footprint) bool) string {
