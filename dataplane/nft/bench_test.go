@@ -63,6 +63,24 @@ func bigState(nPol, nSets, nEp int) *desired.State {
 	return s
 }
 
+// toggleMember returns s with one address added to (i even) or removed
+// from (i odd) bigState's selector set 42: a new sets map and set, the
+// other collections shared, as calc hands out a change.
+func toggleMember(s *desired.State, i int) *desired.State {
+	const id = "s:bench-selector-42"
+	extra := desired.AddrMember(netip.AddrFrom4([4]byte{10, 250, 0, 1}))
+	set := s.IPSets[id].Clone()
+	if i%2 == 0 {
+		set.Members[extra] = struct{}{}
+	} else {
+		delete(set.Members, extra)
+	}
+	n := *s
+	n.IPSets = maps.Clone(s.IPSets)
+	n.IPSets[id] = set
+	return &n
+}
+
 // cpuTime returns this process's user+system CPU time. The benchmarks
 // report it per operation next to wall time: the machine they run on is
 // shared, and wall time there includes waiting for a CPU.
@@ -153,25 +171,13 @@ func BenchmarkPrivilegedOneElementChange5000Policies(b *testing.B) {
 	if err := dp.Apply(s); err != nil {
 		b.Fatal(err)
 	}
-	const id = "s:bench-selector-42"
-	extra := desired.AddrMember(netip.MustParseAddr("10.250.0.1"))
 	b.ReportAllocs()
 	i := 0
 	var cpu cpuClock
 	cpu.resume()
 	for b.Loop() {
-		set := s.IPSets[id].Clone()
-		if i%2 == 0 {
-			set.Members[extra] = struct{}{}
-		} else {
-			delete(set.Members, extra)
-		}
+		s = toggleMember(s, i)
 		i++
-		// A new sets map, the others shared, as calc hands it out.
-		n := *s
-		n.IPSets = maps.Clone(s.IPSets)
-		n.IPSets[id] = set
-		s = &n
 		before := dp.Writes()
 		if err := dp.Apply(s); err != nil {
 			b.Fatal(err)

@@ -1,11 +1,6 @@
 package nft
 
-import (
-	"net/netip"
-	"testing"
-
-	"github.com/brindle-net/brindle/desired"
-)
+import "testing"
 
 // BenchmarkChangeDetection5000Policies: the user-space part of a
 // one-element change on the 5,000-policy state: incremental validation and
@@ -19,19 +14,11 @@ func BenchmarkChangeDetection5000Policies(b *testing.B) {
 	if _, err := bl.build(s); err != nil {
 		b.Fatal(err)
 	}
-	const id = "s:bench-selector-42"
-	extra := desired.AddrMember(netip.MustParseAddr("10.250.0.1"))
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		set := s.IPSets[id].Clone()
-		if i%2 == 0 {
-			set.Members[extra] = struct{}{}
-		} else {
-			delete(set.Members, extra)
-		}
+		s = toggleMember(s, i)
 		i++
-		s.IPSets[id] = set
 		if err := bl.validate(s); err != nil {
 			b.Fatal(err)
 		}
