@@ -37,7 +37,7 @@ type classEntry struct {
 	setter  *chainSpec
 	elem    elem
 	idx     []*indexEntry
-	targets []string // chains its chain and its indexes' chains jump to
+	targets []string // chains its chain and its indexes' chains and maps go to
 	refs    int
 	idle    uint64 // b.tick when refs fell to 0
 }
@@ -119,6 +119,13 @@ func (b *builder) acquireClass(c *chainSpec, used []*indexEntry, ingress bool) (
 	for _, ix := range used {
 		for _, ic := range ix.chains {
 			e.targets = jumpTargets(e.targets, ic)
+		}
+		for _, m := range ix.sets {
+			for _, el := range m.elems {
+				if el.jump != "" {
+					e.targets = append(e.targets, el.jump)
+				}
+			}
 		}
 	}
 	b.putChain(c)

@@ -29,6 +29,9 @@ import (
 //		meta mark & <pass> == 0 jump brindle-pi-<b>
 //	}
 //
+// A key range no policy can match returns from the map; a range only one
+// policy can match goes straight to that policy's chain.
+//
 // Skipping a policy none of whose rules can match is exact: such a policy
 // chain would return without a verdict. Every path visits a superset of
 // the policies that can match, in tier order, so Pass, Log, Allow and
@@ -255,6 +258,20 @@ func (b *builder) buildIndex(h string, ingress bool, pols []desired.PolicyID, fp
 			}
 		}
 		if name, ok := lists[key.String()]; ok {
+			return name
+		}
+		// No policy: the element returns. One policy: the element goes
+		// to its chain, whose end returns to the endpoint chain as the
+		// list's would. Each list chain is more for the kernel to
+		// validate on every transaction that adds a rule to the table.
+		switch len(idx) {
+		case 0:
+			lists[key.String()] = ""
+			return ""
+		case 1:
+			name := policyChain(pols[idx[0]], ingress)
+			jumps++
+			lists[key.String()] = name
 			return name
 		}
 		c := &chainSpec{name: indexListChain(h, key.String()), rank: 2}

@@ -57,7 +57,9 @@ func TestPrivilegedTierIndex(t *testing.T) {
 	l.check(want...)
 
 	listing := l.nft("list", "table", "inet", "brindle")
-	for _, s := range []string{"meta l4proto vmap @xp-", "th dport vmap @xd-", "flags interval", "80-90 : goto brindle-xl-"} {
+	for _, s := range []string{"meta l4proto vmap @xp-", "th dport vmap @xd-", "flags interval",
+		"80-90 : goto brindle-pi-", // one policy: straight to its chain
+		"0-79 : return"} {
 		if !strings.Contains(listing, s) {
 			t.Fatalf("nft listing lacks %q:\n%s", s, listing)
 		}
@@ -153,9 +155,11 @@ func TestPrivilegedLargeSetsAndMaps(t *testing.T) {
 	if portMap == nil {
 		t.Fatalf("no TCP port map in:\n%s", listing)
 	}
-	// 1,000 ports and the gaps before, between (none) and after them.
-	if n := strings.Count(l.nft("list", "map", "inet", "brindle", portMap[1]), "goto"); n != 1002 {
-		t.Errorf("the port map holds %d intervals, want 1,002", n)
+	// 1,000 ports (each straight to its policy) and the gaps before,
+	// between (none) and after them (return).
+	pm := l.nft("list", "map", "inet", "brindle", portMap[1])
+	if n, r := strings.Count(pm, "goto brindle-pi-"), strings.Count(pm, "return"); n != 1000 || r != 2 {
+		t.Errorf("the port map holds %d intervals to a policy and %d returns, want 1,000 and 2", n, r)
 	}
 	before := l.dp.Writes()
 	if err := l.dp.Resync(); err != nil {

@@ -39,15 +39,16 @@ func walkIndex(t *testing.T, m *model, h string, p uint8, port uint16) []string 
 			t.Fatalf("map %s missing", set)
 		}
 		var hit string
+		found := false
 		for _, e := range s.elems {
 			if bytes.Compare(e.key, key) <= 0 && (e.end == nil || bytes.Compare(key, e.end) < 0) {
-				if hit != "" {
+				if found {
 					t.Fatalf("map %s: key %x in two intervals", set, key)
 				}
-				hit = e.jump
+				hit, found = e.jump, true
 			}
 		}
-		if hit == "" {
+		if !found {
 			t.Fatalf("map %s: key %x in no interval", set, key)
 		}
 		return hit
@@ -55,6 +56,15 @@ func walkIndex(t *testing.T, m *model, h string, p uint8, port uint16) []string 
 	c := lookup(indexProtoMap(h), []byte{p})
 	if c == indexPortChain(h, p) {
 		c = lookup(indexPortMap(h, p), be16(port))
+	}
+	switch {
+	case c == "": // return: no policy
+		return nil
+	case strings.HasPrefix(c, prefix+"pi-"), strings.HasPrefix(c, prefix+"po-"):
+		return []string{c} // straight to the only policy
+	}
+	if m.chains[c] == nil {
+		t.Fatalf("map element goes to %s, not in the model", c)
 	}
 	var out []string
 	for _, r := range m.chains[c].rules {
@@ -120,6 +130,12 @@ func TestTierIndexVisitsExactlyThePoliciesThatCanMatch(t *testing.T) {
 				if diff := cmp.Diff(want, walkIndex(t, b.m, h, p, port)); diff != "" {
 					t.Fatalf("seed %d, protocol %d port %d (-want +got):\n%s", seed, p, port, diff)
 				}
+			}
+		}
+		// A list chain is made only for two policies or more.
+		for name, c := range b.m.chains {
+			if strings.HasPrefix(name, prefix+"xl-") && len(c.rules) < 2 {
+				t.Fatalf("seed %d: list chain %s has %d rules", seed, name, len(c.rules))
 			}
 		}
 		// A key that cannot be read fails closed.

@@ -272,11 +272,12 @@ func elemsFromKernel(kind setKind, els []nftables.SetElement) []elem {
 	return out
 }
 
-// verdictChain extracts the chain of a goto verdict from element data.
+// verdictChain extracts the chain of a goto verdict from element data: ""
+// for a return, "!" and the chain for any other verdict (none of ours).
 func verdictChain(b []byte) string {
 	ad, err := netlink.NewAttributeDecoder(b)
 	if err != nil {
-		return ""
+		return "!"
 	}
 	ad.ByteOrder = binary.BigEndian
 	var code uint32
@@ -289,7 +290,10 @@ func verdictChain(b []byte) string {
 			chain = ad.String()
 		}
 	}
-	if int32(code) != unix.NFT_GOTO {
+	switch {
+	case int32(code) == unix.NFT_RETURN && chain == "":
+		return ""
+	case int32(code) != unix.NFT_GOTO:
 		return "!" + chain
 	}
 	return chain
@@ -408,6 +412,9 @@ func toKernelElems(kind setKind, es []elem) []nftables.SetElement {
 			s := nftables.SetElement{Key: e.key}
 			if kind.verdictMap() {
 				s.VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.jump}
+				if e.jump == "" {
+					s.VerdictData = &expr.Verdict{Kind: expr.VerdictReturn}
+				}
 			}
 			out = append(out, s)
 			// Adjacent intervals: the end of one at the start of the

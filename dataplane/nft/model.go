@@ -37,6 +37,15 @@ type elem struct {
 
 func (e elem) mapKey() string { return string(e.key) + "\x00" + string(e.end) + "\x00" + e.jump }
 
+// verdict is a verdict-map element's verdict as nft writes it: a goto,
+// or a return when jump is empty.
+func (e elem) verdict() string {
+	if e.jump == "" {
+		return "return"
+	}
+	return "goto " + e.jump
+}
+
 // hook is where a base chain attaches. Egress (from-workload) policy runs
 // in one base chain at prerouting, which every packet from a workload
 // passes whether it is forwarded or for the host; ingress and host

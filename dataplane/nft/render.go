@@ -130,12 +130,12 @@ func (s *setSpec) renderElem(e elem) string {
 	}
 	switch s.kind {
 	case kindVmap:
-		return fmt.Sprintf("%q : goto %s", strings.TrimRight(string(e.key), "\x00"), e.jump)
+		return fmt.Sprintf("%q : %s", strings.TrimRight(string(e.key), "\x00"), e.verdict())
 	case kindMarkVmap:
 		if len(e.key) == 4 {
-			return fmt.Sprintf("%#08x : goto %s", binary.NativeEndian.Uint32(e.key), e.jump)
+			return fmt.Sprintf("%#08x : %s", binary.NativeEndian.Uint32(e.key), e.verdict())
 		}
-		return fmt.Sprintf("%x : goto %s", e.key, e.jump)
+		return fmt.Sprintf("%x : %s", e.key, e.verdict())
 	case kindProtoVmap, kindPortVmap:
 		// Keys are big-endian numbers; a missing end runs to the top.
 		num := func(k []byte) int {
@@ -153,7 +153,7 @@ func (s *setSpec) renderElem(e elem) string {
 		if hi != lo {
 			r = fmt.Sprintf("%d-%d", lo, hi)
 		}
-		return fmt.Sprintf("%s : goto %s", r, e.jump)
+		return fmt.Sprintf("%s : %s", r, e.verdict())
 	case kindNet4, kindNet6:
 		start := addr(e.key)
 		last := mustAddr(lastOfFamily(len(e.key)))
