@@ -290,3 +290,20 @@ func benchEndpointMove(b *testing.B, cfg Config, newClass bool) {
 	cpu.report(b)
 	b.ReportMetric(float64(dp.lastOps[tabA]+dp.lastOps[tabB]), "nft-ops/txn")
 }
+
+// BenchmarkBuildSets600 rebuilds a 600-member selector set (CIDRs, as
+// calc gives a rule selector's addresses): what a remote label change
+// costs the builder for each of the two sets it moves an address between.
+func BenchmarkBuildSets600(b *testing.B) {
+	ms := make([]desired.Member, 600)
+	for i := range ms {
+		ms[i] = desired.NetMember(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i * 7), 1}), 32))
+	}
+	set := desired.NewIPSet(desired.Nets, ms...)
+	b.ReportAllocs()
+	for b.Loop() {
+		if v4, _ := buildSets("s:bench", set); len(v4.elems) != 600 {
+			b.Fatalf("%d elements", len(v4.elems))
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/brindle-net/brindle/desired"
 	"github.com/google/nftables/expr"
@@ -93,17 +94,16 @@ func (s *setSpec) sameElems(o *setSpec) bool {
 }
 
 func buildSets(id string, set desired.IPSet) (v4, v6 *setSpec) {
-	v4 = &setSpec{name: setName(id, set.Type, 4), kind: setKindFor(set.Type, 4), comment: id, elems: map[string]elem{}}
-	v6 = &setSpec{name: setName(id, set.Type, 6), kind: setKindFor(set.Type, 6), comment: id, elems: map[string]elem{}}
-	pick := func(m desired.Member) *setSpec {
+	n4 := 0
+	for m := range set.Members {
 		if m.Prefix.Addr().Is4() {
-			return v4
+			n4++
 		}
-		return v6
 	}
+	var e4, e6 []elem
 	switch set.Type {
 	case desired.Nets:
-		var p4, p6 []netip.Prefix
+		p4, p6 := make([]netip.Prefix, 0, n4), make([]netip.Prefix, 0, len(set.Members)-n4)
 		for m := range set.Members {
 			if m.Prefix.Addr().Is4() {
 				p4 = append(p4, m.Prefix)
@@ -111,30 +111,72 @@ func buildSets(id string, set desired.IPSet) (v4, v6 *setSpec) {
 				p6 = append(p6, m.Prefix)
 			}
 		}
-		for _, e := range intervals(p4) {
-			v4.elems[e.mapKey()] = e
+		e4, e6 = intervals(p4), intervals(p6)
+	case desired.Addrs, desired.NamedPorts:
+		// Every key is a slice of one buffer per family.
+		kl := func(alen int) int {
+			if set.Type == desired.NamedPorts {
+				return alen + 8
+			}
+			return alen
 		}
-		for _, e := range intervals(p6) {
-			v6.elems[e.mapKey()] = e
-		}
-	case desired.Addrs:
+		e4, e6 = make([]elem, 0, n4), make([]elem, 0, len(set.Members)-n4)
+		b4 := make([]byte, 0, n4*kl(4))
+		b6 := make([]byte, 0, (len(set.Members)-n4)*kl(16))
 		for m := range set.Members {
-			e := elem{key: m.Prefix.Addr().AsSlice()}
-			pick(m).elems[e.mapKey()] = e
-		}
-	case desired.NamedPorts:
-		for m := range set.Members {
-			e := elem{key: namedPortKey(m)}
-			pick(m).elems[e.mapKey()] = e
+			buf, es := &b6, &e6
+			if m.Prefix.Addr().Is4() {
+				buf, es = &b4, &e4
+			}
+			n := len(*buf)
+			*buf = appendAddr(*buf, m.Prefix.Addr())
+			if set.Type == desired.NamedPorts {
+				*buf = appendPortKey(*buf, m)
+			}
+			*es = append(*es, elem{key: (*buf)[n:len(*buf):len(*buf)]})
 		}
 	}
+	v4 = &setSpec{name: setName(id, set.Type, 4), kind: setKindFor(set.Type, 4), comment: id, elems: elemMap(e4)}
+	v6 = &setSpec{name: setName(id, set.Type, 6), kind: setKindFor(set.Type, 6), comment: id, elems: elemMap(e6)}
 	return v4, v6
+}
+
+// elemMap indexes elements by mapKey. A changed set is rebuilt whole, so
+// this is sized up front and every key is a substring of one string: a
+// few allocations per set, not several per element.
+func elemMap(es []elem) map[string]elem {
+	n := 0
+	for _, e := range es {
+		n += len(e.key) + len(e.end) + len(e.jump) + 2
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	for _, e := range es {
+		sb.Write(e.key)
+		sb.WriteByte(0)
+		sb.Write(e.end)
+		sb.WriteByte(0)
+		sb.WriteString(e.jump)
+	}
+	all := sb.String()
+	m := make(map[string]elem, len(es))
+	off := 0
+	for _, e := range es {
+		l := len(e.key) + len(e.end) + len(e.jump) + 2
+		m[all[off:off+l]] = e
+		off += l
+	}
+	return m
 }
 
 // namedPortKey is the concatenated key addr . proto . port, each field
 // padded to a 32-bit register boundary.
 func namedPortKey(m desired.Member) []byte {
-	k := m.Prefix.Addr().AsSlice()
+	return appendPortKey(m.Prefix.Addr().AsSlice(), m)
+}
+
+// appendPortKey appends namedPortKey's protocol and port fields.
+func appendPortKey(k []byte, m desired.Member) []byte {
 	k = append(k, m.Protocol, 0, 0, 0)
 	k = binary.BigEndian.AppendUint16(k, m.Port)
 	return append(k, 0, 0)
@@ -153,12 +195,20 @@ func intervals(ps []netip.Prefix) []elem {
 		ivs[i] = iv{p.Addr(), lastAddr(p)}
 	}
 	slices.SortFunc(ivs, func(a, b iv) int { return a.lo.Compare(b.lo) })
-	var out []elem
+	out := make([]elem, 0, len(ivs))
+	// Every key and end is a slice of one buffer (one allocation, not
+	// two per interval).
+	buf := make([]byte, 0, 2*ivs[0].lo.BitLen()/8*len(ivs))
+	bytesOf := func(a netip.Addr) []byte {
+		n := len(buf)
+		buf = appendAddr(buf, a)
+		return buf[n:len(buf):len(buf)]
+	}
 	cur := ivs[0]
 	flush := func() {
-		e := elem{key: cur.lo.AsSlice()}
+		e := elem{key: bytesOf(cur.lo)}
 		if next := cur.hi.Next(); next.IsValid() {
-			e.end = next.AsSlice()
+			e.end = bytesOf(next)
 		}
 		out = append(out, e)
 	}
@@ -175,6 +225,17 @@ func intervals(ps []netip.Prefix) []elem {
 	}
 	flush()
 	return out
+}
+
+// appendAddr appends a's bytes as AsSlice has them: 4 for IPv4, 16
+// otherwise.
+func appendAddr(b []byte, a netip.Addr) []byte {
+	if a.Is4() {
+		v := a.As4()
+		return append(b, v[:]...)
+	}
+	v := a.As16()
+	return append(b, v[:]...)
 }
 
 func lastAddr(p netip.Prefix) netip.Addr {
