@@ -193,7 +193,7 @@ func (b *builder) allocClassID(ingress bool) (uint32, error) {
 	if uint32(len(b.cls.byID[d])) >= limit {
 		old := b.oldestIdle(d)
 		if old == nil {
-			return 0, fmt.Errorf("local endpoints need more than %d distinct %s classes (distinct policy chains), the most Config.ClassMask %#08x can number: widen ClassMask",
+			return 0, fmt.Errorf("local endpoints need more than %d distinct %s classes (distinct policy chains), the most Config.ClassMask %#08x can number (the agent derives it from IptablesMarkMask, at most 9 bits: 511 classes)",
 				limit, dirName(ingress), b.cfg.ClassMask)
 		}
 		b.evictClass(old)
