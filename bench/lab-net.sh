@@ -126,16 +126,17 @@ eval "$("$B" lab env --name "$LC")"
 t0=$(date +%s.%N)
 "$tmp/brindlectl" apply -f "$tmp/policies.yaml" >/dev/null
 # Ready: the classify table sends the pod's interface to a class, and the
-# policy table jumps to all 1,000 policy chains of that direction (from
-# the class chain when the tier is walked linearly, from the tier index's
-# lists otherwise).
+# policy table reaches all 1,000 policy chains of that direction (jumps
+# from the class chain when the tier is walked linearly; from the tier
+# index, a goto in its port map for a range only one policy matches and
+# jumps from list chains otherwise).
 chains_ready() {
   local h=$1 dir=$2 ifc map=brindle-to-wl pol=pi
   ifc=$(ip -n "$LC-$h" -o link | grep -o 'cali[0-9a-f]*' | head -1)
   [[ $dir == egress ]] && map=brindle-from-wl pol=po
   # (grep -c, not -q: under pipefail, -q's early exit fails nft with SIGPIPE)
   [[ $(n "$LC-$h" nft list map inet brindle-classify "$map" 2>/dev/null | grep -c "\"$ifc\"") -ge 1 ]] &&
-    [[ $(n "$LC-$h" nft list table inet brindle 2>/dev/null | grep -o "jump brindle-$pol-[0-9a-f]*" | sort -u | wc -l) -ge 1000 ]]
+    [[ $(n "$LC-$h" nft list table inet brindle 2>/dev/null | grep -oE "(jump|goto) brindle-$pol-[0-9a-f]+" | awk '{print $2}' | sort -u | wc -l) -ge 1000 ]]
 }
 for _ in $(seq 600); do
   chains_ready host2 ingress && chains_ready host1 egress && break
