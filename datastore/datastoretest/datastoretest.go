@@ -23,6 +23,12 @@ type Options struct {
 	// ClientConfig is the starting point of the client's configuration;
 	// Endpoints is filled in.
 	ClientConfig datastore.Config
+	// Separate runs the member in a child process, as production runs
+	// etcd apart from brindle node: its memory, garbage collection and
+	// goroutines then stay out of the test's process (benchmarks of the
+	// agent use it). The test binary's TestMain must call ServeIfChild.
+	// Stop and Restart are not available.
+	Separate bool
 }
 
 // Member is a running test member and a client connected to it.
@@ -34,9 +40,11 @@ type Member struct {
 	// DataDir is the member's data directory.
 	DataDir string
 
-	t      testing.TB
-	cfg    datastore.ServerConfig
-	server *datastore.Server
+	t        testing.TB
+	cfg      datastore.ServerConfig
+	server   *datastore.Server
+	separate bool
+	pid      int
 }
 
 // New starts a member with default options. See NewWith.
@@ -47,7 +55,7 @@ func New(t testing.TB) *Member { return NewWith(t, Options{}) }
 // data directory removed when the test ends.
 func NewWith(t testing.TB, opts Options) *Member {
 	t.Helper()
-	m := &Member{t: t, DataDir: t.TempDir()}
+	m := &Member{t: t, DataDir: t.TempDir(), separate: opts.Separate}
 	m.cfg = datastore.ServerConfig{
 		Name:          "test",
 		DataDir:       m.DataDir,
@@ -64,7 +72,11 @@ func NewWith(t testing.TB, opts Options) *Member {
 		}
 		m.cfg.ClientURL = datastore.LoopbackURL(ports[0])
 		m.cfg.PeerURL = datastore.LoopbackURL(ports[1])
-		m.server, lastErr = datastore.StartServer(context.Background(), m.cfg)
+		if opts.Separate {
+			lastErr = m.startChild(t)
+		} else {
+			m.server, lastErr = datastore.StartServer(context.Background(), m.cfg)
+		}
 		if lastErr == nil {
 			break
 		}
@@ -102,7 +114,12 @@ func (m *Member) Connect(cfg datastore.Config) *datastore.Client {
 
 // Stop shuts the member down (clients stay open and start failing or
 // retrying). Restart brings it back on the same ports and data.
-func (m *Member) Stop() { m.stop() }
+func (m *Member) Stop() {
+	if m.separate {
+		m.t.Fatal("datastoretest: Stop is not available with Options.Separate")
+	}
+	m.stop()
+}
 
 func (m *Member) stop() {
 	if m.server != nil {
@@ -114,6 +131,9 @@ func (m *Member) stop() {
 // Restart starts the member again on the same ports and data directory.
 func (m *Member) Restart() {
 	m.t.Helper()
+	if m.separate {
+		m.t.Fatal("datastoretest: Restart is not available with Options.Separate")
+	}
 	m.stop()
 	var err error
 	for attempt := 0; attempt < 50; attempt++ {
