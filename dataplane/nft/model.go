@@ -30,7 +30,7 @@ type setSpec struct {
 // elem is a set element: a key, for interval sets the end of the interval
 // (exclusive; nil when the interval runs to the top of the address space),
 // and for verdict maps the chain it goes to (goto, so that the endpoint
-// chain's return ends the dispatch chain too).
+// chain's return ends the dispatch chain too), or "" for a return.
 type elem struct {
 	key, end []byte
 	jump     string
@@ -169,13 +169,9 @@ func elemMap(es []elem) map[string]elem {
 	return m
 }
 
-// namedPortKey is the concatenated key addr . proto . port, each field
-// padded to a 32-bit register boundary.
-func namedPortKey(m desired.Member) []byte {
-	return appendPortKey(m.Prefix.Addr().AsSlice(), m)
-}
-
-// appendPortKey appends namedPortKey's protocol and port fields.
+// appendPortKey appends the protocol and port fields of a named-port
+// set's concatenated key (addr . proto . port, each field padded to a
+// 32-bit register boundary) to the address k.
 func appendPortKey(k []byte, m desired.Member) []byte {
 	k = append(k, m.Protocol, 0, 0, 0)
 	k = binary.BigEndian.AppendUint16(k, m.Port)

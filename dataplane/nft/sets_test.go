@@ -1,0 +1,80 @@
+package nft
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/brindle-net/brindle/desired"
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestBuildSetsKeys checks buildSets' shared-buffer keys against keys built
+// one by one: for addresses and named ports of both families, every
+// element's key is the member's bytes (and protocol and port), the map
+// key is elem.mapKey, and no key overwrote another.
+func TestBuildSetsKeys(t *testing.T) {
+	var addrs, ports []desired.Member
+	for i := range 300 {
+		a4 := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		a6 := netip.AddrFrom16([16]byte{0xfd, 0, 15: byte(i)})
+		for _, a := range []netip.Addr{a4, a6} {
+			addrs = append(addrs, desired.AddrMember(a))
+			ports = append(ports, desired.Member{Prefix: netip.PrefixFrom(a, a.BitLen()), Protocol: 6, Port: uint16(8000 + i)})
+		}
+	}
+	for _, tc := range []struct {
+		typ desired.IPSetType
+		ms  []desired.Member
+	}{{desired.Addrs, addrs}, {desired.NamedPorts, ports}} {
+		v4, v6 := buildSets("s:test", desired.NewIPSet(tc.typ, tc.ms...))
+		want4, want6 := map[string]elem{}, map[string]elem{}
+		for _, m := range tc.ms {
+			k := m.Prefix.Addr().AsSlice()
+			if tc.typ == desired.NamedPorts {
+				k = append(k, m.Protocol, 0, 0, 0)
+				k = binary.BigEndian.AppendUint16(k, m.Port)
+				k = append(k, 0, 0)
+			}
+			e := elem{key: k}
+			if m.Prefix.Addr().Is4() {
+				want4[e.mapKey()] = e
+			} else {
+				want6[e.mapKey()] = e
+			}
+		}
+		eq := cmp.Comparer(func(a, b elem) bool { return a.mapKey() == b.mapKey() })
+		if d := cmp.Diff(want4, v4.elems, eq); d != "" {
+			t.Errorf("type %v, IPv4 (-want +got):\n%s", tc.typ, d)
+		}
+		if d := cmp.Diff(want6, v6.elems, eq); d != "" {
+			t.Errorf("type %v, IPv6 (-want +got):\n%s", tc.typ, d)
+		}
+	}
+}
+
+// TestElemMapKeys checks elemMap's shared-string keys equal mapKey for
+// elements with and without ends and chains.
+func TestElemMapKeys(t *testing.T) {
+	var es []elem
+	for i := range 50 {
+		e := elem{key: []byte{byte(i), 1}}
+		if i%2 == 0 {
+			e.end = []byte{byte(i), 2}
+		}
+		if i%3 == 0 {
+			e.jump = fmt.Sprintf("brindle-pi-%d", i)
+		}
+		es = append(es, e)
+	}
+	m := elemMap(es)
+	if len(m) != len(es) {
+		t.Fatalf("%d keys for %d elements", len(m), len(es))
+	}
+	for _, e := range es {
+		if got, ok := m[e.mapKey()]; !ok || got.mapKey() != e.mapKey() {
+			t.Errorf("element %x-%x %q: not under its mapKey", e.key, e.end, e.jump)
+		}
+	}
+}
