@@ -293,7 +293,7 @@ func verdictChain(b []byte) string {
 	switch {
 	case int32(code) == unix.NFT_RETURN && chain == "":
 		return ""
-	case int32(code) != unix.NFT_GOTO:
+	case int32(code) != unix.NFT_GOTO || chain == "":
 		return "!" + chain
 	}
 	return chain

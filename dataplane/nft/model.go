@@ -191,35 +191,34 @@ func intervals(ps []netip.Prefix) []elem {
 		ivs[i] = iv{p.Addr(), lastAddr(p)}
 	}
 	slices.SortFunc(ivs, func(a, b iv) int { return a.lo.Compare(b.lo) })
-	out := make([]elem, 0, len(ivs))
-	// Every key and end is a slice of one buffer (one allocation, not
-	// two per interval).
-	buf := make([]byte, 0, 2*ivs[0].lo.BitLen()/8*len(ivs))
-	bytesOf := func(a netip.Addr) []byte {
-		n := len(buf)
-		buf = appendAddr(buf, a)
-		return buf[n:len(buf):len(buf)]
-	}
-	cur := ivs[0]
-	flush := func() {
-		e := elem{key: bytesOf(cur.lo)}
-		if next := cur.hi.Next(); next.IsValid() {
-			e.end = bytesOf(next)
-		}
-		out = append(out, e)
-	}
+	// Merge overlapping and adjacent intervals in place.
+	merged := ivs[:1]
 	for _, x := range ivs[1:] {
-		next := cur.hi.Next()
-		if !next.IsValid() || x.lo.Compare(next) <= 0 {
+		cur := &merged[len(merged)-1]
+		if next := cur.hi.Next(); !next.IsValid() || x.lo.Compare(next) <= 0 {
 			if x.hi.Compare(cur.hi) > 0 {
 				cur.hi = x.hi
 			}
 			continue
 		}
-		flush()
-		cur = x
+		merged = append(merged, x)
 	}
-	flush()
+	// Every key and end is a slice of one buffer sized for the merged
+	// intervals (one allocation, not two per interval).
+	out := make([]elem, 0, len(merged))
+	buf := make([]byte, 0, 2*merged[0].lo.BitLen()/8*len(merged))
+	bytesOf := func(a netip.Addr) []byte {
+		n := len(buf)
+		buf = appendAddr(buf, a)
+		return buf[n:len(buf):len(buf)]
+	}
+	for _, x := range merged {
+		e := elem{key: bytesOf(x.lo)}
+		if next := x.hi.Next(); next.IsValid() {
+			e.end = bytesOf(next)
+		}
+		out = append(out, e)
+	}
 	return out
 }
 

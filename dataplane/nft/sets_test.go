@@ -78,3 +78,30 @@ func TestElemMapKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestIntervals checks the merge of prefixes into interval elements:
+// overlapping, contained and adjacent prefixes join, a gap splits, and an
+// interval reaching the top of the address space has no end.
+func TestIntervals(t *testing.T) {
+	p := netip.MustParsePrefix
+	a := func(s string) []byte { return netip.MustParseAddr(s).AsSlice() }
+	for _, tc := range []struct {
+		in   []netip.Prefix
+		want []elem
+	}{
+		{[]netip.Prefix{p("10.0.0.1/32")}, []elem{{key: a("10.0.0.1"), end: a("10.0.0.2")}}},
+		{[]netip.Prefix{p("10.0.0.3/32"), p("10.0.0.1/32"), p("10.0.0.2/32")}, // adjacent, unsorted
+			[]elem{{key: a("10.0.0.1"), end: a("10.0.0.4")}}},
+		{[]netip.Prefix{p("10.0.0.0/24"), p("10.0.0.7/32"), p("10.0.1.0/24"), p("10.0.3.0/24")}, // contained, adjacent, gap
+			[]elem{{key: a("10.0.0.0"), end: a("10.0.2.0")}, {key: a("10.0.3.0"), end: a("10.0.4.0")}}},
+		{[]netip.Prefix{p("255.255.255.0/24"), p("255.255.255.255/32")}, // to the top: no end
+			[]elem{{key: a("255.255.255.0")}}},
+		{[]netip.Prefix{p("fd00::1/128"), p("fd00::/64")},
+			[]elem{{key: a("fd00::"), end: a("fd00:0:0:1::")}}},
+	} {
+		eq := cmp.Comparer(func(x, y elem) bool { return x.mapKey() == y.mapKey() })
+		if d := cmp.Diff(tc.want, intervals(tc.in), eq); d != "" {
+			t.Errorf("intervals(%v) (-want +got):\n%s", tc.in, d)
+		}
+	}
+}

@@ -64,7 +64,11 @@ func ServeIfChild() {
 func (m *Member) startChild(t testing.TB) error {
 	cc, _ := json.Marshal(childConfig{DataDir: m.cfg.DataDir, ClientURL: m.cfg.ClientURL, PeerURL: m.cfg.PeerURL,
 		MaxTxnOps: m.cfg.MaxTxnOps, UnsafeNoFsync: m.cfg.UnsafeNoFsync})
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	self, err := os.Executable() // os.Args[0] may be relative to a directory the test left
+	if err != nil {
+		return fmt.Errorf("datastoretest: %w", err)
+	}
+	cmd := exec.Command(self, "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(cc))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -79,7 +83,20 @@ func (m *Member) startChild(t testing.TB) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("datastoretest: starting the member process: %w", err)
 	}
-	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	// The child gives up after its own 30 s start timeout; this deadline
+	// covers a child stuck before it gets there.
+	ready := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		ready <- line
+	}()
+	var line string
+	select {
+	case line = <-ready:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		line = <-ready
+	}
 	if strings.TrimSpace(line) != "ready" {
 		_ = stdin.Close()
 		_ = cmd.Wait()
