@@ -209,26 +209,10 @@ func TestStateSnapshotsStay(t *testing.T) {
 			}
 			// What did not change is the same object, as consumers
 			// recognise it.
-			for id, x := range a.IPSets {
-				if y, ok := b.IPSets[id]; ok && x.Equal(y) && !sameIPSet(x, y) {
-					t.Errorf("IP set %s is equal but not the same map", id)
-				}
-			}
-			for id, x := range a.Policies {
-				if y, ok := b.Policies[id]; ok && x.Equal(y) && !samePolicy(x, y) {
-					t.Errorf("policy %s is equal but not the same rules", id)
-				}
-			}
-			for name, x := range a.Profiles {
-				if y, ok := b.Profiles[name]; ok && x.Equal(y) && !sameProfile(x, y) {
-					t.Errorf("profile %s is equal but not the same rules", name)
-				}
-			}
-			for iface, x := range a.Endpoints {
-				if y, ok := b.Endpoints[iface]; ok && x.Equal(y) && !sameEndpoint(x, y) {
-					t.Errorf("endpoint %s is equal but not the same slices", iface)
-				}
-			}
+			keptSame(t, "IP set", a.IPSets, b.IPSets, desired.IPSet.Equal, sameIPSet)
+			keptSame(t, "policy", a.Policies, b.Policies, desired.Policy.Equal, samePolicy)
+			keptSame(t, "profile", a.Profiles, b.Profiles, desired.Profile.Equal, sameProfile)
+			keptSame(t, "endpoint", a.Endpoints, b.Endpoints, desired.Endpoint.Equal, sameEndpoint)
 		})
 	}
 }
@@ -276,5 +260,17 @@ func TestStateRandomChanges(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// keptSame reports every object of before that after holds equal but not
+// as the same object (same), which consumers could then not recognise as
+// unchanged.
+func keptSame[K comparable, V any](t *testing.T, what string, before, after map[K]V, equal, same func(V, V) bool) {
+	t.Helper()
+	for k, x := range before {
+		if y, ok := after[k]; ok && equal(x, y) && !same(x, y) {
+			t.Errorf("%s %v is equal but not the same object", what, k)
+		}
 	}
 }

@@ -410,11 +410,11 @@ func toKernelElems(kind setKind, es []elem) []nftables.SetElement {
 			out = append(out, nftables.SetElement{Key: e.end, IntervalEnd: true})
 		default:
 			s := nftables.SetElement{Key: e.key}
-			if kind.verdictMap() {
+			switch {
+			case kind.verdictMap() && e.jump == "":
+				s.VerdictData = &expr.Verdict{Kind: expr.VerdictReturn}
+			case kind.verdictMap():
 				s.VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.jump}
-				if e.jump == "" {
-					s.VerdictData = &expr.Verdict{Kind: expr.VerdictReturn}
-				}
 			}
 			out = append(out, s)
 			// Adjacent intervals: the end of one at the start of the
