@@ -302,7 +302,7 @@ func BenchmarkBuildSets600(b *testing.B) {
 	set := desired.NewIPSet(desired.Nets, ms...)
 	b.ReportAllocs()
 	for b.Loop() {
-		if v4, _ := buildSets("s:bench", set); len(v4.elems) != 600 {
+		if v4, _, _ := buildSets("s:bench", set); len(v4.elems) != 600 {
 			b.Fatalf("%d elements", len(v4.elems))
 		}
 	}

@@ -139,10 +139,14 @@ func (b *builder) scanPolicies(s *desired.State) {
 	b.scan.polsSkipped = false
 }
 
-// Family bits: which address families a set has members of.
+// Family bits: which address families a set has members of, and (for a
+// Nets set) which have a member wider than one address, so that family's
+// kernel set is an interval set (kernelType).
 const (
 	fam4 uint8 = 1 << iota
 	fam6
+	wide4
+	wide6
 )
 
 type setEntry struct {
@@ -336,19 +340,20 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		}
 		b.changed[id] = true
 		n := &setEntry{set: set, gen: b.gen}
-		n.specs[0], n.specs[1] = buildSets(id, set)
-		if len(n.specs[0].elems) > 0 {
-			n.fams |= fam4
-		}
-		if len(n.specs[1].elems) > 0 {
-			n.fams |= fam6
-		}
+		n.specs[0], n.specs[1], n.fams = buildSets(id, set)
 		if e == nil || e.set.Type != n.set.Type || e.fams != n.fams {
 			reshaped = true
 		}
 		b.sets[id] = n
 		for i, v6 := range []bool{false, true} {
 			if b.refs[setUse{id, v6}] > 0 {
+				// A kernel set that changed kind (a member wider than
+				// one address came or went) has a new name: the rules
+				// using it are rebuilt below, and the old one goes
+				// after them (sets are removed last).
+				if e != nil && e.specs[i].name != n.specs[i].name {
+					b.dropSet(e.specs[i].name)
+				}
 				b.putSet(n.specs[i])
 			}
 		}

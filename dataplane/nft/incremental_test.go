@@ -24,6 +24,13 @@ func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
 	pciMore.IPSets[selPCIFrontend] = addrSet("10.65.0.1", "10.65.0.2")
 	pciV6 := pci()
 	pciV6.IPSets[selPCIFrontend] = addrSet("10.65.0.1", "fd00::1")
+	// calc gives a selector a Nets set: single addresses are a plain
+	// kernel set, and a network's CIDR makes it an interval set (another
+	// name) and back.
+	pciNets := pci()
+	pciNets.IPSets[selPCIFrontend] = netSet("10.65.0.1/32", "fd00::1/128")
+	pciWide := pci()
+	pciWide.IPSets[selPCIFrontend] = netSet("10.65.0.1/32", "10.65.8.0/24", "fd00::1/128")
 	noDB := pci()
 	delete(noDB.Endpoints, "calid")
 	noProfile := pci()
@@ -53,6 +60,9 @@ func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
 		{"pci again (new values, equal)", pci()},
 		{"set member added", pciMore},
 		{"first v6 member", pciV6},
+		{"nets, single addresses", pciNets},
+		{"nets, a network joins", pciWide},
+		{"nets, the network leaves", pciNets},
 		{"endpoint removed", noDB},
 		{"profile removed", noProfile},
 		{"pci", pci()},

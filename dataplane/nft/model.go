@@ -93,7 +93,7 @@ func (s *setSpec) sameElems(o *setSpec) bool {
 	return true
 }
 
-func buildSets(id string, set desired.IPSet) (v4, v6 *setSpec) {
+func buildSets(id string, set desired.IPSet) (v4, v6 *setSpec, fams uint8) {
 	n4 := 0
 	for m := range set.Members {
 		if m.Prefix.Addr().Is4() {
@@ -101,17 +101,30 @@ func buildSets(id string, set desired.IPSet) (v4, v6 *setSpec) {
 		}
 	}
 	var e4, e6 []elem
+	t4, t6 := set.Type, set.Type
 	switch set.Type {
 	case desired.Nets:
+		// A family whose members are all single addresses (a selector's
+		// endpoints, nearly always) gets a plain hash set: an interval set
+		// must be sorted and merged whole when a member changes, and the
+		// kernel walks its whole tree at every commit that touches it.
 		p4, p6 := make([]netip.Prefix, 0, n4), make([]netip.Prefix, 0, len(set.Members)-n4)
 		for m := range set.Members {
-			if m.Prefix.Addr().Is4() {
-				p4 = append(p4, m.Prefix)
+			p := m.Prefix
+			if p.Addr().Is4() {
+				p4 = append(p4, p)
+				if !p.IsSingleIP() {
+					fams |= wide4
+				}
 			} else {
-				p6 = append(p6, m.Prefix)
+				p6 = append(p6, p)
+				if !p.IsSingleIP() {
+					fams |= wide6
+				}
 			}
 		}
-		e4, e6 = intervals(p4), intervals(p6)
+		e4, e6 = hostsOrIntervals(p4, fams&wide4 != 0), hostsOrIntervals(p6, fams&wide6 != 0)
+		t4, t6 = kernelType(set.Type, fams, 4), kernelType(set.Type, fams, 6)
 	case desired.Addrs, desired.NamedPorts:
 		// Every key is a slice of one buffer per family.
 		kl := func(alen int) int {
@@ -136,9 +149,49 @@ func buildSets(id string, set desired.IPSet) (v4, v6 *setSpec) {
 			*es = append(*es, elem{key: (*buf)[n:len(*buf):len(*buf)]})
 		}
 	}
-	v4 = &setSpec{name: setName(id, set.Type, 4), kind: setKindFor(set.Type, 4), comment: id, elems: elemMap(e4)}
-	v6 = &setSpec{name: setName(id, set.Type, 6), kind: setKindFor(set.Type, 6), comment: id, elems: elemMap(e6)}
-	return v4, v6
+	if len(e4) > 0 {
+		fams |= fam4
+	}
+	if len(e6) > 0 {
+		fams |= fam6
+	}
+	v4 = &setSpec{name: setName(id, t4, 4), kind: setKindFor(t4, 4), comment: id, elems: elemMap(e4)}
+	v6 = &setSpec{name: setName(id, t6, 6), kind: setKindFor(t6, 6), comment: id, elems: elemMap(e6)}
+	return v4, v6, fams
+}
+
+// kernelType is the type of the kernel set that holds one family of a
+// desired set of type t with family bits fams: a Nets set whose members
+// of the family are all single addresses is held as an Addrs set.
+func kernelType(t desired.IPSetType, fams uint8, family int) desired.IPSetType {
+	wide := wide4
+	if family == 6 {
+		wide = wide6
+	}
+	if t == desired.Nets && fams&wide == 0 {
+		return desired.Addrs
+	}
+	return t
+}
+
+// hostsOrIntervals returns the elements of one family of a Nets set:
+// merged intervals when some prefix is wider than one address, else one
+// address key per prefix (slices of one buffer).
+func hostsOrIntervals(ps []netip.Prefix, wide bool) []elem {
+	if wide {
+		return intervals(ps)
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	es := make([]elem, 0, len(ps))
+	buf := make([]byte, 0, len(ps)*ps[0].Addr().BitLen()/8)
+	for _, p := range ps {
+		n := len(buf)
+		buf = appendAddr(buf, p.Addr())
+		es = append(es, elem{key: buf[n:len(buf):len(buf)]})
+	}
+	return es
 }
 
 // elemMap indexes elements by mapKey. A changed set is rebuilt whole, so
@@ -376,7 +429,8 @@ func (c *compiler) rule(r desired.Rule, fam int, sa, da portAlt, comment string)
 	name := func(id string) string {
 		c.ref(id, fam)
 		c.e.uses[setUse{id: id, v6: fam == 6}] = struct{}{}
-		return setName(id, c.b.sets[id].set.Type, fam)
+		e := c.b.sets[id]
+		return setName(id, kernelType(e.set.Type, e.fams, fam), fam)
 	}
 	for _, side := range []struct {
 		src bool

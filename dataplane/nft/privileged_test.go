@@ -243,6 +243,57 @@ func TestPrivilegedSetChangeIdempotencyAndRemoval(t *testing.T) {
 	}
 }
 
+// TestPrivilegedSetKindChange: a Nets set (what calc gives a rule
+// selector) of single addresses is a plain address set in the kernel; a
+// member wider than one address (a network set's CIDR) makes it an
+// interval set under another name, and back. Verdicts follow, the old
+// kernel set goes in the same transaction, and re-Apply and Resync then
+// find nothing to do.
+func TestPrivilegedSetKindChange(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, "a", "b", "c")
+	l.wl["c"].ServeTCP(5432)
+	const sel = "s:role == 'client'"
+	pol := desired.PolicyID{Tier: "default", Name: "db", Kind: "GlobalNetworkPolicy"}
+	state := func(set desired.IPSet) *desired.State {
+		s := l.base()
+		s.IPSets[sel] = set
+		p, m := tcp(5432)
+		s.Policies[pol] = desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: p, Src: desired.Match{IPSetIDs: []string{sel}}, Dst: m}}}
+		s.Endpoints[l.iface("c")] = ep("c", l.wl["c"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}})
+		return s
+	}
+	hostsOnly := netSet(netip.PrefixFrom(l.ip("a"), 32).String())
+	withNet := netSet(netip.PrefixFrom(l.ip("a"), 32).String(), netip.PrefixFrom(l.ip("b"), 30).Masked().String())
+	a4, c4 := setName(sel, desired.Addrs, 4), setName(sel, desired.Nets, 4)
+	for _, step := range []struct {
+		name       string
+		set        desired.IPSet
+		want, gone string
+		bReachesDB bool
+	}{
+		{"addresses", hostsOnly, a4, c4, false},
+		{"a network joins", withNet, c4, a4, true},
+		{"the network leaves", hostsOnly, a4, c4, false},
+	} {
+		s := state(step.set)
+		l.apply(s)
+		l.check(probe{"a", "c", "TCP", 5432, true}, probe{"b", "c", "TCP", 5432, step.bReachesDB})
+		out := l.nft("list", "table", "inet", "brindle")
+		if !strings.Contains(out, "set "+step.want+" {") || strings.Contains(out, step.gone) {
+			t.Fatalf("%s: want set %s and no %s in the kernel:\n%s", step.name, step.want, step.gone, out)
+		}
+		before := l.dp.Writes()
+		l.apply(s)
+		if err := l.dp.Resync(); err != nil {
+			t.Fatal(err)
+		}
+		if got := l.dp.Writes() - before; got != 0 {
+			t.Fatalf("%s: re-Apply and Resync sent %d operations, want 0", step.name, got)
+		}
+	}
+}
+
 // TestPrivilegedDriftRepair deletes our table, a rule and a set element
 // behind the dataplane's back, and adds foreign objects to our table;
 // Resync restores the ruleset and the verdicts.

@@ -27,8 +27,8 @@ func TestBuildSetsKeys(t *testing.T) {
 	for _, tc := range []struct {
 		typ desired.IPSetType
 		ms  []desired.Member
-	}{{desired.Addrs, addrs}, {desired.NamedPorts, ports}} {
-		v4, v6 := buildSets("s:test", desired.NewIPSet(tc.typ, tc.ms...))
+	}{{desired.Addrs, addrs}, {desired.Nets, addrs}, {desired.NamedPorts, ports}} {
+		v4, v6, _ := buildSets("s:test", desired.NewIPSet(tc.typ, tc.ms...))
 		want4, want6 := map[string]elem{}, map[string]elem{}
 		for _, m := range tc.ms {
 			k := m.Prefix.Addr().AsSlice()
@@ -51,6 +51,46 @@ func TestBuildSetsKeys(t *testing.T) {
 		if d := cmp.Diff(want6, v6.elems, eq); d != "" {
 			t.Errorf("type %v, IPv6 (-want +got):\n%s", tc.typ, d)
 		}
+	}
+}
+
+// TestBuildSetsKernelKind checks which kernel set holds each family of a
+// Nets set: a plain address set while every member of the family is one
+// address, an interval set (another name) once one is wider; the family
+// bits say so, which is what makes the rules using the set be rebuilt.
+func TestBuildSetsKernelKind(t *testing.T) {
+	host4 := desired.NetMember(netip.MustParsePrefix("10.0.0.1/32"))
+	host6 := desired.NetMember(netip.MustParsePrefix("fd00::1/128"))
+	net4 := desired.NetMember(netip.MustParsePrefix("10.0.1.0/24"))
+	net6 := desired.NetMember(netip.MustParsePrefix("fd00:1::/64"))
+	for _, tc := range []struct {
+		name         string
+		ms           []desired.Member
+		kind4, kind6 setKind
+		fams         uint8
+		n4           int
+	}{
+		{"hosts", []desired.Member{host4, host6}, kindAddr4, kindAddr6, fam4 | fam6, 1},
+		{"v4 net", []desired.Member{host4, net4, host6}, kindNet4, kindAddr6, fam4 | fam6 | wide4, 2},
+		{"v6 net", []desired.Member{host4, net6}, kindAddr4, kindNet6, fam4 | fam6 | wide6, 1},
+		{"empty", nil, kindAddr4, kindAddr6, 0, 0},
+	} {
+		v4, v6, fams := buildSets("s:kind", desired.NewIPSet(desired.Nets, tc.ms...))
+		if v4.kind != tc.kind4 || v6.kind != tc.kind6 || fams != tc.fams || len(v4.elems) != tc.n4 {
+			t.Errorf("%s: kinds %v/%v, fams %04b, %d IPv4 elements; want %v/%v, %04b, %d",
+				tc.name, v4.kind, v6.kind, fams, len(v4.elems), tc.kind4, tc.kind6, tc.fams, tc.n4)
+		}
+		if want := setName("s:kind", kernelType(desired.Nets, fams, 4), 4); v4.name != want {
+			t.Errorf("%s: IPv4 set %q, rules would use %q", tc.name, v4.name, want)
+		}
+		if want := setName("s:kind", kernelType(desired.Nets, fams, 6), 6); v6.name != want {
+			t.Errorf("%s: IPv6 set %q, rules would use %q", tc.name, v6.name, want)
+		}
+	}
+	a, _, _ := buildSets("s:kind", desired.NewIPSet(desired.Nets, host4))
+	c, _, _ := buildSets("s:kind", desired.NewIPSet(desired.Nets, host4, net4))
+	if a.name == c.name {
+		t.Errorf("address and interval sets share the name %q", a.name)
 	}
 }
 
