@@ -334,8 +334,12 @@ type loop struct {
 	notReady   bool
 	felixDirty bool
 	rev        int64 // newest datastore revision fed to calc
-	backoff    time.Duration
-	retryAt    time.Time // no apply before this (after a failure)
+	// pendingSince is when the agent received (datastore.Update.Received,
+	// else when the loop took it) the oldest update after the start of
+	// day that is not yet programmed; zero when none is.
+	pendingSince time.Time
+	backoff      time.Duration
+	retryAt      time.Time // no apply before this (after a failure)
 
 	nft       PolicyDataplane
 	rt        RouteDataplane
@@ -451,7 +455,7 @@ func (e *fatalError) Error() string { return e.err.Error() }
 func (l *loop) feed(batch []datastore.Update) {
 	start := time.Now()
 	m := l.a.m
-	wasNotReady := l.notReady
+	wasNotReady, wasSynced := l.notReady, l.synced
 	for _, u := range batch {
 		if u.Type == datastore.UpdateInSync {
 			if !l.synced {
@@ -500,6 +504,16 @@ func (l *loop) feed(batch []datastore.Update) {
 		l.dirty = true
 	}
 	m.calcBatch.Observe(time.Since(start).Seconds())
+	if wasSynced && l.pendingSince.IsZero() {
+		// From when the watcher received the change, so that time
+		// queued behind a running apply counts.
+		l.pendingSince = start
+		for _, u := range batch {
+			if !u.Received.IsZero() && u.Received.Before(l.pendingSince) {
+				l.pendingSince = u.Received
+			}
+		}
+	}
 	if l.notReady != wasNotReady {
 		l.readyChanged()
 	}
@@ -650,7 +664,16 @@ func (l *loop) apply(ctx context.Context) error {
 	m.ipSets.Set(float64(len(s.IPSets)))
 	m.programmed.Set(1)
 	now := time.Now()
+	var lag time.Duration
+	if !l.pendingSince.IsZero() {
+		lag = now.Sub(l.pendingSince)
+		m.updateToProgrammed.Observe(lag.Seconds())
+		l.pendingSince = time.Time{}
+	}
 	a.board.update(func(st *Status, e map[string]string) {
+		if lag > 0 {
+			st.LastUpdateToProgrammed = lag
+		}
 		st.Programmed = true
 		st.ProgrammedRevision = rev
 		st.LocalEndpoints, st.ActivePolicies, st.ActiveProfiles, st.IPSets = len(s.Endpoints), len(s.Policies), len(s.Profiles), len(s.IPSets)

@@ -209,6 +209,9 @@ func TestLoopBatchesWhileApplying(t *testing.T) {
 	h := newHarness(t)
 	h.push(append(basicWorld(t), inSync(4))...)
 	h.waitProgrammed(4)
+	if st := h.a.Status(); st.LastUpdateToProgrammed != 0 {
+		t.Errorf("update-to-programmed after the start of day: %v, want none (the start of day is not a change)", st.LastUpdateToProgrammed)
+	}
 
 	gate, entered := make(chan struct{}), make(chan struct{}, 10)
 	h.rec.mu.Lock()
@@ -222,11 +225,27 @@ func TestLoopBatchesWhileApplying(t *testing.T) {
 	for i := range 5 {
 		w := wep(podSpec{Namespace: "ns1", Name: "d", Node: "host-1", Iface: "cali4", IP: netip.MustParseAddr("10.65.0.4"),
 			Labels: map[string]string{"gen": string(rune('a' + i))}})
-		h.push(set(t, w, int64(6+i)))
+		u := set(t, w, int64(6+i))
+		u.Received = time.Now() // as the datastore watcher stamps it
+		h.push(u)
 	}
+	const held = 30 * time.Millisecond
+	time.Sleep(held)
 	gate <- struct{}{} // release the apply of revision 5
 	gate <- struct{}{} // and exactly one more, for revisions 6-10
 	h.waitProgrammed(10)
+	// Both applies waited at least as long as the gate was held: revision
+	// 5's for the whole of it, revisions 6-10's from their arrival.
+	if st := h.a.Status(); st.LastUpdateToProgrammed < held {
+		t.Errorf("update-to-programmed of revisions 6-10: %v, want at least %v", st.LastUpdateToProgrammed, held)
+	}
+	var hm dto.Metric
+	if err := h.a.m.updateToProgrammed.Write(&hm); err != nil {
+		t.Fatal(err)
+	}
+	if n, sum := hm.GetHistogram().GetSampleCount(), hm.GetHistogram().GetSampleSum(); n != 2 || sum < 2*held.Seconds() {
+		t.Errorf("brindle_update_to_programmed_seconds: %d samples, sum %.3fs; want 2 applies, at least %.3fs", n, sum, 2*held.Seconds())
+	}
 	h.rec.mu.Lock()
 	h.rec.gate, h.rec.entered = nil, nil
 	h.rec.mu.Unlock()

@@ -20,14 +20,15 @@ type metrics struct {
 	// datastoreReady: false (programming paused).
 	datastoreNotReady prometheus.Gauge
 
-	datastoreUpdates prometheus.Counter
-	calcRejected     prometheus.Counter
-	calcBatch        prometheus.Histogram
-	applyDuration    prometheus.Histogram
-	applies          prometheus.Counter
-	applyErrors      *prometheus.CounterVec // by dataplane
-	resyncs          *prometheus.CounterVec // by dataplane
-	resyncErrors     *prometheus.CounterVec // by dataplane
+	datastoreUpdates   prometheus.Counter
+	calcRejected       prometheus.Counter
+	calcBatch          prometheus.Histogram
+	applyDuration      prometheus.Histogram
+	updateToProgrammed prometheus.Histogram
+	applies            prometheus.Counter
+	applyErrors        *prometheus.CounterVec // by dataplane
+	resyncs            *prometheus.CounterVec // by dataplane
+	resyncErrors       *prometheus.CounterVec // by dataplane
 }
 
 func newMetrics() *metrics {
@@ -58,6 +59,9 @@ func newMetrics() *metrics {
 		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "brindle_apply_duration_seconds",
 			Help:    "Time of one apply: computing the desired state and programming nftables and routes.",
 			Buckets: prometheus.ExponentialBuckets(1e-4, 3, 12)}),
+		updateToProgrammed: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "brindle_update_to_programmed_seconds",
+			Help:    "Time from the agent receiving a datastore change (after the start of day) to the kernel having it programmed.",
+			Buckets: prometheus.ExponentialBuckets(5e-4, 2, 14)}),
 		applies: prometheus.NewCounter(prometheus.CounterOpts{Name: "brindle_applies_total",
 			Help: "Applies attempted."}),
 		applyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "brindle_apply_errors_total",
@@ -68,7 +72,7 @@ func newMetrics() *metrics {
 			Help: "Failed resyncs, by dataplane."}, []string{"dataplane"}),
 	}
 	reg.MustRegister(m.localEndpoints, m.activePolicies, m.activeProfiles, m.ipSets, m.inSync, m.programmed, m.datastoreNotReady,
-		m.datastoreUpdates, m.calcRejected, m.calcBatch, m.applyDuration, m.applies, m.applyErrors,
+		m.datastoreUpdates, m.calcRejected, m.calcBatch, m.applyDuration, m.updateToProgrammed, m.applies, m.applyErrors,
 		m.resyncs, m.resyncErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, dp := range []string{dataplaneNft, dataplaneRoute} {

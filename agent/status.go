@@ -35,6 +35,11 @@ type Status struct {
 	LastApplyError string `json:"lastApplyError,omitempty"`
 	// LastProgrammed is when the last successful apply finished.
 	LastProgrammed time.Time `json:"lastProgrammed,omitzero"`
+	// LastUpdateToProgrammed is, for the last apply that followed a
+	// datastore change after the start of day, the time from the agent
+	// receiving the oldest change it programmed to the kernel having it
+	// (nanoseconds in JSON).
+	LastUpdateToProgrammed time.Duration `json:"lastUpdateToProgrammed,omitempty"`
 	// Config is each parameter's value and where it came from.
 	Config map[string]string `json:"config,omitempty"`
 }

@@ -62,6 +62,10 @@ type Update struct {
 	Value []byte
 	// Err is set when a value failed to decode; Type is then UpdateDelete.
 	Err error
+	// Received is when the watcher received the change from etcd (zero
+	// for updates of a snapshot or re-list), for measuring how long a
+	// consumer takes to act on a change.
+	Received time.Time
 }
 
 // WatchOptions choose what a Watcher delivers.
@@ -358,9 +362,11 @@ func (s *watchState) watch(ctx context.Context, backoff *backoff) error {
 			continue
 		}
 		batch := make([]Update, 0, len(resp.Events))
+		now := time.Now()
 		for _, ev := range resp.Events {
 			del := ev.Type == clientv3.EventTypeDelete
 			if u, ok := s.update(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision, del); ok {
+				u.Received = now
 				batch = append(batch, u)
 			}
 			s.rev = ev.Kv.ModRevision

@@ -132,7 +132,15 @@ func TestWatchSnapshotInSyncThenChanges(t *testing.T) {
 		}
 	}
 
-	// Changes across kinds arrive in revision order.
+	for _, u := range snap {
+		if !u.Received.IsZero() {
+			t.Errorf("snapshot update %s has a receive time", line(u))
+		}
+	}
+
+	// Changes across kinds arrive in revision order, each stamped with
+	// when the watcher received it.
+	changesFrom := time.Now()
 	a, _ := c.Get(ctx, kind(t, "gnp"), "", "a")
 	a.(*api.GlobalNetworkPolicy).Spec.Selector = "v == '2'"
 	if _, err := c.Update(ctx, a); err != nil {
@@ -159,6 +167,11 @@ func TestWatchSnapshotInSyncThenChanges(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, lines(got)); diff != "" {
 		t.Fatalf("changes (-want +got):\n%s", diff)
+	}
+	for _, u := range got {
+		if u.Received.Before(changesFrom) || u.Received.After(time.Now()) {
+			t.Errorf("change %s: received %v, want between the first write (%v) and now", line(u), u.Received, changesFrom)
+		}
 	}
 	checkOrdered(t, append(snap, got...))
 }
