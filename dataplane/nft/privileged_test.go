@@ -2,11 +2,13 @@ package nft
 
 import (
 	"errors"
+	"maps"
 	"net"
 	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/brindle-net/brindle/desired"
 	"github.com/brindle-net/brindle/internal/netnstest"
@@ -292,6 +294,60 @@ func TestPrivilegedSetKindChange(t *testing.T) {
 			t.Fatalf("%s: re-Apply and Resync sent %d operations, want 0", step.name, got)
 		}
 	}
+}
+
+// TestPrivilegedLargeAddressSet: an all() selector in a 100,000-endpoint
+// cluster is a 100,000-address set; the kernel's hash set takes it whole,
+// reads back whole, and then changes by one element.
+func TestPrivilegedLargeAddressSet(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, "a", "b")
+	const sel, n = "s:all()", 100000
+	ms := make([]desired.Member, 0, n+1)
+	for i := range n {
+		ms = append(ms, desired.NetMember(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 100 + byte(i>>16), byte(i >> 8), byte(i)}), 32)))
+	}
+	ms = append(ms, desired.NetMember(netip.PrefixFrom(l.ip("a"), 32)))
+	pol := desired.PolicyID{Tier: "default", Name: "all", Kind: "GlobalNetworkPolicy"}
+	s := l.base()
+	s.IPSets[sel] = desired.NewIPSet(desired.Nets, ms...)
+	p, m := tcp(8080)
+	s.Policies[pol] = desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: p, Src: desired.Match{IPSetIDs: []string{sel}}, Dst: m}}}
+	s.Endpoints[l.iface("b")] = ep("b", l.wl["b"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}})
+	l.wl["b"].ServeTCP(8080)
+	l.apply(s)
+	l.check(probe{"a", "b", "TCP", 8080, true})
+	// Right after a big insert the kernel grows the hash table in the
+	// background, and a dump taken across that resize can miss elements
+	// (it resumes by position): a Resync then re-adds what it did not
+	// see, which is harmless (nothing is ever deleted for it). Within a
+	// few passes nothing is left to do.
+	for pass := 1; ; pass++ {
+		before := l.dp.Writes()
+		if err := l.dp.Resync(); err != nil {
+			t.Fatal(err)
+		}
+		if l.dp.Writes() == before {
+			break
+		}
+		if pass == 5 {
+			t.Fatalf("Resync of a %d-element set still sends operations after %d passes", n+1, pass)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out := l.nft("list", "set", "inet", "brindle", setName(sel, desired.Addrs, 4))
+	if got := strings.Count(out, ","); got != n { // n+1 elements, n separators
+		t.Fatalf("the kernel set lists %d separators, want %d", got, n)
+	}
+	s2 := *s
+	s2.IPSets = maps.Clone(s.IPSets)
+	s2.IPSets[sel] = desired.NewIPSet(desired.Nets, ms[:n]...) // a leaves
+	before := l.dp.Writes()
+	l.apply(&s2)
+	if got := l.dp.Writes() - before; got != 1 {
+		t.Fatalf("removing one of %d members sent %d operations, want 1", n+1, got)
+	}
+	l.check(probe{"a", "b", "TCP", 8080, false})
 }
 
 // TestPrivilegedDriftRepair deletes our table, a rule and a set element
