@@ -33,6 +33,8 @@ type published struct {
 	ifaces map[string]struct{}
 	// polIDs is the ID each policy key is published under.
 	polIDs map[string]desired.PolicyID
+	// gen is the Gen of the last State handed out (0: none yet).
+	gen uint64
 }
 
 func newPublished() published {
@@ -85,8 +87,9 @@ func (c *Calc) State() desired.State {
 		}
 		p.cfgDirty = false
 	}
+	d := &desired.Delta{Since: p.gen}
 	if len(p.sets) > 0 {
-		p.ipSets = patch(p.ipSets, p.sets, func(id string) (desired.IPSet, bool) {
+		p.ipSets = patch(p.ipSets, p.sets, &d.IPSets, func(id string) (desired.IPSet, bool) {
 			if s := c.sets[id]; s != nil {
 				return s.snapshot(), true
 			}
@@ -110,14 +113,14 @@ func (c *Calc) State() desired.State {
 				p.polIDs[key] = pi.id
 			}
 		}
-		p.policies = patch(p.policies, ids, func(id desired.PolicyID) (desired.Policy, bool) {
+		p.policies = patch(p.policies, ids, &d.Policies, func(id desired.PolicyID) (desired.Policy, bool) {
 			v, ok := vals[id]
 			return v, ok
 		}, samePolicy)
 		resetKeys(&p.pols)
 	}
 	if len(p.profs) > 0 {
-		p.profiles = patch(p.profiles, p.profs, func(name string) (desired.Profile, bool) {
+		p.profiles = patch(p.profiles, p.profs, &d.Profiles, func(name string) (desired.Profile, bool) {
 			if pr := c.profiles[name]; pr != nil && pr.uses > 0 && pr.p != nil {
 				return pr.out, true
 			}
@@ -126,7 +129,7 @@ func (c *Calc) State() desired.State {
 		resetKeys(&p.profs)
 	}
 	if len(p.ifaces) > 0 {
-		p.endpoints = patch(p.endpoints, p.ifaces, func(iface string) (desired.Endpoint, bool) {
+		p.endpoints = patch(p.endpoints, p.ifaces, &d.Endpoints, func(iface string) (desired.Endpoint, bool) {
 			eps := c.ifaces[iface]
 			if len(eps) != 1 {
 				return desired.Endpoint{}, false // none, or a conflict: the interface drops
@@ -139,20 +142,27 @@ func (c *Calc) State() desired.State {
 		}, sameEndpoint)
 		resetKeys(&p.ifaces)
 	}
+	if d.Since == 0 {
+		d = nil // the first State: nothing to be relative to
+	}
+	p.gen = desired.NextGen()
 	return desired.State{
 		Config:    p.cfg,
 		IPSets:    p.ipSets,
 		Policies:  p.policies,
 		Profiles:  p.profiles,
 		Endpoints: p.endpoints,
+		Gen:       p.gen,
+		Delta:     d,
 	}
 }
 
 // patch returns base with the current values of keys (get: ok false when
 // absent): base itself when every value is the same object as base's (same
 // reports that), else a clone of base with the differences applied. base
-// is never written: it may be part of a State handed out.
-func patch[K comparable, V any](base map[K]V, keys map[K]struct{}, get func(K) (V, bool), same func(a, b V) bool) map[K]V {
+// is never written: it may be part of a State handed out. The keys whose
+// value changed are appended to changed (the State's Delta).
+func patch[K comparable, V any](base map[K]V, keys map[K]struct{}, changed *[]K, get func(K) (V, bool), same func(a, b V) bool) map[K]V {
 	var out map[K]V
 	for k := range keys {
 		v, ok := get(k)
@@ -160,6 +170,7 @@ func patch[K comparable, V any](base map[K]V, keys map[K]struct{}, get func(K) (
 		if ok == had && (!ok || same(old, v)) {
 			continue
 		}
+		*changed = append(*changed, k)
 		if out == nil {
 			out = maps.Clone(base)
 		}

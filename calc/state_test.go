@@ -254,12 +254,46 @@ func TestStateRandomChanges(t *testing.T) {
 						t.Fatalf("step %d: the State of step %d changed", step, p.step)
 					}
 				}
+				// The Delta names every key that differs from the last
+				// State handed out.
+				if len(prev) > 0 {
+					last := prev[len(prev)-1]
+					if s.Delta == nil || s.Delta.Since != last.s.Gen || s.Gen <= last.s.Gen {
+						t.Fatalf("step %d: Gen %d, Delta %+v; want a Delta since %d and a later Gen", step, s.Gen, s.Delta, last.s.Gen)
+					}
+					deltaCovers(t, step, "IP set", last.copy.IPSets, s.IPSets, s.Delta.IPSets, desired.IPSet.Equal)
+					deltaCovers(t, step, "policy", last.copy.Policies, s.Policies, s.Delta.Policies, desired.Policy.Equal)
+					deltaCovers(t, step, "profile", last.copy.Profiles, s.Profiles, s.Delta.Profiles, desired.Profile.Equal)
+					deltaCovers(t, step, "endpoint", last.copy.Endpoints, s.Endpoints, s.Delta.Endpoints, desired.Endpoint.Equal)
+				} else if s.Delta != nil || s.Gen == 0 {
+					t.Fatalf("step %d: the first State has Gen %d and Delta %+v; want a Gen and no Delta", step, s.Gen, s.Delta)
+				}
 				prev = append(prev, held{s, cloneState(s), step})
 				if len(prev) > 8 {
 					prev = prev[1:]
 				}
 			}
 		})
+	}
+}
+
+// deltaCovers reports every key whose value was added, removed or changed
+// between before and after that the delta does not name.
+func deltaCovers[K comparable, V any](t *testing.T, step int, what string, before, after map[K]V, delta []K, equal func(V, V) bool) {
+	t.Helper()
+	named := map[K]bool{}
+	for _, k := range delta {
+		named[k] = true
+	}
+	for _, k := range slices.Collect(maps.Keys(before)) {
+		if y, ok := after[k]; (!ok || !equal(before[k], y)) && !named[k] {
+			t.Errorf("step %d: %s %v changed or went, and the Delta does not say so", step, what, k)
+		}
+	}
+	for k := range after {
+		if _, ok := before[k]; !ok && !named[k] {
+			t.Errorf("step %d: %s %v is new, and the Delta does not say so", step, what, k)
+		}
 	}
 }
 

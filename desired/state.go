@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // State is the whole desired policy dataplane of one host.
@@ -16,7 +17,31 @@ type State struct {
 	Policies  map[PolicyID]Policy
 	Profiles  map[string]Profile
 	Endpoints map[string]Endpoint
+
+	// Gen and Delta are hints for a consumer that keeps what it built
+	// from the state before; they are not part of the state's content
+	// (Equal ignores them). Gen numbers this state (NextGen: unique in
+	// the process; 0 for none). Delta, when set, names every key whose
+	// value differs between the state numbered Delta.Since and this one;
+	// a consumer whose last state was another ignores it.
+	Gen   uint64
+	Delta *Delta
 }
+
+// Delta lists the keys of each collection whose value was added, changed
+// or removed since the state numbered Since.
+type Delta struct {
+	Since     uint64
+	IPSets    []string
+	Policies  []PolicyID
+	Profiles  []string
+	Endpoints []string
+}
+
+var gens atomic.Uint64
+
+// NextGen returns a state number not returned before in this process.
+func NextGen() uint64 { return gens.Add(1) }
 
 // Config is the part of the agent's configuration the dataplane needs.
 type Config struct {
