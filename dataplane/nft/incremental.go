@@ -23,7 +23,10 @@ import (
 // Unchanged objects are recognised by identity first, then by equality,
 // and a collection whose map is the one the last build had is skipped
 // without a look (a remote label change then costs the changed sets only,
-// not a walk of 5,000 policies).
+// not a walk of 5,000 policies). A state whose Delta is relative to the
+// last state built (calc.State gives one) has only the sets and policies
+// it names looked at, unless a set changed kind or gained or lost its
+// last member of a family: then every policy is checked.
 type builder struct {
 	cfg      Config
 	m        *model
@@ -51,8 +54,11 @@ type builder struct {
 	// their entries, reused by build for the same state so that each is
 	// looked up once per Apply.
 	scan scan
-	// last holds the maps of the last state built (see collectionsOf).
-	last collections
+	// last holds the maps of the last state built (see collectionsOf),
+	// lastGen its Gen: a state whose Delta is since lastGen names every
+	// set and policy that can differ, and only those are looked at.
+	last    collections
+	lastGen uint64
 }
 
 // collections identifies a state's maps. Two states with the same map
@@ -88,18 +94,24 @@ type scan struct {
 	// skipped: the sets or policies are the last build's and were not
 	// paired.
 	setsSkipped, polsSkipped bool
+	// delta: only the sets or policies the state's Delta names were
+	// paired (hits with gone set are the removed ones); every other one
+	// is the last build's.
+	setsDelta, polsDelta bool
 }
 
 type setHit struct {
-	id  string
-	set desired.IPSet
-	e   *setEntry
+	id   string
+	set  desired.IPSet
+	e    *setEntry
+	gone bool // not in the state (delta scans only)
 }
 
 type polHit struct {
-	id desired.PolicyID
-	p  desired.Policy
-	e  *rulesEntry
+	id   desired.PolicyID
+	p    desired.Policy
+	e    *rulesEntry
+	gone bool // not in the state (delta scans only)
 }
 
 // scanState pairs s's sets and policies with the builder's entries (nil
@@ -112,31 +124,57 @@ func (b *builder) scanState(s *desired.State, reuse bool) *scan {
 		return &b.scan
 	}
 	sameSets, samePols, _, _ := b.same(s)
+	d := b.deltaOf(s)
 	b.scan.state = s
 	b.scan.sets = b.scan.sets[:0]
-	b.scan.setsSkipped = sameSets
-	if !sameSets {
+	b.scan.setsSkipped, b.scan.setsDelta = sameSets, false
+	switch {
+	case sameSets:
+	case d != nil:
+		b.scan.setsDelta = true
+		for _, id := range d.IPSets {
+			set, ok := s.IPSets[id]
+			b.scan.sets = append(b.scan.sets, setHit{id, set, b.sets[id], !ok})
+		}
+	default:
 		for id, set := range s.IPSets {
-			b.scan.sets = append(b.scan.sets, setHit{id, set, b.sets[id]})
+			b.scan.sets = append(b.scan.sets, setHit{id, set, b.sets[id], false})
 		}
 	}
 	b.scan.pols = b.scan.pols[:0]
-	b.scan.polsSkipped = false
-	if samePols {
+	b.scan.polsSkipped, b.scan.polsDelta = false, false
+	switch {
+	case samePols:
 		b.scan.polsSkipped = true
-	} else {
+	case d != nil:
+		b.scan.polsDelta = true
+		for _, id := range d.Policies {
+			p, ok := s.Policies[id]
+			b.scan.pols = append(b.scan.pols, polHit{id, p, b.policies[id], !ok})
+		}
+	default:
 		b.scanPolicies(s)
 	}
 	return &b.scan
 }
 
-// scanPolicies pairs s's policies with the builder's entries.
+// deltaOf returns s's Delta when it is relative to the last state built,
+// else nil.
+func (b *builder) deltaOf(s *desired.State) *desired.Delta {
+	if s.Delta == nil || b.lastGen == 0 || s.Delta.Since != b.lastGen || !b.last.valid {
+		return nil
+	}
+	return s.Delta
+}
+
+// scanPolicies pairs every one of s's policies with the builder's
+// entries.
 func (b *builder) scanPolicies(s *desired.State) {
 	b.scan.pols = b.scan.pols[:0]
 	for id, p := range s.Policies {
-		b.scan.pols = append(b.scan.pols, polHit{id, p, b.policies[id]})
+		b.scan.pols = append(b.scan.pols, polHit{id, p, b.policies[id], false})
 	}
-	b.scan.polsSkipped = false
+	b.scan.polsSkipped, b.scan.polsDelta = false, false
 }
 
 // Family bits: which address families a set has members of, and (for a
@@ -322,7 +360,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		b.scan.state = nil
 		clear(b.scan.sets) // keep no values of s beyond this build
 		clear(b.scan.pols)
-		b.last = collectionsOf(s)
+		b.last, b.lastGen = collectionsOf(s), s.Gen
 	}()
 
 	// 1. New and changed sets. A referenced kernel set whose members
@@ -330,9 +368,12 @@ func (b *builder) build(s *desired.State) (*model, error) {
 	// or gained or lost its last member of a family can change the rules
 	// of the policies and profiles that use it (reshaped): those are then
 	// checked even when their maps are the last build's.
-	reshaped := false
+	reshaped, reshapedOld := false, false
 	for _, h := range sc.sets {
 		id, set, e := h.id, h.set, h.e
+		if h.gone {
+			continue // step 3
+		}
 		if e != nil && sameIPSet(e.set, set) {
 			e.set = set
 			e.gen = b.gen
@@ -343,6 +384,10 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		n.specs[0], n.specs[1], n.fams = buildSets(id, set)
 		if e == nil || e.set.Type != n.set.Type || e.fams != n.fams {
 			reshaped = true
+			// A set that is new to the builder can only be used by
+			// policies that are new or changed (the last state was
+			// valid): those a Delta names.
+			reshapedOld = reshapedOld || e != nil
 		}
 		b.sets[id] = n
 		for i, v6 := range []bool{false, true} {
@@ -360,12 +405,21 @@ func (b *builder) build(s *desired.State) (*model, error) {
 	}
 
 	// 2. Policies and profiles.
+	// A set the last build had that was reshaped can change policies the
+	// Delta does not name: then every policy is looked at.
 	walkPols := !samePols || reshaped
-	if walkPols && sc.polsSkipped {
+	if walkPols && (sc.polsSkipped || (sc.polsDelta && reshapedOld)) {
 		b.scanPolicies(s)
 	}
 	for _, h := range sc.pols {
 		id, p, e := h.id, h.p, h.e
+		if h.gone {
+			if e != nil {
+				b.unuse(e, false)
+				delete(b.policies, id)
+			}
+			continue
+		}
 		if e != nil && b.fresh(e, p.Inbound, p.Outbound) {
 			e.in, e.out, e.gen = p.Inbound, p.Outbound, b.gen
 			continue
@@ -383,8 +437,8 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		b.policies[id] = n
 	}
 	for id, e := range b.policies {
-		if !walkPols {
-			break
+		if !walkPols || sc.polsDelta {
+			break // removed above (delta), or nothing changed
 		}
 		if e.gen != b.gen {
 			b.unuse(e, false)
@@ -420,8 +474,13 @@ func (b *builder) build(s *desired.State) (*model, error) {
 	}
 
 	// 3. Sets gone from the state (no rule can use them: s is valid).
+	for _, h := range sc.sets {
+		if h.gone && h.e != nil {
+			delete(b.sets, h.id)
+		}
+	}
 	for id, e := range b.sets {
-		if sameSets {
+		if sameSets || sc.setsDelta {
 			break
 		}
 		if e.gen != b.gen {
@@ -613,6 +672,12 @@ func (b *builder) validate(s *desired.State) error {
 	hits := 0
 	for _, h := range sc.sets {
 		id, set, e := h.id, h.set, h.e
+		if h.gone {
+			if e != nil {
+				bad[id] = true
+			}
+			continue
+		}
 		if e != nil {
 			hits++
 			if sameIPSet(e.set, set) {
@@ -624,7 +689,7 @@ func (b *builder) validate(s *desired.State) error {
 		}
 		add(s.ValidateIPSet(id))
 	}
-	if !sc.setsSkipped && hits != len(b.sets) {
+	if !sc.setsSkipped && !sc.setsDelta && hits != len(b.sets) {
 		for id := range b.sets {
 			if _, ok := s.IPSets[id]; !ok {
 				bad[id] = true
@@ -639,12 +704,21 @@ func (b *builder) validate(s *desired.State) error {
 		}
 		return false
 	}
-	if sc.polsSkipped && len(bad) > 0 {
+	removed := false
+	for _, h := range sc.pols {
+		if h.gone && h.e != nil {
+			removed = true
+		}
+	}
+	if (sc.polsSkipped || sc.polsDelta) && len(bad) > 0 {
 		b.scanPolicies(s) // unchanged policies may use a bad set
 	}
 	hits = 0
 	for _, h := range sc.pols {
 		id, p, e := h.id, h.p, h.e
+		if h.gone {
+			continue
+		}
 		if e != nil {
 			hits++
 			if sameRules(e.in, p.Inbound) && sameRules(e.out, p.Outbound) && !usesBad(e) {
@@ -653,7 +727,7 @@ func (b *builder) validate(s *desired.State) error {
 		}
 		add(s.ValidatePolicy(id))
 	}
-	policyRemoved := !sc.polsSkipped && hits != len(b.policies)
+	policyRemoved := removed || (!sc.polsSkipped && !sc.polsDelta && hits != len(b.policies))
 	for name, p := range s.Profiles {
 		if sameProfs && len(bad) == 0 {
 			break

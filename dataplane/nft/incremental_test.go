@@ -123,24 +123,126 @@ func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
 	add("shared: config changed", func(s *desired.State) {
 		s.Config.DefaultEndpointToHostAction = desired.EndpointToHostAccept
 	})
+	add("shared: a policy removed", func(s *desired.State) {
+		s.Policies = maps.Clone(s.Policies)
+		delete(s.Policies, logAll)
+		s.Endpoints = maps.Clone(s.Endpoints)
+		for iface, ep := range s.Endpoints {
+			ep.Tiers = slices.Clone(ep.Tiers)
+			for i, tp := range ep.Tiers {
+				tp.IngressPolicies = slices.DeleteFunc(slices.Clone(tp.IngressPolicies), func(id desired.PolicyID) bool { return id == logAll })
+				tp.EgressPolicies = slices.DeleteFunc(slices.Clone(tp.EgressPolicies), func(id desired.PolicyID) bool { return id == logAll })
+				ep.Tiers[i] = tp
+			}
+			s.Endpoints[iface] = ep
+		}
+	})
+	add("shared: a set removed", func(s *desired.State) {
+		s.IPSets = maps.Clone(s.IPSets)
+		for id := range s.IPSets {
+			if !setUsed(s, id) {
+				delete(s.IPSets, id)
+			}
+		}
+	})
 	for _, min := range []int{-1, 1} {
-		t.Run(fmt.Sprintf("IndexMinPolicies=%d", min), func(t *testing.T) {
-			incrementalSteps(t, Config{IndexMinPolicies: min}.withDefaults(), steps)
-		})
+		for _, deltas := range []bool{false, true} {
+			t.Run(fmt.Sprintf("IndexMinPolicies=%d,deltas=%v", min, deltas), func(t *testing.T) {
+				incrementalSteps(t, Config{IndexMinPolicies: min}.withDefaults(), steps, deltas)
+			})
+		}
 	}
 }
 
+// setUsed reports whether a rule of s uses set id.
+func setUsed(s *desired.State, id string) bool {
+	uses := func(rs []desired.Rule) bool {
+		for _, r := range rs {
+			for _, m := range []desired.Match{r.Src, r.Dst} {
+				for _, ids := range [][]string{m.IPSetIDs, m.NotIPSetIDs, m.NamedPortIPSetIDs, m.NotNamedPortIPSetIDs, {m.NetsIPSetID, m.NotNetsIPSetID}} {
+					if slices.Contains(ids, id) {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	for _, p := range s.Policies {
+		if uses(p.Inbound) || uses(p.Outbound) {
+			return true
+		}
+	}
+	for _, p := range s.Profiles {
+		if uses(p.Inbound) || uses(p.Outbound) {
+			return true
+		}
+	}
+	return false
+}
+
+func policyKeys(m map[desired.PolicyID]*rulesEntry) []string {
+	var out []string
+	for id := range m {
+		out = append(out, id.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// withDelta returns next with a Gen and a Delta since prevGen naming
+// every key whose value differs from prev's, as calc.State gives them.
+func withDelta(prev, next *desired.State, prevGen uint64) *desired.State {
+	c := *next
+	c.Gen = desired.NextGen()
+	c.Delta = &desired.Delta{Since: prevGen,
+		IPSets:    changedKeys(prev.IPSets, next.IPSets, desired.IPSet.Equal),
+		Policies:  changedKeys(prev.Policies, next.Policies, desired.Policy.Equal),
+		Profiles:  changedKeys(prev.Profiles, next.Profiles, desired.Profile.Equal),
+		Endpoints: changedKeys(prev.Endpoints, next.Endpoints, desired.Endpoint.Equal),
+	}
+	return &c
+}
+
+func changedKeys[K comparable, V any](a, b map[K]V, equal func(V, V) bool) []K {
+	var out []K
+	for k, x := range a {
+		if y, ok := b[k]; !ok || !equal(x, y) {
+			out = append(out, k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// incrementalSteps builds the steps one after another with one builder
+// and checks each model against a fresh build of the step. With deltas,
+// each step carries a Delta since the one before (the builder then looks
+// only at what it names).
 func incrementalSteps(t *testing.T, cfg Config, steps []struct {
 	name string
 	s    *desired.State
-}) {
+}, deltas bool) {
 	b := newBuilder(cfg)
+	prev, prevGen := &desired.State{}, uint64(0)
 	for _, st := range steps {
 		if err := st.s.Validate(); err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
+		s := st.s
+		if deltas {
+			s = withDelta(prev, st.s, prevGen)
+			prev, prevGen = st.s, s.Gen
+			if b.deltaOf(s) == nil && b.lastGen != 0 {
+				t.Fatalf("%s: the builder does not take the step's Delta", st.name)
+			}
+		}
 		prevSets, prevChains := maps.Clone(b.m.sets), maps.Clone(b.m.chains)
-		m, err := b.build(st.s)
+		m, err := b.build(s)
 		if err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
@@ -151,6 +253,18 @@ func incrementalSteps(t *testing.T, cfg Config, steps []struct {
 		}
 		if diff := cmp.Diff(classView(fb, fresh), classView(b, m)); diff != "" {
 			t.Fatalf("%s: incremental model differs from a fresh build (-fresh +incremental):\n%s", st.name, diff)
+		}
+		// No entry outlives its object: the builder holds what a fresh
+		// one holds.
+		for what, keys := range map[string][2][]string{
+			"sets":     {slices.Sorted(maps.Keys(fb.sets)), slices.Sorted(maps.Keys(b.sets))},
+			"profiles": {slices.Sorted(maps.Keys(fb.profiles)), slices.Sorted(maps.Keys(b.profiles))},
+			"eps":      {slices.Sorted(maps.Keys(fb.eps)), slices.Sorted(maps.Keys(b.eps))},
+			"policies": {policyKeys(fb.policies), policyKeys(b.policies)},
+		} {
+			if diff := cmp.Diff(keys[0], keys[1]); diff != "" {
+				t.Fatalf("%s: the builder's %s differ from a fresh build's (-fresh +incremental):\n%s", st.name, what, diff)
+			}
 		}
 		for _, n := range unionKeys(prevSets, m.sets) {
 			if prevSets[n] != m.sets[n] {
@@ -211,28 +325,37 @@ func TestIncrementalValidate(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := pciState(a, c, d, "calif", "calio", "calid")
-			b := newBuilder(cfg)
-			if err := b.validate(s); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := b.build(s); err != nil {
-				t.Fatal(err)
-			}
-			if err := b.validate(s); err != nil {
-				t.Fatalf("unchanged state: %v", err)
-			}
-			s = withNewMaps(s) // a State's maps are not modified after build
-			tt.mutate(s)
-			full := s.Validate()
-			if full == nil {
-				t.Fatal("test case is valid")
-			}
-			if got := b.validate(s); got == nil || got.Error() != full.Error() {
-				t.Fatalf("incremental validation = %v, want %v", got, full)
-			}
-		})
+		for _, deltas := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s,deltas=%v", tt.name, deltas), func(t *testing.T) {
+				s := pciState(a, c, d, "calif", "calio", "calid")
+				s.Gen = desired.NextGen()
+				b := newBuilder(cfg)
+				if err := b.validate(s); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := b.build(s); err != nil {
+					t.Fatal(err)
+				}
+				if err := b.validate(s); err != nil {
+					t.Fatalf("unchanged state: %v", err)
+				}
+				n := withNewMaps(s) // a State's maps are not modified after build
+				tt.mutate(n)
+				if deltas {
+					n = withDelta(s, n, s.Gen)
+					if b.deltaOf(n) == nil {
+						t.Fatal("the builder does not take the Delta")
+					}
+				}
+				full := n.Validate()
+				if full == nil {
+					t.Fatal("test case is valid")
+				}
+				if got := b.validate(n); got == nil || got.Error() != full.Error() {
+					t.Fatalf("incremental validation = %v, want %v", got, full)
+				}
+			})
+		}
 	}
 }
 
