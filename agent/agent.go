@@ -8,10 +8,12 @@ import (
 	"maps"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/brindle-net/brindle/api"
 	"github.com/brindle-net/brindle/calc"
@@ -344,10 +346,12 @@ type loop struct {
 	nft       PolicyDataplane
 	rt        RouteDataplane
 	rtApplied route.Routes // the routes of the last successful route Apply
-	rtDone    chan struct{}
-	rtStop    context.CancelFunc
-	nftTick   *time.Ticker
-	rtTick    *time.Ticker
+	// rtEndpoints is the endpoints map rtApplied was computed from.
+	rtEndpoints unsafe.Pointer
+	rtDone      chan struct{}
+	rtStop      context.CancelFunc
+	nftTick     *time.Ticker
+	rtTick      *time.Ticker
 }
 
 func (l *loop) close() {
@@ -636,15 +640,20 @@ func (l *loop) apply(ctx context.Context) error {
 	// Routes depend only on local endpoints' interfaces and addresses; a
 	// policy or label change leaves them alone, so the route dataplane's
 	// full read-back is skipped then (link events and the periodic resync
-	// still repair drift).
-	if rs := route.Routes(calc.Routes(&s)); l.rtApplied == nil || !routesEqual(rs, l.rtApplied) {
-		if err := l.rt.Apply(rs); err != nil {
-			m.applyErrors.WithLabelValues(dataplaneRoute).Inc()
-			errs = append(errs, fmt.Errorf("routes: %w", err))
-			l.rtApplied = nil
-		} else {
-			l.rtApplied = rs
+	// still repair drift). An endpoints map that is the last applied one
+	// (calc hands out the same map when no endpoint changed: a remote
+	// label change) is not even looked at.
+	if eps := reflect.ValueOf(s.Endpoints).UnsafePointer(); l.rtApplied == nil || eps != l.rtEndpoints {
+		if rs := route.Routes(calc.Routes(&s)); l.rtApplied == nil || !routesEqual(rs, l.rtApplied) {
+			if err := l.rt.Apply(rs); err != nil {
+				m.applyErrors.WithLabelValues(dataplaneRoute).Inc()
+				errs = append(errs, fmt.Errorf("routes: %w", err))
+				l.rtApplied = nil
+			} else {
+				l.rtApplied = rs
+			}
 		}
+		l.rtEndpoints = eps
 	}
 	m.applyDuration.Observe(time.Since(start).Seconds())
 	if err := errors.Join(errs...); err != nil {
