@@ -2,6 +2,7 @@ package calc
 
 import (
 	"maps"
+	"math/rand/v2"
 	"reflect"
 
 	"github.com/brindle-net/brindle/desired"
@@ -33,12 +34,15 @@ type published struct {
 	ifaces map[string]struct{}
 	// polIDs is the ID each policy key is published under.
 	polIDs map[string]desired.PolicyID
-	// gen is the Gen of the last State handed out (0: none yet).
-	gen uint64
+	// gen is the Gen of the last State handed out (0: none yet); next is
+	// the next one, from a random start so that two Calcs' numbers do not
+	// meet (a dataplane fed by a new Calc must not take its Deltas).
+	gen, next uint64
 }
 
 func newPublished() published {
 	return published{
+		next:      rand.Uint64() | 1,
 		ipSets:    map[string]desired.IPSet{},
 		policies:  map[desired.PolicyID]desired.Policy{},
 		profiles:  map[string]desired.Profile{},
@@ -145,7 +149,11 @@ func (c *Calc) State() desired.State {
 	if d.Since == 0 {
 		d = nil // the first State: nothing to be relative to
 	}
-	p.gen = desired.NextGen()
+	p.gen = p.next
+	p.next++
+	if p.next == 0 {
+		p.next = 1
+	}
 	return desired.State{
 		Config:    p.cfg,
 		IPSets:    p.ipSets,

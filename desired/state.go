@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 )
 
 // State is the whole desired policy dataplane of one host.
@@ -20,10 +19,15 @@ type State struct {
 
 	// Gen and Delta are hints for a consumer that keeps what it built
 	// from the state before; they are not part of the state's content
-	// (Equal ignores them). Gen numbers this state (NextGen: unique in
-	// the process; 0 for none). Delta, when set, names every key whose
-	// value differs between the state numbered Delta.Since and this one;
-	// a consumer whose last state was another ignores it.
+	// (Equal ignores them). Gen numbers this state among those its
+	// producer handed out (0 for none; calc starts each instance at a
+	// random number, so two producers' numbers do not meet). Delta, when
+	// set, names at least every key whose value differs between the state
+	// numbered Delta.Since and this one (calc also names a key whose new
+	// value is equal but another object); a consumer whose last state was
+	// another ignores it. A consumer trusts Delta: whoever derives a new
+	// State from one that has them (s2 := *s, then changes) must clear
+	// both.
 	Gen   uint64
 	Delta *Delta
 }
@@ -37,11 +41,6 @@ type Delta struct {
 	Profiles  []string
 	Endpoints []string
 }
-
-var gens atomic.Uint64
-
-// NextGen returns a state number not returned before in this process.
-func NextGen() uint64 { return gens.Add(1) }
 
 // Config is the part of the agent's configuration the dataplane needs.
 type Config struct {

@@ -132,7 +132,7 @@ func (b *builder) scanState(s *desired.State, reuse bool) *scan {
 	case sameSets:
 	case d != nil:
 		b.scan.setsDelta = true
-		for _, id := range d.IPSets {
+		for _, id := range unique(d.IPSets) {
 			set, ok := s.IPSets[id]
 			b.scan.sets = append(b.scan.sets, setHit{id, set, b.sets[id], !ok})
 		}
@@ -148,7 +148,7 @@ func (b *builder) scanState(s *desired.State, reuse bool) *scan {
 		b.scan.polsSkipped = true
 	case d != nil:
 		b.scan.polsDelta = true
-		for _, id := range d.Policies {
+		for _, id := range unique(d.Policies) {
 			p, ok := s.Policies[id]
 			b.scan.pols = append(b.scan.pols, polHit{id, p, b.policies[id], !ok})
 		}
@@ -156,6 +156,23 @@ func (b *builder) scanState(s *desired.State, reuse bool) *scan {
 		b.scanPolicies(s)
 	}
 	return &b.scan
+}
+
+// unique returns ks without repeats (a Delta may name a key twice; each
+// is paired once), ks itself when it has none.
+func unique[K comparable](ks []K) []K {
+	if len(ks) < 2 {
+		return ks
+	}
+	seen := make(map[K]struct{}, len(ks))
+	out := ks[:0:0]
+	for _, k := range ks {
+		if _, dup := seen[k]; !dup {
+			seen[k] = struct{}{}
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // deltaOf returns s's Delta when it is relative to the last state built,

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/brindle-net/brindle/desired"
@@ -190,19 +191,28 @@ func policyKeys(m map[desired.PolicyID]*rulesEntry) []string {
 	return out
 }
 
+var testGen atomic.Uint64
+
+// nextGen numbers the test's states as calc.State does its own.
+func nextGen() uint64 { return testGen.Add(1) }
+
 // withDelta returns next with a Gen and a Delta since prevGen naming
 // every key whose value differs from prev's, as calc.State gives them.
 func withDelta(prev, next *desired.State, prevGen uint64) *desired.State {
 	c := *next
-	c.Gen = desired.NextGen()
+	c.Gen = nextGen()
+	// Every key is named twice: a Delta names at least what changed, and
+	// a key named again must not be handled twice.
 	c.Delta = &desired.Delta{Since: prevGen,
-		IPSets:    changedKeys(prev.IPSets, next.IPSets, desired.IPSet.Equal),
-		Policies:  changedKeys(prev.Policies, next.Policies, desired.Policy.Equal),
-		Profiles:  changedKeys(prev.Profiles, next.Profiles, desired.Profile.Equal),
-		Endpoints: changedKeys(prev.Endpoints, next.Endpoints, desired.Endpoint.Equal),
+		IPSets:    twice(changedKeys(prev.IPSets, next.IPSets, desired.IPSet.Equal)),
+		Policies:  twice(changedKeys(prev.Policies, next.Policies, desired.Policy.Equal)),
+		Profiles:  twice(changedKeys(prev.Profiles, next.Profiles, desired.Profile.Equal)),
+		Endpoints: twice(changedKeys(prev.Endpoints, next.Endpoints, desired.Endpoint.Equal)),
 	}
 	return &c
 }
+
+func twice[K any](ks []K) []K { return append(ks, ks...) }
 
 func changedKeys[K comparable, V any](a, b map[K]V, equal func(V, V) bool) []K {
 	var out []K
@@ -328,7 +338,7 @@ func TestIncrementalValidate(t *testing.T) {
 		for _, deltas := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s,deltas=%v", tt.name, deltas), func(t *testing.T) {
 				s := pciState(a, c, d, "calif", "calio", "calid")
-				s.Gen = desired.NextGen()
+				s.Gen = nextGen()
 				b := newBuilder(cfg)
 				if err := b.validate(s); err != nil {
 					t.Fatal(err)
