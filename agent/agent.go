@@ -770,6 +770,9 @@ func (l *loop) resync(name string, dp interface{ Resync() error }) {
 		l.a.m.resyncErrors.WithLabelValues(name).Inc()
 		l.a.log.Error("resync failed; reapplying", "dataplane", name, "err", err)
 		l.dirty = true
+		if name == dataplaneRoute {
+			l.rtApplied = nil // the next apply applies the routes whole
+		}
 	}
 }
 

@@ -44,6 +44,9 @@ type recorder struct {
 	entered  chan struct{} // when set, nft Apply sends on it before waiting on gate
 	resyncs  int
 	failNext error
+	// failRouteResync fails this many more route resyncs;
+	// routeResyncs counts them.
+	failRouteResync, routeResyncs int
 }
 
 type fakeNft struct{ r *recorder }
@@ -78,8 +81,17 @@ func (f fakeRoute) Apply(rs route.Routes) error {
 	f.r.routes = append(f.r.routes, rs)
 	return nil
 }
-func (f fakeRoute) Resync() error { return nil }
-func (f fakeRoute) Close() error  { return nil }
+func (f fakeRoute) Resync() error {
+	f.r.mu.Lock()
+	defer f.r.mu.Unlock()
+	f.r.routeResyncs++
+	if f.r.failRouteResync > 0 {
+		f.r.failRouteResync--
+		return errors.New("injected route resync failure")
+	}
+	return nil
+}
+func (f fakeRoute) Close() error { return nil }
 
 func (r *recorder) newDataplanes(p Params) (PolicyDataplane, RouteDataplane, error) {
 	r.mu.Lock()
@@ -202,6 +214,45 @@ func TestLoopNothingBeforeInSync(t *testing.T) {
 	st := h.a.Status()
 	if !st.InSync || !st.Programmed || st.LocalEndpoints != 1 || st.ProgrammedRevision != 4 {
 		t.Errorf("status after in-sync: %+v", st)
+	}
+}
+
+// TestLoopRoutes: routes are applied when local endpoints change, not for
+// a remote endpoint's change, and again after a failed route resync.
+func TestLoopRoutes(t *testing.T) {
+	h := newHarness(t, Layer{"test", map[string]string{ParamRouteRefreshInterval: "0.05"}})
+	routeApplies := func() int {
+		h.rec.mu.Lock()
+		defer h.rec.mu.Unlock()
+		return len(h.rec.routes)
+	}
+	h.push(append(basicWorld(t), inSync(4))...)
+	h.waitProgrammed(4)
+	if n := routeApplies(); n != 1 {
+		t.Fatalf("route applies after the start of day: %d, want 1", n)
+	}
+	remote := wep(podSpec{Namespace: "ns1", Name: "b", Node: "host-2", Iface: "cali2", IP: netip.MustParseAddr("10.65.0.2"),
+		Labels: map[string]string{"app": "moved"}})
+	h.push(set(t, remote, 5))
+	h.waitProgrammed(5)
+	if n := routeApplies(); n != 1 {
+		t.Errorf("route applies after a remote endpoint's label change: %d, want 1", n)
+	}
+	local := wep(podSpec{Namespace: "ns1", Name: "c", Node: "host-1", Iface: "cali3", IP: netip.MustParseAddr("10.65.0.3")})
+	h.push(set(t, local, 6))
+	h.waitProgrammed(6)
+	if n := routeApplies(); n != 2 {
+		t.Errorf("route applies after a new local endpoint: %d, want 2", n)
+	}
+	h.rec.mu.Lock()
+	h.rec.failRouteResync = 1
+	h.rec.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for routeApplies() != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no route apply after a failed route resync: %d applies", routeApplies())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

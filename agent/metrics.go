@@ -60,7 +60,7 @@ func newMetrics() *metrics {
 			Help:    "Time of one apply: computing the desired state and programming nftables and routes.",
 			Buckets: prometheus.ExponentialBuckets(1e-4, 3, 12)}),
 		updateToProgrammed: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "brindle_update_to_programmed_seconds",
-			Help:    "Time from the agent receiving a datastore change (after the start of day) to the kernel having it programmed.",
+			Help:    "Time from the agent receiving a datastore change (after the start of day) to the kernel having it programmed, including time queued behind a running apply, retries, and any pause while the datastore is marked not ready.",
 			Buckets: prometheus.ExponentialBuckets(5e-4, 2, 14)}),
 		applies: prometheus.NewCounter(prometheus.CounterOpts{Name: "brindle_applies_total",
 			Help: "Applies attempted."}),

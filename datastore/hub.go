@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Hub shares one watch among many consumers of one process, as Typha does
@@ -215,7 +216,9 @@ func (h *Hub) push(us ...Update) {
 		case UpdateInSync:
 			h.synced = true
 		case UpdateSet:
-			h.cache[u.Key] = *u
+			c := *u
+			c.Received = time.Time{} // a later subscriber's snapshot is not a change
+			h.cache[u.Key] = c
 		case UpdateDelete:
 			delete(h.cache, u.Key)
 		}

@@ -246,7 +246,11 @@ func TestHubLateSubscriber(t *testing.T) {
 	if _, err := raw.Create(ctx, datastore.IPAMPrefix+"handle/h1", []byte("{}")); err != nil {
 		t.Fatal(err)
 	}
-	collect(t, early, 8) // the hub has applied everything
+	for _, u := range collect(t, early, 8) { // the hub has applied everything
+		if u.Received.IsZero() {
+			t.Errorf("live change %s has no receive time", line(u))
+		}
+	}
 
 	late, err := hub.Subscribe(ctx, datastore.WatchOptions{})
 	if err != nil {
@@ -275,6 +279,9 @@ func TestHubLateSubscriber(t *testing.T) {
 		t.Errorf("in-sync at revision %d, store at %d", snap[5].Revision, rev)
 	}
 	for _, u := range snap[:5] {
+		if !u.Received.IsZero() {
+			t.Errorf("%s: a snapshot update has a receive time", u.Key)
+		}
 		if u.Object != nil && u.Object.GetResourceVersion() != fmt.Sprint(u.Revision) {
 			t.Errorf("%s: resourceVersion %q, revision %d", u.Key, u.Object.GetResourceVersion(), u.Revision)
 		}
