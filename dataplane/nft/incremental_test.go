@@ -19,6 +19,28 @@ import (
 // recorded delta names every set and chain that changed, with its
 // previous value.
 func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
+	steps := incrementalStepList()
+	for _, min := range []int{-1, 1} {
+		for _, deltas := range []bool{false, true} {
+			t.Run(fmt.Sprintf("IndexMinPolicies=%d,deltas=%v", min, deltas), func(t *testing.T) {
+				incrementalSteps(t, Config{IndexMinPolicies: min}.withDefaults(), steps, deltas)
+			})
+		}
+	}
+}
+
+// step is one named state of a sequence.
+type step struct {
+	name string
+	s    *desired.State
+}
+
+// incrementalStepList is a sequence of states that reaches every kind of
+// change the builder tracks: set members and families, set kinds, policy
+// rules and footprints, profiles, endpoints, config, removals; from
+// "kitchen sink (shared from here)" on, each state shares the maps of the
+// one before for the collections that did not change, as calc's do.
+func incrementalStepList() []step {
 	a, c, d := netip.MustParseAddr("10.65.0.1"), netip.MustParseAddr("10.65.0.2"), netip.MustParseAddr("10.65.0.3")
 	pci := func() *desired.State { return pciState(a, c, d, "calif", "calio", "calid") }
 	pciMore := pci()
@@ -52,10 +74,7 @@ func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
 	lp.Inbound[0].Protocol = &udp
 	ks3.Policies[logAll] = lp
 
-	steps := []struct {
-		name string
-		s    *desired.State
-	}{
+	steps := []step{
 		{"empty", &desired.State{}},
 		{"pci", pci()},
 		{"pci again (new values, equal)", pci()},
@@ -78,16 +97,10 @@ func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
 	// that did not change (as calc hands them out), so the builder skips
 	// those collections by identity.
 	ks := kitchenSink()
-	steps = append(steps, struct {
-		name string
-		s    *desired.State
-	}{"kitchen sink (shared from here)", ks})
+	steps = append(steps, step{"kitchen sink (shared from here)", ks})
 	add := func(name string, change func(s *desired.State)) {
 		prev := steps[len(steps)-1].s
-		steps = append(steps, struct {
-			name string
-			s    *desired.State
-		}{name, derive(prev, change)})
+		steps = append(steps, step{name, derive(prev, change)})
 	}
 	add("shared: nothing changed", func(*desired.State) {})
 	add("shared: a set member added", func(s *desired.State) {
@@ -146,13 +159,7 @@ func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
 			}
 		}
 	})
-	for _, min := range []int{-1, 1} {
-		for _, deltas := range []bool{false, true} {
-			t.Run(fmt.Sprintf("IndexMinPolicies=%d,deltas=%v", min, deltas), func(t *testing.T) {
-				incrementalSteps(t, Config{IndexMinPolicies: min}.withDefaults(), steps, deltas)
-			})
-		}
-	}
+	return steps
 }
 
 // setUsed reports whether a rule of s uses set id.
@@ -233,10 +240,7 @@ func changedKeys[K comparable, V any](a, b map[K]V, equal func(V, V) bool) []K {
 // and checks each model against a fresh build of the step. With deltas,
 // each step carries a Delta since the one before (the builder then looks
 // only at what it names).
-func incrementalSteps(t *testing.T, cfg Config, steps []struct {
-	name string
-	s    *desired.State
-}, deltas bool) {
+func incrementalSteps(t *testing.T, cfg Config, steps []step, deltas bool) {
 	b := newBuilder(cfg)
 	prev, prevGen := &desired.State{}, uint64(0)
 	for _, st := range steps {

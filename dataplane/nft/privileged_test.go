@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/brindle-net/brindle/desired"
 	"github.com/brindle-net/brindle/internal/netnstest"
 )
@@ -622,5 +624,49 @@ func TestPrivilegedKernelErrorReported(t *testing.T) {
 	l.check(probe{"other", "db", "TCP", 6379, true}, probe{"front", "db", "TCP", 6379, true})
 	if !strings.Contains(l.nft("list", "table", "inet", "brindle"), "brindle-tc-") {
 		t.Error("the table was not restored after the failed transaction")
+	}
+}
+
+// TestPrivilegedDeltaSteps applies the incremental test's state sequence
+// to a real kernel with calc-style Deltas: after each step the kernel holds
+// exactly the model (a Resync finds nothing to repair) and the model is a
+// fresh build's.
+func TestPrivilegedDeltaSteps(t *testing.T) {
+	t.Parallel()
+	ns := netnstest.NewNS(t, "nftdelta")
+	dp, err := New(Config{NetNSFd: int(ns.NsHandle())}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dp.Close() })
+	prev, prevGen := &desired.State{}, uint64(0)
+	deltas := 0
+	for _, st := range incrementalStepList() {
+		s := withDelta(prev, st.s, prevGen)
+		prev, prevGen = st.s, s.Gen
+		if dp.b != nil && dp.b.deltaOf(s) != nil {
+			deltas++
+		}
+		if err := dp.Apply(s); err != nil {
+			t.Fatalf("%s: Apply: %v", st.name, err)
+		}
+		before := dp.Writes()
+		if err := dp.Resync(); err != nil {
+			t.Fatalf("%s: Resync: %v", st.name, err)
+		}
+		if got := dp.Writes() - before; got != 0 {
+			t.Fatalf("%s: the kernel differs from the model: Resync sent %d operations", st.name, got)
+		}
+		fb := newBuilder(dp.cfg)
+		fresh, err := fb.build(st.s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(classView(fb, fresh), classView(dp.b, dp.want)); diff != "" {
+			t.Fatalf("%s: model differs from a fresh build (-fresh +applied):\n%s", st.name, diff)
+		}
+	}
+	if steps := len(incrementalStepList()); deltas < steps/2 {
+		t.Errorf("the Delta was taken in %d of %d steps; want most", deltas, steps)
 	}
 }
