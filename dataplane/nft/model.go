@@ -96,58 +96,61 @@ func (s *setSpec) sameElems(o *setSpec) bool {
 func buildSets(id string, set desired.IPSet) (v4, v6 *setSpec, fams uint8) {
 	n4 := 0
 	for m := range set.Members {
-		if m.Prefix.Addr().Is4() {
+		p := m.Prefix
+		is4 := p.Addr().Is4()
+		if is4 {
 			n4++
 		}
+		switch {
+		case set.Type != desired.Nets || p.IsSingleIP():
+		case is4:
+			fams |= wide4
+		default:
+			fams |= wide6
+		}
 	}
-	var e4, e6 []elem
-	t4, t6 := set.Type, set.Type
-	switch set.Type {
-	case desired.Nets:
-		// A family whose members are all single addresses (a selector's
-		// endpoints, nearly always) gets a plain hash set: an interval set
-		// must be sorted and merged whole when a member changes, and the
-		// kernel walks its whole tree at every commit that touches it.
-		p4, p6 := make([]netip.Prefix, 0, n4), make([]netip.Prefix, 0, len(set.Members)-n4)
-		for m := range set.Members {
-			p := m.Prefix
-			if p.Addr().Is4() {
-				p4 = append(p4, p)
-				if !p.IsSingleIP() {
-					fams |= wide4
-				}
-			} else {
-				p6 = append(p6, p)
-				if !p.IsSingleIP() {
-					fams |= wide6
-				}
-			}
+	// A family of a Nets set whose members are all single addresses (a
+	// selector's endpoints, nearly always) is a plain hash set
+	// (kernelType): an interval set must be sorted and merged whole when a
+	// member changes, and the kernel walks its whole tree at every commit
+	// that touches it. An interval family is merged from its prefixes;
+	// every other family has one key per member, each a slice of one
+	// buffer per family.
+	t4, t6 := kernelType(set.Type, fams, 4), kernelType(set.Type, fams, 6)
+	keyLen := func(t desired.IPSetType, alen int) int {
+		switch t {
+		case desired.Nets:
+			return 0 // intervals
+		case desired.NamedPorts:
+			return alen + 8
 		}
-		e4, e6 = hostsOrIntervals(p4, fams&wide4 != 0), hostsOrIntervals(p6, fams&wide6 != 0)
-		t4, t6 = kernelType(set.Type, fams, 4), kernelType(set.Type, fams, 6)
-	case desired.Addrs, desired.NamedPorts:
-		// Every key is a slice of one buffer per family.
-		kl := func(alen int) int {
-			if set.Type == desired.NamedPorts {
-				return alen + 8
-			}
-			return alen
+		return alen
+	}
+	var p4, p6 []netip.Prefix
+	e4, e6 := make([]elem, 0, n4), make([]elem, 0, len(set.Members)-n4)
+	b4 := make([]byte, 0, n4*keyLen(t4, 4))
+	b6 := make([]byte, 0, (len(set.Members)-n4)*keyLen(t6, 16))
+	for m := range set.Members {
+		buf, es, ps, t := &b6, &e6, &p6, t6
+		if m.Prefix.Addr().Is4() {
+			buf, es, ps, t = &b4, &e4, &p4, t4
 		}
-		e4, e6 = make([]elem, 0, n4), make([]elem, 0, len(set.Members)-n4)
-		b4 := make([]byte, 0, n4*kl(4))
-		b6 := make([]byte, 0, (len(set.Members)-n4)*kl(16))
-		for m := range set.Members {
-			buf, es := &b6, &e6
-			if m.Prefix.Addr().Is4() {
-				buf, es = &b4, &e4
-			}
-			n := len(*buf)
-			*buf = appendAddr(*buf, m.Prefix.Addr())
-			if set.Type == desired.NamedPorts {
-				*buf = appendPortKey(*buf, m)
-			}
-			*es = append(*es, elem{key: (*buf)[n:len(*buf):len(*buf)]})
+		if t == desired.Nets {
+			*ps = append(*ps, m.Prefix)
+			continue
 		}
+		n := len(*buf)
+		*buf = appendAddr(*buf, m.Prefix.Addr())
+		if t == desired.NamedPorts {
+			*buf = appendPortKey(*buf, m)
+		}
+		*es = append(*es, elem{key: (*buf)[n:len(*buf):len(*buf)]})
+	}
+	if t4 == desired.Nets {
+		e4 = intervals(p4)
+	}
+	if t6 == desired.Nets {
+		e6 = intervals(p6)
 	}
 	if len(e4) > 0 {
 		fams |= fam4
@@ -172,26 +175,6 @@ func kernelType(t desired.IPSetType, fams uint8, family int) desired.IPSetType {
 		return desired.Addrs
 	}
 	return t
-}
-
-// hostsOrIntervals returns the elements of one family of a Nets set:
-// merged intervals when some prefix is wider than one address, else one
-// address key per prefix (slices of one buffer).
-func hostsOrIntervals(ps []netip.Prefix, wide bool) []elem {
-	if wide {
-		return intervals(ps)
-	}
-	if len(ps) == 0 {
-		return nil
-	}
-	es := make([]elem, 0, len(ps))
-	buf := make([]byte, 0, len(ps)*ps[0].Addr().BitLen()/8)
-	for _, p := range ps {
-		n := len(buf)
-		buf = appendAddr(buf, p.Addr())
-		es = append(es, elem{key: buf[n:len(buf):len(buf)]})
-	}
-	return es
 }
 
 // elemMap indexes elements by mapKey. A changed set is rebuilt whole, so
