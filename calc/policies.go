@@ -85,7 +85,7 @@ func (c *Calc) updatePolicy(key string, p *policy.Policy) error {
 	pi.id = desired.PolicyID{Tier: p.Tier, Name: p.Name, Namespace: p.Namespace, Kind: p.Kind}
 	// Equal rules keep their identity, so the policy counts as unchanged.
 	changed := oldP == nil || pi.id != oldID
-	if o := (desired.Policy{Inbound: in, Outbound: out}); changed || !pi.out.Equal(o) {
+	if o := (desired.Policy{Inbound: in, Outbound: out, Order: p.Order}); changed || !pi.out.Equal(o) {
 		pi.out, changed = o, true
 	}
 	pi.refs = refs.refs

@@ -160,7 +160,7 @@ func TestStateSnapshotsStay(t *testing.T) {
 		{"policy rules", map[string]int{"GlobalNetworkPolicy/p1": 1}, []string{"Profiles", "Endpoints"}},
 		{"policy tier", map[string]int{"GlobalNetworkPolicy/p1": 2}, []string{"IPSets", "Profiles"}},
 		{"policy selector: deactivated", map[string]int{"GlobalNetworkPolicy/p1": 3}, []string{"Profiles"}},
-		{"policy order", map[string]int{"NetworkPolicy/ns1/p2": 1}, []string{"IPSets", "Policies", "Profiles"}},
+		{"policy order", map[string]int{"NetworkPolicy/ns1/p2": 1}, []string{"IPSets", "Profiles"}},
 		{"policy CIDRs", map[string]int{"NetworkPolicy/ns1/p2": 2}, []string{"Profiles", "Endpoints"}},
 		{"tier order", map[string]int{"Tier/t1": 1}, []string{"IPSets", "Policies", "Profiles"}},
 		{"profile labels", map[string]int{"Profile/kns.ns1": 1}, []string{"Profiles"}},

@@ -12,7 +12,12 @@ func (s IPSet) Clone() IPSet {
 
 // Clone returns a deep copy of the policy.
 func (p Policy) Clone() Policy {
-	return Policy{Inbound: cloneRules(p.Inbound), Outbound: cloneRules(p.Outbound)}
+	out := Policy{Inbound: cloneRules(p.Inbound), Outbound: cloneRules(p.Outbound)}
+	if p.Order != nil {
+		o := *p.Order
+		out.Order = &o
+	}
+	return out
 }
 
 // Clone returns a deep copy of the profile.

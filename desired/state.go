@@ -245,11 +245,17 @@ func (id PolicyID) String() string {
 type Policy struct {
 	Inbound  []Rule
 	Outbound []Rule
+	// Order is the policy's order within its tier (nil: after every
+	// policy with one). Endpoints list their policies sorted by it, then
+	// by name, namespace and kind; a dataplane may use it to lay out the
+	// tier's policies in that order without an endpoint at hand.
+	Order *float64
 }
 
-// Equal reports whether two policies have the same rules.
+// Equal reports whether two policies have the same rules and order.
 func (p Policy) Equal(o Policy) bool {
-	return rulesEqual(p.Inbound, o.Inbound) && rulesEqual(p.Outbound, o.Outbound)
+	return rulesEqual(p.Inbound, o.Inbound) && rulesEqual(p.Outbound, o.Outbound) &&
+		(p.Order == nil) == (o.Order == nil) && (p.Order == nil || *p.Order == *o.Order)
 }
 
 // Profile is an active profile's rules.
