@@ -135,6 +135,20 @@ func (b *rb) markVmap(mask uint32, set string) {
 		&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: set})
 }
 
+// markInSet matches when (mark & mask) | or is in a mark set; or must
+// not overlap mask. nft lists it as "meta mark & <mask> | <or> @set"
+// (with or 0: "meta mark & <mask> @set").
+func (b *rb) markInSet(mask, or uint32, set string) {
+	text := fmt.Sprintf("meta mark & %#08x", mask)
+	if or != 0 {
+		text += fmt.Sprintf(" | %#08x", or)
+	}
+	b.add(text+" @"+set, meta(expr.MetaKeyMARK),
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(mask), Xor: binaryutil.NativeEndian.PutUint32(or)},
+		&expr.Lookup{SourceRegister: 1, SetName: set})
+}
+
 // markClass writes value v into the mark bits mask, keeping the others.
 func (b *rb) markClass(mask, v uint32) {
 	b.add(fmt.Sprintf("meta mark set meta mark & %#08x | %#08x", ^mask, v), meta(expr.MetaKeyMARK),

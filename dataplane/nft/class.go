@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/brindle-net/brindle/desired"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 )
@@ -40,6 +41,16 @@ type classEntry struct {
 	targets []string // chains its chain and its indexes' chains and maps go to
 	refs    int
 	idle    uint64 // b.tick when refs fell to 0
+	// ep and have are what the class's chain is rendered from (any of
+	// its endpoints: they have the same key).
+	ep   desired.Endpoint
+	have []bool
+	// generic: the class runs through its direction's generic chain;
+	// gelems are its elements in the generic guard set. A class is
+	// generic, or has a chain (chain != nil), or is pending until the
+	// end of the build that created it.
+	generic bool
+	gelems  []elem
 }
 
 // classes is the builder's class bookkeeping, per direction (0 ingress,
@@ -49,13 +60,18 @@ type classes struct {
 	byID   [2]map[uint32]*classEntry
 	idle   [2]map[*classEntry]struct{}
 	tick   uint64
+	// pending holds the classes created by the current build;
+	// generic the classes that run through a generic chain.
+	pending []*classEntry
+	generic map[*classEntry]struct{}
 }
 
 func newClasses() classes {
 	return classes{
 		byHash: map[string]*classEntry{},
 		byID:   [2]map[uint32]*classEntry{{}, {}},
-		idle:   [2]map[*classEntry]struct{}{{}, {}},
+		idle:    [2]map[*classEntry]struct{}{{}, {}},
+		generic: map[*classEntry]struct{}{},
 	}
 }
 
@@ -83,19 +99,44 @@ func dirName(ingress bool) string {
 	return "egress"
 }
 
-// acquireClass returns the class for an endpoint chain (unnamed, as
-// endpointChain renders it) built with the tier indexes in used, creating
-// the class if none has these rules, and counts one more use of it.
-func (b *builder) acquireClass(c *chainSpec, used []*indexEntry, ingress bool) (*classEntry, error) {
-	var key strings.Builder
-	key.WriteString(dirName(ingress))
-	for _, r := range c.rules {
-		key.WriteString("\x00" + r.id)
+// classKey identifies the class of an endpoint's chain for one
+// direction: everything endpointChain renders it from (the tiers with
+// policies in that direction, their default actions, the policies and
+// their footprints, which decide tier indexes and pass-bit tests, and the
+// profiles up to the first missing one). Equal keys render equal chains.
+func (b *builder) classKey(ep desired.Endpoint, have []bool, ingress bool) string {
+	d := dirIndex(ingress)
+	var k strings.Builder
+	k.WriteString(dirName(ingress))
+	for _, t := range ep.Tiers {
+		pols := t.Policies(ingress)
+		if len(pols) == 0 {
+			continue
+		}
+		fmt.Fprintf(&k, "\x00t%s\x00%d", t.Name, t.DefaultAction)
+		for _, id := range pols {
+			k.WriteString("\x00p" + id.String() + "\x00" + b.policies[id].fp[d].sig)
+		}
 	}
-	h := hashID(key.String())
+	for i, p := range ep.ProfileIDs {
+		k.WriteString("\x00r" + p)
+		if !have[i] {
+			k.WriteString("\x00missing")
+			break
+		}
+	}
+	return k.String()
+}
+
+// acquireClass returns the class of an endpoint's chain for one
+// direction, creating it if no class has its key, and counts one more
+// use of it. A new class gets its id and its mark chain in the classify
+// table at once; whether it runs through the generic chain or gets a
+// chain of its own is settled at the end of the build (settleClasses).
+func (b *builder) acquireClass(ep desired.Endpoint, have []bool, ingress bool) (*classEntry, error) {
+	h := hashID(b.classKey(ep, have, ingress))
 	d := dirIndex(ingress)
 	if e := b.cls.byHash[h]; e != nil {
-		b.release(used) // the class holds its own uses
 		if e.refs == 0 {
 			delete(b.cls.idle[d], e)
 		}
@@ -104,17 +145,28 @@ func (b *builder) acquireClass(c *chainSpec, used []*indexEntry, ingress bool) (
 	}
 	id, err := b.allocClassID(ingress)
 	if err != nil {
-		b.release(used)
 		return nil, err
 	}
-	c.name = classChain(h, ingress)
-	e := &classEntry{hash: h, ingress: ingress, id: id, chain: c, idx: used, refs: 1}
-	v := b.classValue(id)
+	e := &classEntry{hash: h, ingress: ingress, id: id, refs: 1, ep: ep, have: have}
 	var x rb
-	x.markClass(b.cfg.ClassMask, v)
+	x.markClass(b.cfg.ClassMask, b.classValue(id))
 	e.setter = &chainSpec{name: classMarkChain(id, ingress), rank: 1,
 		rules: []*ruleSpec{x.done(fmt.Sprintf("%s class %d", dirName(ingress), id))}}
-	e.elem = elem{key: binaryutil.NativeEndian.PutUint32(v), jump: c.name}
+	b.putChain(e.setter)
+	b.cls.byHash[h] = e
+	b.cls.byID[d][id] = e
+	b.cls.pending = append(b.cls.pending, e)
+	return e, nil
+}
+
+// materialize gives class e a chain of its own in the policy table and
+// its element in the class map (the kernel then validates the table).
+func (b *builder) materialize(e *classEntry) {
+	var used []*indexEntry
+	c := b.endpointChain(e.ep, e.have, e.ingress, &used)
+	c.name = classChain(e.hash, e.ingress)
+	e.chain, e.idx = c, used
+	e.elem = elem{key: binaryutil.NativeEndian.PutUint32(b.classValue(e.id)), jump: c.name}
 	e.targets = jumpTargets(nil, c)
 	for _, ix := range used {
 		for _, ic := range ix.chains {
@@ -129,11 +181,7 @@ func (b *builder) acquireClass(c *chainSpec, used []*indexEntry, ingress bool) (
 		}
 	}
 	b.putChain(c)
-	b.putChain(e.setter)
-	b.vmap(classMap(ingress)).elems[e.elem.mapKey()] = e.elem
-	b.cls.byHash[h] = e
-	b.cls.byID[d][id] = e
-	return e, nil
+	b.vmap(classMap(e.ingress)).elems[e.elem.mapKey()] = e.elem
 }
 
 // jumpTargets appends the chains c's rules jump or go to.
@@ -162,10 +210,16 @@ func (b *builder) releaseClass(e *classEntry) {
 // evictClass removes an unused class from the model.
 func (b *builder) evictClass(e *classEntry) {
 	d := dirIndex(e.ingress)
-	b.dropChain(e.chain.name)
+	if e.chain != nil {
+		b.dropChain(e.chain.name)
+		delete(b.vmap(classMap(e.ingress)).elems, e.elem.mapKey())
+		b.release(e.idx)
+	}
+	if e.generic {
+		b.unGeneric(e)
+	}
+	b.cls.pending = slices.DeleteFunc(b.cls.pending, func(p *classEntry) bool { return p == e })
 	b.dropChain(e.setter.name)
-	delete(b.vmap(classMap(e.ingress)).elems, e.elem.mapKey())
-	b.release(e.idx)
 	delete(b.cls.idle[d], e)
 	delete(b.cls.byID[d], e.id)
 	delete(b.cls.byHash, e.hash)

@@ -36,7 +36,7 @@ func TestClassSharingRetentionAndEviction(t *testing.T) {
 		}
 		return s
 	}
-	b := newBuilder(Config{RetainClasses: 1}.withDefaults())
+	b := newBuilder(Config{RetainClasses: 1, ClassMode: ClassDirect}.withDefaults())
 	step := func(name string, s *desired.State) {
 		t.Helper()
 		if err := s.Validate(); err != nil {

@@ -46,6 +46,12 @@ type Config struct {
 	// every transaction that adds a rule does. Default 16; negative keeps
 	// none.
 	RetainClasses int
+	// ClassMode chooses how a new class is programmed: ClassAuto (the
+	// default) runs it through the generic chain when its transaction
+	// would otherwise add no rule to the policy table, so the kernel
+	// need not validate the table, until the next transaction that adds
+	// rules anyway or Settle gives it a chain of its own (generic.go).
+	ClassMode ClassMode
 }
 
 // Defaults for Config.
@@ -96,6 +102,9 @@ func (c Config) Validate() error {
 	single := func(v uint32) bool { return v != 0 && v&(v-1) == 0 }
 	if !single(c.PassMark) {
 		errs = append(errs, fmt.Errorf("PassMark %#x is not a single bit", c.PassMark))
+	}
+	if c.ClassMode > ClassGeneric {
+		errs = append(errs, fmt.Errorf("ClassMode %d is not ClassAuto, ClassDirect or ClassGeneric", c.ClassMode))
 	}
 	if max := 64 - len(classifySuffix); len(c.TableName) > max {
 		errs = append(errs, fmt.Errorf("TableName %q is longer than %d bytes (%q is appended for the classify table)", c.TableName, max, classifySuffix))

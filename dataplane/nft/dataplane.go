@@ -85,6 +85,32 @@ func (d *Dataplane) Apply(s *desired.State) error {
 	return d.commit(d.k.planDelta(want, d.b.dSets, d.b.dChains))
 }
 
+// Settle gives every class that runs through a generic chain a chain of
+// its own and drops the policies kept only for the generic chains, in
+// one transaction (the kernel validates the policy table for it). The
+// agent calls it once it has been idle for a moment: a generic class
+// costs every new connection of its endpoints a lookup per policy of the
+// host. It reports whether it had anything to do.
+func (d *Dataplane) Settle() (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.want == nil || !d.b.promote() {
+		return false, nil
+	}
+	if !d.synced {
+		return true, d.sync()
+	}
+	return true, d.commit(d.k.planDelta(d.want, d.b.dSets, d.b.dChains))
+}
+
+// GenericClasses returns how many classes run through a generic chain
+// (until the next Settle or rule-adding Apply).
+func (d *Dataplane) GenericClasses() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.b.genericClasses()
+}
+
 // Resync reads our table back from the kernel and repairs any drift from
 // the last applied state (a deleted table, chain, rule, set or element; a
 // foreign rule or set added to our table). Before the first Apply it does

@@ -59,6 +59,13 @@ type builder struct {
 	// set and policy that can differ, and only those are looked at.
 	last    collections
 	lastGen uint64
+	// lay is each direction's generic chain (generic.go; nil before the
+	// first build); retained holds the policies gone from the state
+	// that a generic chain still jumps to, orphanSets the sets kept only
+	// for them.
+	lay        [2]*genericLayout
+	retained   map[desired.PolicyID]*rulesEntry
+	orphanSets map[string]bool
 }
 
 // collections identifies a state's maps. Two states with the same map
@@ -233,6 +240,7 @@ type rulesEntry struct {
 	uses    map[setUse]struct{}
 	chains  [2]*chainSpec // inbound, outbound
 	fp      [2]footprint  // inbound, outbound
+	order   *float64      // a policy's order in its tier
 	gen     uint64
 }
 
@@ -260,11 +268,15 @@ func newBuilder(cfg Config) *builder {
 		indexes:  map[string]*indexEntry{},
 		refs:     map[setUse]int{},
 		cls:      newClasses(),
+		retained:   map[desired.PolicyID]*rulesEntry{},
+		orphanSets: map[string]bool{},
 	}
 	b.m.sets[mapToWL] = &setSpec{name: mapToWL, kind: kindVmap, comment: "ingress class by oifname", elems: map[string]elem{}}
 	b.m.sets[mapFromWL] = &setSpec{name: mapFromWL, kind: kindVmap, comment: "egress class by iifname", elems: map[string]elem{}}
 	b.m.sets[mapToClass] = &setSpec{name: mapToClass, kind: kindMarkVmap, comment: "ingress dispatch by class", elems: map[string]elem{}}
 	b.m.sets[mapFromClass] = &setSpec{name: mapFromClass, kind: kindMarkVmap, comment: "egress dispatch by class", elems: map[string]elem{}}
+	b.m.sets[setToGeneric] = &setSpec{name: setToGeneric, kind: kindMark, comment: "ingress generic classes: class | slot", elems: map[string]elem{}}
+	b.m.sets[setFromGeneric] = &setSpec{name: setFromGeneric, kind: kindMark, comment: "egress generic classes: class | slot", elems: map[string]elem{}}
 	return b
 }
 
@@ -432,17 +444,22 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		id, p, e := h.id, h.p, h.e
 		if h.gone {
 			if e != nil {
-				b.unuse(e, false)
-				delete(b.policies, id)
+				b.dropPolicy(id, e)
 			}
 			continue
 		}
+		if r := b.retained[id]; e == nil && r != nil {
+			// A retained policy is back (generic.go).
+			e = r
+			delete(b.retained, id)
+			b.policies[id] = e
+		}
 		if e != nil && b.fresh(e, p.Inbound, p.Outbound) {
-			e.in, e.out, e.gen = p.Inbound, p.Outbound, b.gen
+			e.in, e.out, e.order, e.gen = p.Inbound, p.Outbound, p.Order, b.gen
 			continue
 		}
 		n := b.buildRules(s, p.Inbound, p.Outbound, policyChain(id, true), policyChain(id, false), "policy "+id.String(), 3, false)
-		n.gen = b.gen
+		n.gen, n.order = b.gen, p.Order
 		n.fp = [2]footprint{footprintOf(p.Inbound), footprintOf(p.Outbound)}
 		b.use(n)
 		if e != nil {
@@ -458,8 +475,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 			break // removed above (delta), or nothing changed
 		}
 		if e.gen != b.gen {
-			b.unuse(e, false)
-			delete(b.policies, id)
+			b.dropPolicy(id, e)
 		}
 	}
 	walkProfs := !sameProfs || reshaped
@@ -493,7 +509,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 	// 3. Sets gone from the state (no rule can use them: s is valid).
 	for _, h := range sc.sets {
 		if h.gone && h.e != nil {
-			delete(b.sets, h.id)
+			b.dropSetEntry(h.id)
 		}
 	}
 	for id, e := range b.sets {
@@ -501,7 +517,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 			break
 		}
 		if e.gen != b.gen {
-			delete(b.sets, id)
+			b.dropSetEntry(id)
 		}
 	}
 
@@ -547,9 +563,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		iface, have, ep, e := ch.iface, ch.have, s.Endpoints[ch.iface], b.eps[ch.iface]
 		n := &epEntry{ep: ep, haveProfile: have, gen: b.gen}
 		for i, ingress := range []bool{true, false} {
-			var used []*indexEntry
-			c := b.endpointChain(ep, have, ingress, &used)
-			cl, err := b.acquireClass(c, used, ingress)
+			cl, err := b.acquireClass(ep, have, ingress)
 			if err != nil {
 				return nil, fmt.Errorf("endpoint %s: %w", iface, err)
 			}
@@ -587,7 +601,33 @@ func (b *builder) build(s *desired.State) (*model, error) {
 			b.putChain(c)
 		}
 	}
+
+	// 6. New classes: generic, or every class gets its own chain.
+	b.settleClasses()
 	return b.m, nil
+}
+
+// dropPolicy removes a policy gone from the state, or retains it while a
+// generic chain jumps to it (generic.go).
+func (b *builder) dropPolicy(id desired.PolicyID, e *rulesEntry) {
+	delete(b.policies, id)
+	for i, in := range []bool{true, false} {
+		if l := b.lay[i]; l != nil && l.targets[policyChain(id, in)] {
+			b.retained[id] = e
+			return
+		}
+	}
+	b.unuse(e, false)
+}
+
+// dropSetEntry forgets a set gone from the state, unless a retained
+// policy still uses it.
+func (b *builder) dropSetEntry(id string) {
+	if b.refs[setUse{id, false}] > 0 || b.refs[setUse{id, true}] > 0 {
+		b.orphanSets[id] = true
+		return
+	}
+	delete(b.sets, id)
 }
 
 // footprintChanged reports whether a policy of ep changed its footprint

@@ -260,6 +260,13 @@ func incrementalSteps(t *testing.T, cfg Config, steps []step, deltas bool) {
 		if err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
+		checkDelta(t, st.name, b, prevSets, prevChains)
+		// Then every generic class gets its own chain (Settle): the
+		// result is a fresh build's.
+		prevSets, prevChains = maps.Clone(b.m.sets), maps.Clone(b.m.chains)
+		if b.promote() {
+			checkDelta(t, st.name+" (promoted)", b, prevSets, prevChains)
+		}
 		fb := newBuilder(cfg)
 		fresh, err := fb.build(st.s)
 		if err != nil {
@@ -280,18 +287,25 @@ func incrementalSteps(t *testing.T, cfg Config, steps []step, deltas bool) {
 				t.Fatalf("%s: the builder's %s differ from a fresh build's (-fresh +incremental):\n%s", st.name, what, diff)
 			}
 		}
-		for _, n := range unionKeys(prevSets, m.sets) {
-			if prevSets[n] != m.sets[n] {
-				if old, ok := b.dSets[n]; !ok || old != prevSets[n] {
-					t.Errorf("%s: set %s changed but the delta has %v (in delta: %v)", st.name, n, old, ok)
-				}
+	}
+}
+
+// checkDelta checks that the builder's record of its last build (or
+// promotion) names every set and chain that changed from prevSets and
+// prevChains, with its value before.
+func checkDelta(t *testing.T, name string, b *builder, prevSets map[string]*setSpec, prevChains map[string]*chainSpec) {
+	t.Helper()
+	for _, n := range unionKeys(prevSets, b.m.sets) {
+		if prevSets[n] != b.m.sets[n] {
+			if old, ok := b.dSets[n]; !ok || old != prevSets[n] {
+				t.Errorf("%s: set %s changed but the delta has %v (in delta: %v)", name, n, old, ok)
 			}
 		}
-		for _, n := range unionKeys(prevChains, m.chains) {
-			if prevChains[n] != m.chains[n] {
-				if old, ok := b.dChains[n]; !ok || old != prevChains[n] {
-					t.Errorf("%s: chain %s changed but the delta has %v (in delta: %v)", st.name, n, old, ok)
-				}
+	}
+	for _, n := range unionKeys(prevChains, b.m.chains) {
+		if prevChains[n] != b.m.chains[n] {
+			if old, ok := b.dChains[n]; !ok || old != prevChains[n] {
+				t.Errorf("%s: chain %s changed but the delta has %v (in delta: %v)", name, n, old, ok)
 			}
 		}
 	}

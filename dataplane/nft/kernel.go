@@ -211,6 +211,8 @@ func kindOf(s *nftables.Set) setKind {
 		return kindNamedPort6
 	case s.Concatenation:
 		return kindUnknown
+	case s.KeyType.Name == "mark" && !s.Interval:
+		return kindMark
 	case s.KeyType.Name == "ipv4_addr" && s.Interval:
 		return kindNet4
 	case s.KeyType.Name == "ipv4_addr":
@@ -358,6 +360,8 @@ func (b *batch) addSet(s *setSpec, withElems bool) {
 		set.KeyByteOrder = binaryutil.NativeEndian
 	case kindMarkVmap:
 		set.KeyType, set.IsMap, set.DataType = nftables.TypeMark, true, nftables.TypeVerdict
+	case kindMark:
+		set.KeyType = nftables.TypeMark
 	case kindProtoVmap:
 		set.KeyType, set.Interval, set.IsMap, set.DataType = nftables.TypeInetProto, true, true, nftables.TypeVerdict
 	case kindPortVmap:

@@ -610,6 +610,10 @@ func (b *builder) staticChains(cfg desired.Config) []*chainSpec {
 			x.verdict(expr.VerdictDrop, "")
 		})
 		rule(c, "", func(x *rb) { x.markVmap(b.cfg.ClassMask, vmap) })
+		rule(c, "generic class", func(x *rb) {
+			x.markInSet(b.cfg.ClassMask, 0, genericSet(!in))
+			x.verdict(expr.VerdictGoto, genericChain(!in))
+		})
 		for _, p := range cfg.Prefixes() {
 			rule(c, "unknown workload interface", func(x *rb) { x.ifname(in, p, true); x.verdict(expr.VerdictDrop, "") })
 		}

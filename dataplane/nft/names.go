@@ -28,6 +28,11 @@ const (
 	chainFwdClassify = keyA + prefix + "forward-classify"
 	mapFromWL        = keyA + prefix + "from-wl"
 	mapToWL          = keyA + prefix + "to-wl"
+	// The generic class chains and their guard sets (generic.go).
+	chainFromGeneric = prefix + "fg"
+	chainToGeneric   = prefix + "tg"
+	setFromGeneric   = prefix + "from-generic"
+	setToGeneric     = prefix + "to-generic"
 )
 
 // The model holds the objects of both tables in one namespace of keys: an
@@ -112,6 +117,7 @@ const (
 	kindMarkVmap  // mark : verdict (the policy table's two class maps)
 	kindProtoVmap // inet_proto : verdict, intervals (a tier index)
 	kindPortVmap  // inet_service : verdict, intervals (a tier index)
+	kindMark      // mark (the policy table's two generic-class guard sets)
 )
 
 // verdictMap reports whether a set of this kind is a verdict map: its

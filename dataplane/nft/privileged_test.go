@@ -657,6 +657,16 @@ func TestPrivilegedDeltaSteps(t *testing.T) {
 		if got := dp.Writes() - before; got != 0 {
 			t.Fatalf("%s: the kernel differs from the model: Resync sent %d operations", st.name, got)
 		}
+		if _, err := dp.Settle(); err != nil {
+			t.Fatalf("%s: Settle: %v", st.name, err)
+		}
+		before = dp.Writes()
+		if err := dp.Resync(); err != nil {
+			t.Fatalf("%s: Resync after Settle: %v", st.name, err)
+		}
+		if got := dp.Writes() - before; got != 0 {
+			t.Fatalf("%s: after Settle the kernel differs from the model: Resync sent %d operations", st.name, got)
+		}
 		fb := newBuilder(dp.cfg)
 		fresh, err := fb.build(st.s)
 		if err != nil {

@@ -89,6 +89,7 @@ var kindTypes = map[setKind]string{
 	kindNamedPort6: "ipv6_addr . inet_proto . inet_service",
 	kindVmap:       "ifname : verdict",
 	kindMarkVmap:   "mark : verdict",
+	kindMark:       "mark",
 	kindProtoVmap:  "inet_proto : verdict",
 	kindPortVmap:   "inet_service : verdict",
 }
@@ -131,6 +132,11 @@ func (s *setSpec) renderElem(e elem) string {
 	switch s.kind {
 	case kindVmap:
 		return fmt.Sprintf("%q : %s", strings.TrimRight(string(e.key), "\x00"), e.verdict())
+	case kindMark:
+		if len(e.key) == 4 {
+			return fmt.Sprintf("%#08x", binary.NativeEndian.Uint32(e.key))
+		}
+		return fmt.Sprintf("%x", e.key)
 	case kindMarkVmap:
 		if len(e.key) == 4 {
 			return fmt.Sprintf("%#08x : %s", binary.NativeEndian.Uint32(e.key), e.verdict())
