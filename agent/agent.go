@@ -100,6 +100,13 @@ type Config struct {
 	// LivenessTimeout: /livez fails when the loop has not gone round for
 	// this long. Default 60s.
 	LivenessTimeout time.Duration
+	// SettleDelay and SettleMaxDelay: classes the nftables dataplane
+	// programmed through its generic chains (a new class in a
+	// transaction that adds no other rule; dataplane/nft generic.go) get
+	// chains of their own (nft.Dataplane.Settle) once no apply has run
+	// for SettleDelay, or at the latest SettleMaxDelay after the first of
+	// them, busy or not. Defaults 1s and 10s.
+	SettleDelay, SettleMaxDelay time.Duration
 
 	// NewSource replaces the datastore watch (tests).
 	NewSource func(ctx context.Context) (Source, error)
@@ -120,6 +127,9 @@ func (c Config) Validate() error {
 	if c.RetryMin < 0 || c.RetryMax < c.RetryMin {
 		return fmt.Errorf("agent config: retry backoff %s..%s is not a range", c.RetryMin, c.RetryMax)
 	}
+	if c.SettleDelay < 0 || c.SettleMaxDelay < 0 {
+		return fmt.Errorf("agent config: settle delays %s and %s must not be negative", c.SettleDelay, c.SettleMaxDelay)
+	}
 	return nil
 }
 
@@ -135,6 +145,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LivenessTimeout == 0 {
 		c.LivenessTimeout = 60 * time.Second
+	}
+	if c.SettleDelay == 0 {
+		c.SettleDelay = time.Second
+	}
+	if c.SettleMaxDelay == 0 {
+		c.SettleMaxDelay = 10 * time.Second
 	}
 	return c
 }
@@ -352,6 +368,18 @@ type loop struct {
 	rtStop      context.CancelFunc
 	nftTick     *time.Ticker
 	rtTick      *time.Ticker
+	// settle fires when generic classes are due for chains of their
+	// own (Config.SettleDelay); genericSince is when the first of them
+	// was programmed (zero: none is).
+	settle       *time.Timer
+	genericSince time.Time
+}
+
+// settler is the nftables dataplane's generic-class settling
+// (*nft.Dataplane).
+type settler interface {
+	Settle() (bool, error)
+	GenericClasses() int
 }
 
 func (l *loop) close() {
@@ -367,6 +395,16 @@ func (l *loop) close() {
 			t.Stop()
 		}
 	}
+	if l.settle != nil {
+		l.settle.Stop()
+	}
+}
+
+func timerC(t *time.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
 }
 
 func tickC(t *time.Ticker) <-chan time.Time {
@@ -431,6 +469,11 @@ func (l *loop) run(ctx context.Context, src Source, errc <-chan error) error {
 			if !l.notReady {
 				l.resync(dataplaneRoute, l.rt)
 			}
+		case <-timerC(l.settle):
+			l.settle = nil
+			if !l.notReady && !l.dirty {
+				l.settleClasses()
+			}
 		case <-heartbeat.C:
 		}
 		l.a.board.heartbeat(time.Now())
@@ -447,6 +490,53 @@ func (l *loop) run(ctx context.Context, src Source, errc <-chan error) error {
 				retry = time.NewTimer(time.Until(l.retryAt))
 			}
 		}
+	}
+}
+
+// armSettle (re)starts the settle timer after an apply at now when the
+// nftables dataplane has generic classes: SettleDelay from now, but no
+// later than SettleMaxDelay after the first of them.
+func (l *loop) armSettle(now time.Time) {
+	st, ok := l.nft.(settler)
+	n := 0
+	if ok {
+		n = st.GenericClasses()
+	}
+	l.a.m.genericClasses.Set(float64(n))
+	if l.settle != nil {
+		l.settle.Stop()
+		l.settle = nil
+	}
+	if n == 0 {
+		l.genericSince = time.Time{}
+		return
+	}
+	if l.genericSince.IsZero() {
+		l.genericSince = now
+	}
+	due := min(l.a.cfg.SettleDelay, l.genericSince.Add(l.a.cfg.SettleMaxDelay).Sub(now))
+	l.settle = time.NewTimer(max(due, 0))
+}
+
+// settleClasses gives the generic classes chains of their own. A failure
+// is handled like a failed apply: the next apply reads the kernel back.
+func (l *loop) settleClasses() {
+	st, ok := l.nft.(settler)
+	if !ok {
+		return
+	}
+	start := time.Now()
+	did, err := st.Settle()
+	if err != nil {
+		l.a.m.applyErrors.WithLabelValues(dataplaneNft).Inc()
+		l.fail(fmt.Errorf("nftables settle: %w", err))
+		return
+	}
+	l.genericSince = time.Time{}
+	l.a.m.genericClasses.Set(float64(st.GenericClasses()))
+	if did {
+		l.a.m.settles.Inc()
+		l.a.log.Debug("generic classes settled", "took", time.Since(start))
 	}
 }
 
@@ -692,6 +782,7 @@ func (l *loop) apply(ctx context.Context) error {
 		clear(e)
 		maps.Copy(e, eps)
 	})
+	l.armSettle(now)
 	a.log.Debug("applied", "revision", rev, "endpoints", len(s.Endpoints), "policies", len(s.Policies),
 		"ipsets", len(s.IPSets), "took", time.Since(start))
 	return nil

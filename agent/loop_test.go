@@ -23,6 +23,7 @@ import (
 	"github.com/brindle-net/brindle/dataplane/route"
 	"github.com/brindle-net/brindle/datastore"
 	"github.com/brindle-net/brindle/desired"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // fakeSource is a datastore stream fed by the test. Batches are queued
@@ -47,6 +48,10 @@ type recorder struct {
 	// failRouteResync fails this many more route resyncs;
 	// routeResyncs counts them.
 	failRouteResync, routeResyncs int
+	// genericPerApply is how many generic classes each nft Apply leaves
+	// (Settle clears them); settles records when Settle ran.
+	genericPerApply, generic int
+	settles                  []time.Time
 }
 
 type fakeNft struct{ r *recorder }
@@ -64,6 +69,7 @@ func (f fakeNft) Apply(s *desired.State) error {
 	f.r.mu.Lock()
 	defer f.r.mu.Unlock()
 	f.r.nft = append(f.r.nft, *s) // calc never modifies a State it returned
+	f.r.generic = f.r.genericPerApply
 	if f.r.failNft > 0 {
 		f.r.failNft--
 		return errors.New("injected nft failure")
@@ -71,7 +77,16 @@ func (f fakeNft) Apply(s *desired.State) error {
 	return nil
 }
 func (f fakeNft) Resync() error { f.r.mu.Lock(); f.r.resyncs++; f.r.mu.Unlock(); return nil }
-func (f fakeNft) Close() error  { return nil }
+func (f fakeNft) Settle() (bool, error) {
+	f.r.mu.Lock()
+	defer f.r.mu.Unlock()
+	f.r.settles = append(f.r.settles, time.Now())
+	did := f.r.generic > 0
+	f.r.generic = 0
+	return did, nil
+}
+func (f fakeNft) GenericClasses() int { f.r.mu.Lock(); defer f.r.mu.Unlock(); return f.r.generic }
+func (f fakeNft) Close() error        { return nil }
 
 type fakeRoute struct{ r *recorder }
 
@@ -125,9 +140,15 @@ type harness struct {
 
 func newHarness(t *testing.T, layers ...Layer) *harness {
 	t.Helper()
+	return newHarnessWith(t, nil, layers...)
+}
+
+// newHarnessWith is newHarness with the agent's Config adjusted by mut.
+func newHarnessWith(t *testing.T, mut func(*Config), layers ...Layer) *harness {
+	t.Helper()
 	h := &harness{t: t, src: &fakeSource{ch: make(chan []datastore.Update, 100)}, rec: &recorder{}, done: make(chan error, 1)}
 	h.sock = filepath.Join(t.TempDir(), "agent.sock")
-	a, err := New(Config{
+	cfg := Config{
 		Hostname:      "host-1",
 		LocalLayers:   layers,
 		SocketPath:    h.sock,
@@ -136,7 +157,11 @@ func newHarness(t *testing.T, layers ...Layer) *harness {
 		Logger:        slog.New(slog.DiscardHandler),
 		NewSource:     func(context.Context) (Source, error) { return h.src, nil },
 		NewDataplanes: h.rec.newDataplanes,
-	})
+	}
+	if mut != nil {
+		mut(&cfg)
+	}
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,6 +278,73 @@ func TestLoopRoutes(t *testing.T) {
 			t.Fatalf("no route apply after a failed route resync: %d applies", routeApplies())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestLoopSettlesGenericClasses: generic classes are settled once no
+// apply has run for SettleDelay, and no later than SettleMaxDelay after
+// the first of them while applies keep coming.
+func TestLoopSettlesGenericClasses(t *testing.T) {
+	h := newHarnessWith(t, func(c *Config) { c.SettleDelay, c.SettleMaxDelay = 50*time.Millisecond, 400*time.Millisecond })
+	settles := func() []time.Time {
+		h.rec.mu.Lock()
+		defer h.rec.mu.Unlock()
+		return slices.Clone(h.rec.settles)
+	}
+	waitSettles := func(n int) []time.Time {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for len(settles()) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d settles, want %d", len(settles()), n)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		return settles()
+	}
+	h.push(append(basicWorld(t), inSync(4))...)
+	h.waitProgrammed(4)
+	time.Sleep(120 * time.Millisecond)
+	if n := len(settles()); n != 0 {
+		t.Fatalf("%d settles with no generic class, want 0", n)
+	}
+
+	// Quiet after one apply that left generic classes: settled after
+	// SettleDelay.
+	h.rec.mu.Lock()
+	h.rec.genericPerApply = 3
+	h.rec.mu.Unlock()
+	remote := wep(podSpec{Namespace: "ns1", Name: "b", Node: "host-2", Iface: "cali2", IP: netip.MustParseAddr("10.65.0.2"),
+		Labels: map[string]string{"app": "x"}})
+	h.push(set(t, remote, 5))
+	h.waitProgrammed(5)
+	applied := time.Now()
+	if got := waitSettles(1)[0].Sub(applied); got < 40*time.Millisecond {
+		t.Errorf("settled %s after the apply, want about SettleDelay (50ms)", got)
+	}
+	if v := testutil.ToFloat64(h.a.m.genericClasses); v != 0 {
+		t.Errorf("brindle_nft_generic_classes %v after settling, want 0", v)
+	}
+
+	// Busy: an apply every 20ms never leaves SettleDelay of quiet, but
+	// SettleMaxDelay bounds the wait.
+	first := time.Time{}
+	rev := int64(6)
+	for end := time.Now().Add(900 * time.Millisecond); time.Now().Before(end); rev++ {
+		remote.Labels["app"] = fmt.Sprintf("x%d", rev)
+		h.push(set(t, remote, rev))
+		h.waitProgrammed(rev)
+		if first.IsZero() {
+			first = time.Now()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := settles()
+	if len(got) < 2 {
+		t.Fatalf("no settle while applies kept coming for 900ms (SettleMaxDelay 400ms)")
+	}
+	if d := got[1].Sub(first); d > 700*time.Millisecond {
+		t.Errorf("the first settle under load came %s after the first generic class, want about SettleMaxDelay (400ms)", d)
 	}
 }
 

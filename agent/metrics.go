@@ -29,6 +29,8 @@ type metrics struct {
 	applyErrors        *prometheus.CounterVec // by dataplane
 	resyncs            *prometheus.CounterVec // by dataplane
 	resyncErrors       *prometheus.CounterVec // by dataplane
+	genericClasses     prometheus.Gauge
+	settles            prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -70,10 +72,14 @@ func newMetrics() *metrics {
 			Help: "Periodic read-back-and-repair passes, by dataplane."}, []string{"dataplane"}),
 		resyncErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "brindle_resync_errors_total",
 			Help: "Failed resyncs, by dataplane."}, []string{"dataplane"}),
+		genericClasses: prometheus.NewGauge(prometheus.GaugeOpts{Name: "brindle_nft_generic_classes",
+			Help: "Endpoint classes programmed through the generic chains, waiting for chains of their own."}),
+		settles: prometheus.NewCounter(prometheus.CounterOpts{Name: "brindle_nft_settles_total",
+			Help: "Transactions that gave generic classes chains of their own."}),
 	}
 	reg.MustRegister(m.localEndpoints, m.activePolicies, m.activeProfiles, m.ipSets, m.inSync, m.programmed, m.datastoreNotReady,
 		m.datastoreUpdates, m.calcRejected, m.calcBatch, m.applyDuration, m.updateToProgrammed, m.applies, m.applyErrors,
-		m.resyncs, m.resyncErrors,
+		m.resyncs, m.resyncErrors, m.genericClasses, m.settles,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, dp := range []string{dataplaneNft, dataplaneRoute} {
 		m.applyErrors.WithLabelValues(dp)

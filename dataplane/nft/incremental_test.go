@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -20,11 +21,13 @@ import (
 // previous value.
 func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
 	steps := incrementalStepList()
-	for _, min := range []int{-1, 1} {
-		for _, deltas := range []bool{false, true} {
-			t.Run(fmt.Sprintf("IndexMinPolicies=%d,deltas=%v", min, deltas), func(t *testing.T) {
-				incrementalSteps(t, Config{IndexMinPolicies: min}.withDefaults(), steps, deltas)
-			})
+	for _, mode := range []ClassMode{ClassAuto, ClassGeneric} {
+		for _, min := range []int{-1, 1} {
+			for _, deltas := range []bool{false, true} {
+				t.Run(fmt.Sprintf("ClassMode=%d,IndexMinPolicies=%d,deltas=%v", mode, min, deltas), func(t *testing.T) {
+					incrementalSteps(t, Config{IndexMinPolicies: min, ClassMode: mode}.withDefaults(), steps, deltas)
+				})
+			}
 		}
 	}
 }
@@ -399,7 +402,8 @@ func classView(b *builder, m *model) string {
 		return strings.HasPrefix(n, prefix+"fc-") || strings.HasPrefix(n, prefix+"tc-") ||
 			strings.HasPrefix(n, prefix+"mark-") || strings.HasPrefix(n, prefix+"x") ||
 			strings.HasPrefix(n, "xp-") || strings.HasPrefix(n, "xd-") ||
-			name == mapFromWL || name == mapToWL || name == mapFromClass || name == mapToClass
+			name == mapFromWL || name == mapToWL || name == mapFromClass || name == mapToClass ||
+			name == setFromGeneric || name == setToGeneric
 	}
 	rest := &model{sets: map[string]*setSpec{}, chains: map[string]*chainSpec{}}
 	for k, v := range m.sets {
@@ -413,7 +417,21 @@ func classView(b *builder, m *model) string {
 		}
 	}
 	out.WriteString(rest.render("brindle"))
+	gelems := 0
 	for _, e := range b.cls.byHash {
+		if e.generic {
+			for _, el := range e.gelems {
+				if _, ok := m.sets[genericSet(e.ingress)].elems[el.mapKey()]; !ok {
+					problems = append(problems, fmt.Sprintf("generic class %d has no element %x", e.id, el.key))
+				}
+			}
+			gelems += len(e.gelems)
+			continue
+		}
+		if e.chain == nil {
+			problems = append(problems, fmt.Sprintf("class %d is neither generic nor has a chain", e.id))
+			continue
+		}
 		if m.chains[e.chain.name] != e.chain || m.chains[e.setter.name] != e.setter {
 			problems = append(problems, "class "+e.chain.name+" is not in the model")
 		}
@@ -428,8 +446,15 @@ func classView(b *builder, m *model) string {
 				problems = append(problems, iface+": no classify element")
 			}
 			fmt.Fprintf(&out, "%s %s:", iface, set)
-			for _, r := range e.classes[i].chain.rules {
-				out.WriteString(" " + r.text)
+			if c := e.classes[i]; c.generic {
+				out.WriteString(" generic, slots")
+				for _, el := range c.gelems {
+					fmt.Fprintf(&out, " %#x", binary.NativeEndian.Uint32(el.key)&^b.cfg.ClassMask)
+				}
+			} else {
+				for _, r := range c.chain.rules {
+					out.WriteString(" " + r.text)
+				}
 			}
 			out.WriteString("\n")
 		}
@@ -438,6 +463,9 @@ func classView(b *builder, m *model) string {
 		if len(m.sets[set].elems) != len(b.eps) {
 			problems = append(problems, fmt.Sprintf("%s has %d elements for %d endpoints", set, len(m.sets[set].elems), len(b.eps)))
 		}
+	}
+	if n := len(m.sets[setFromGeneric].elems) + len(m.sets[setToGeneric].elems); n != gelems {
+		problems = append(problems, fmt.Sprintf("the generic sets have %d elements, the generic classes %d", n, gelems))
 	}
 	slices.Sort(problems)
 	out.WriteString(strings.Join(problems, "\n"))

@@ -82,16 +82,17 @@ func TestPrivilegedTiersOrderDenyPassLog(t *testing.T) {
 	eachIndexMode(t, testTiersOrderDenyPassLog)
 }
 
-// eachIndexMode runs test in parallel with tiers walked linearly and with
-// every tier indexed.
+// eachIndexMode runs test in parallel with tiers walked linearly, with
+// every tier indexed, and with every class run through the generic
+// chains (generic.go).
 func eachIndexMode(t *testing.T, test func(*testing.T, Config)) {
 	for _, mode := range []struct {
 		name string
-		min  int
-	}{{"linear", -1}, {"indexed", 1}} {
+		cfg  Config
+	}{{"linear", Config{IndexMinPolicies: -1}}, {"indexed", Config{IndexMinPolicies: 1}}, {"generic", Config{ClassMode: ClassGeneric}}} {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
-			test(t, Config{IndexMinPolicies: mode.min})
+			test(t, mode.cfg)
 		})
 	}
 }
