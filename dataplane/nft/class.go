@@ -68,8 +68,8 @@ type classes struct {
 
 func newClasses() classes {
 	return classes{
-		byHash: map[string]*classEntry{},
-		byID:   [2]map[uint32]*classEntry{{}, {}},
+		byHash:  map[string]*classEntry{},
+		byID:    [2]map[uint32]*classEntry{{}, {}},
 		idle:    [2]map[*classEntry]struct{}{{}, {}},
 		generic: map[*classEntry]struct{}{},
 	}

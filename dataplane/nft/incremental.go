@@ -259,15 +259,15 @@ type staticEntry struct {
 
 func newBuilder(cfg Config) *builder {
 	b := &builder{
-		cfg:      cfg,
-		m:        &model{sets: map[string]*setSpec{}, chains: map[string]*chainSpec{}},
-		sets:     map[string]*setEntry{},
-		policies: map[desired.PolicyID]*rulesEntry{},
-		profiles: map[string]*rulesEntry{},
-		eps:      map[string]*epEntry{},
-		indexes:  map[string]*indexEntry{},
-		refs:     map[setUse]int{},
-		cls:      newClasses(),
+		cfg:        cfg,
+		m:          &model{sets: map[string]*setSpec{}, chains: map[string]*chainSpec{}},
+		sets:       map[string]*setEntry{},
+		policies:   map[desired.PolicyID]*rulesEntry{},
+		profiles:   map[string]*rulesEntry{},
+		eps:        map[string]*epEntry{},
+		indexes:    map[string]*indexEntry{},
+		refs:       map[setUse]int{},
+		cls:        newClasses(),
 		retained:   map[desired.PolicyID]*rulesEntry{},
 		orphanSets: map[string]bool{},
 	}
