@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/brindle-net/brindle/desired"
 )
 
@@ -190,4 +192,111 @@ func TestPrivilegedUpgradeFromEndpointChains(t *testing.T) {
 	if err := l.dp.Resync(); err != nil || l.dp.Writes() != before {
 		t.Errorf("Resync after the upgrade: err=%v, %d operations, want none", err, l.dp.Writes()-before)
 	}
+}
+
+// TestPrivilegedGenericClass: in the default ClassAuto mode, an endpoint
+// moving to a new class in a transaction that adds no other rule runs
+// through the generic chain: no chain of the policy table changes (only
+// set elements), and its traffic follows the new class. A policy leaving
+// the state while the generic chain jumps to it stays (retained) with no
+// rule change, and comes back the same way. Settle gives the class its
+// own chain and drops the retained policy; the ruleset is then a fresh
+// build's and verdicts are unchanged.
+func TestPrivilegedGenericClass(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, "a", "b", "c")
+	for _, n := range []string{"b", "c"} {
+		l.wl[n].ServeTCP(80)
+		l.wl[n].ServeTCP(443)
+	}
+	// chains is the policy table's chains and rules without set elements.
+	chains := func() string {
+		var keep []string
+		skip := false
+		for _, line := range strings.Split(l.nft("list", "table", "inet", "brindle"), "\n") {
+			if strings.Contains(line, "elements = {") {
+				skip = !strings.HasSuffix(strings.TrimSpace(line), "}")
+				continue
+			}
+			if skip {
+				skip = !strings.HasSuffix(strings.TrimSpace(line), "}")
+				continue
+			}
+			keep = append(keep, line)
+		}
+		return strings.Join(keep, "\n")
+	}
+	noRuleChange := func(what string, s *desired.State) {
+		t.Helper()
+		before := chains()
+		l.apply(s)
+		if after := chains(); after != before {
+			t.Errorf("%s: the policy table's chains changed (-before +after):\n%s", what, cmp.Diff(before, after))
+		}
+	}
+	// Policy lists are in calc's order (no order: by name), which the
+	// generic chain follows; a class in another order gets a chain.
+	allow22 := desired.PolicyID{Tier: "default", Name: "allow22", Kind: "GlobalNetworkPolicy"}
+	withAllow22 := func(s *desired.State) *desired.State {
+		s.Policies[allow22] = desired.Policy{Inbound: []desired.Rule{allowTCP(22)}}
+		return s
+	}
+	l.apply(withAllow22(classState(l, []desired.PolicyID{allow80}, []desired.PolicyID{allow22, allow443})))
+	l.check(probe{"a", "b", "TCP", 80, true}, probe{"a", "b", "TCP", 443, false})
+
+	// b to a combination nobody has: generic.
+	noRuleChange("b to a new class", withAllow22(classState(l, []desired.PolicyID{allow443, allow80}, []desired.PolicyID{allow22, allow443})))
+	if n := l.dp.GenericClasses(); n != 1 {
+		t.Fatalf("%d generic classes, want 1 (b's ingress)", n)
+	}
+	l.check(probe{"a", "b", "TCP", 80, true}, probe{"a", "b", "TCP", 443, true}, probe{"a", "c", "TCP", 80, false})
+
+	// c drops allow22, which leaves the state: retained, no rule change.
+	noRuleChange("allow22 leaves", classState(l, []desired.PolicyID{allow443, allow80}, []desired.PolicyID{allow443}))
+	if l.dp.b.retained[allow22] == nil {
+		t.Fatal("allow22 is not retained")
+	}
+	l.check(probe{"a", "c", "TCP", 443, true}, probe{"a", "c", "TCP", 80, false}, probe{"a", "b", "TCP", 443, true})
+	// ... and back.
+	noRuleChange("allow22 back", withAllow22(classState(l, []desired.PolicyID{allow443, allow80}, []desired.PolicyID{allow22, allow443})))
+	if l.dp.b.retained[allow22] != nil || l.dp.b.policies[allow22] == nil {
+		t.Fatal("allow22 is back in the state but still retained")
+	}
+	// Gone again, then settled: the retained policy's chain leaves the
+	// kernel and b gets a class chain of its own.
+	final := classState(l, []desired.PolicyID{allow443, allow80}, []desired.PolicyID{allow443})
+	l.apply(final)
+	if did, err := l.dp.Settle(); err != nil || !did {
+		t.Fatalf("Settle = %v, %v; want true, nil", did, err)
+	}
+	if n := l.dp.GenericClasses(); n != 0 {
+		t.Errorf("%d generic classes after Settle", n)
+	}
+	if strings.Contains(l.nft("list", "table", "inet", "brindle"), policyChain(allow22, true)) {
+		t.Error("the retained policy's chain is still in the kernel after Settle")
+	}
+	if did, err := l.dp.Settle(); err != nil || did {
+		t.Errorf("a second Settle = %v, %v; want false, nil", did, err)
+	}
+	l.check(probe{"a", "b", "TCP", 80, true}, probe{"a", "b", "TCP", 443, true}, probe{"a", "c", "TCP", 80, false}, probe{"a", "c", "TCP", 443, true})
+	before := l.dp.Writes()
+	if err := l.dp.Resync(); err != nil || l.dp.Writes() != before {
+		t.Errorf("Resync after Settle: err=%v, %d operations, want none", err, l.dp.Writes()-before)
+	}
+	fb := newBuilder(l.dp.cfg)
+	fresh, err := fb.build(final)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(classView(fb, fresh), classView(l.dp.b, l.dp.want)); diff != "" {
+		t.Errorf("after Settle the model differs from a fresh build (-fresh +settled):\n%s", diff)
+	}
+	// A list the generic chain cannot follow (not in its order) gets a
+	// chain of its own at once.
+	l.apply(classState(l, []desired.PolicyID{allow443}, []desired.PolicyID{allow80, allow443}))
+	if n := l.dp.GenericClasses(); n != 0 {
+		t.Errorf("a class out of the generic chain's order is generic (%d generic classes)", n)
+	}
+	l.check(probe{"a", "c", "TCP", 80, true}, probe{"a", "c", "TCP", 443, true}, probe{"a", "b", "TCP", 80, false})
+	l.nft("-j", "list", "ruleset")
 }

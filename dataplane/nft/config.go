@@ -47,11 +47,14 @@ type Config struct {
 	// none.
 	RetainClasses int
 	// ClassMode chooses how a new class is programmed: ClassAuto (the
-	// default) runs it through the generic chain when its transaction
-	// would otherwise add no rule to the policy table, so the kernel
-	// need not validate the table, until the next transaction that adds
-	// rules anyway or Settle gives it a chain of its own (generic.go).
+	// default) runs it through the generic chains, with set elements and
+	// no new rule, so the kernel need not validate the policy table,
+	// until Settle gives it a chain of its own (generic.go); ClassDirect
+	// gives it its own chain at once.
 	ClassMode ClassMode
+	// genericFromStart makes the first Apply's classes generic too
+	// (tests of the generic chains).
+	genericFromStart bool
 }
 
 // Defaults for Config.
@@ -103,8 +106,8 @@ func (c Config) Validate() error {
 	if !single(c.PassMark) {
 		errs = append(errs, fmt.Errorf("PassMark %#x is not a single bit", c.PassMark))
 	}
-	if c.ClassMode > ClassGeneric {
-		errs = append(errs, fmt.Errorf("ClassMode %d is not ClassAuto, ClassDirect or ClassGeneric", c.ClassMode))
+	if c.ClassMode > ClassDirect {
+		errs = append(errs, fmt.Errorf("ClassMode %d is not ClassAuto or ClassDirect", c.ClassMode))
 	}
 	if max := 64 - len(classifySuffix); len(c.TableName) > max {
 		errs = append(errs, fmt.Errorf("TableName %q is longer than %d bytes (%q is appended for the classify table)", c.TableName, max, classifySuffix))

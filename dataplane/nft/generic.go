@@ -53,28 +53,40 @@ import (
 // its slot would be a rule change, and if it comes back (a label flipping
 // back) it costs no rule either.
 
-// genericLayout is one direction's generic chain: the slot of each
-// policy, tier end and profile, and the chains it jumps to.
+// genericLayout is one direction's generic chains: a top chain with,
+// per tier, a pass-bit clear, jumps to the tier's segment chains and the
+// tier end, then the profiles' segments and a drop; each segment chain
+// holds the guarded jumps of a run of consecutive policies (or
+// profiles). Segments end where a policy's hash says so (about 32
+// policies each), so a policy that comes or goes rewrites its segment
+// only. Slot numbers are stable for an item's life in the layout (a
+// generic class's elements stay valid when other items come and go);
+// pos orders items as the chains do.
 type genericLayout struct {
-	chain   *chainSpec
-	pol     map[desired.PolicyID]uint32
-	tierEnd map[string]uint32
-	prof    map[string]uint32
-	targets map[string]bool
+	ingress bool
+	top     *chainSpec
+	segs    map[string]*chainSpec
+	slot    map[string]uint32 // by item: policy or profile chain name, or "end\x00"+tier
+	pos     map[string]int
+	rules   map[string]*ruleSpec // each item's guarded rule
+	targets map[string]bool      // the policy and profile chains jumped to
+	next    uint32
+	// free slots can be given out again; freed slots only once no
+	// generic class has elements (promote), as a class's elements may
+	// still name them.
+	free, freed []uint32
 }
 
 // ClassMode chooses how a new class is programmed.
 type ClassMode uint8
 
 const (
-	// ClassAuto makes a class generic when its build adds no rule to the
-	// policy table otherwise, and gives it its own chain when it does.
+	// ClassAuto makes a class generic when the generic chains can
+	// express it, until Settle gives it a chain of its own.
 	ClassAuto ClassMode = iota
-	// ClassDirect gives every class its own chain at once.
+	// ClassDirect gives every class its own chain at once (no generic
+	// chains).
 	ClassDirect
-	// ClassGeneric makes every class generic that the generic chain can
-	// express (for tests of the generic chains' semantics).
-	ClassGeneric
 )
 
 func genericSet(ingress bool) string {
@@ -175,41 +187,80 @@ func compareOrder(a, b *float64) int {
 	return cmp.Compare(*a, *b)
 }
 
-// layGeneric lays out one direction's generic chain for the policies and
-// profiles the builder has: tiers in the order the endpoints list them,
-// policies in a tier by order, name, namespace and kind (as calc sorts
-// them), profiles in the order the endpoints list them.
-func (b *builder) layGeneric(ingress bool) *genericLayout {
-	l := &genericLayout{pol: map[desired.PolicyID]uint32{}, tierEnd: map[string]uint32{},
-		prof: map[string]uint32{}, targets: map[string]bool{}}
-	c := &chainSpec{name: genericChain(ingress), rank: 2}
-	l.chain = c
-	add := func(x *rb, comment string) { c.rules = append(c.rules, x.done(comment)) }
+// segmentEvery is the mean number of items per segment chain.
+const segmentEvery = 32
+
+// layGeneric lays out one direction's generic chains anew for the
+// policies (active and retained) and profiles the builder has: tiers in
+// the order the endpoints list them, policies in a tier by order, name,
+// namespace and kind (as calc sorts them), profiles in the order the
+// endpoints list them. Items keep their slots; only the chains whose
+// rules differ change.
+func (b *builder) layGeneric(ingress bool) {
+	d := dirIndex(ingress)
+	l := b.lay[d]
+	if l == nil {
+		l = &genericLayout{ingress: ingress, segs: map[string]*chainSpec{}, slot: map[string]uint32{},
+			rules: map[string]*ruleSpec{}}
+		b.lay[d] = l
+	}
+	l.pos, l.targets = map[string]int{}, map[string]bool{}
+	top := &chainSpec{name: genericChain(ingress), rank: 2}
+	add := func(c *chainSpec, x *rb, comment string) { c.rules = append(c.rules, x.done(comment)) }
 	if b.cfg.ClassMode == ClassDirect {
 		var x rb
 		x.verdict(expr.VerdictDrop, "")
-		add(&x, dirName(ingress)+": no generic classes")
-		l.pol, l.tierEnd, l.prof, l.targets = nil, nil, nil, nil
-		return l
+		add(top, &x, dirName(ingress)+": no generic classes")
+		b.putChain(top)
+		l.top, l.segs = top, map[string]*chainSpec{}
+		return
 	}
 	M, P := b.cfg.ClassMask, b.cfg.PassMark
 	set := genericSet(ingress)
-	n := uint32(0)
-	// slot adds a guarded rule; false when slot numbers ran out.
-	slot := func(comment string, verdict expr.VerdictKind, chain string) (uint32, bool) {
-		n++
-		v, ok := b.slotBits(n)
-		if !ok {
-			return 0, false
-		}
-		var x rb
-		x.markInSet(M|P, v, set)
-		x.verdict(verdict, chain)
-		add(&x, comment)
+	full := false
+	// item returns the guarded rule of one item, giving it a slot.
+	item := func(key, comment string, verdict expr.VerdictKind, chain string) *ruleSpec {
+		l.pos[key] = len(l.pos) + 1
 		if chain != "" {
 			l.targets[chain] = true
 		}
-		return n, true
+		if r := l.rules[key]; r != nil {
+			return r
+		}
+		n := l.next + 1
+		if len(l.free) > 0 {
+			n, l.free = l.free[len(l.free)-1], l.free[:len(l.free)-1]
+		}
+		v, ok := b.slotBits(n)
+		if !ok {
+			full = true
+			return nil
+		}
+		l.next = max(l.next, n)
+		var x rb
+		x.markInSet(M|P, v, set)
+		x.verdict(verdict, chain)
+		l.slot[key] = n
+		l.rules[key] = x.done(comment)
+		return l.rules[key]
+	}
+	segs := map[string]*chainSpec{}
+	// segments adds a run of items as segment chains jumped to from top.
+	segments := func(keys []string, rule func(key string) *ruleSpec) {
+		var c *chainSpec
+		for i, k := range keys {
+			if i == 0 || hashID(k)[:2] < fmt.Sprintf("%02x", 256/segmentEvery) {
+				name := prefix + dirName(ingress)[:1] + "g-" + hashID(dirName(ingress)+"\x00"+k)
+				c = &chainSpec{name: name, rank: 2}
+				segs[name] = c
+				var x rb
+				x.verdict(expr.VerdictJump, name)
+				add(top, &x, "")
+			}
+			if r := rule(k); r != nil {
+				c.rules = append(c.rules, r)
+			}
+		}
 	}
 	var tierSeqs, profSeqs [][]string
 	for _, e := range b.eps {
@@ -224,85 +275,114 @@ func (b *builder) layGeneric(ingress bool) *genericLayout {
 	}
 	byTier := map[string][]desired.PolicyID{}
 	var tierNames []string
-	for id := range b.policies {
-		if len(byTier[id.Tier]) == 0 {
-			tierNames = append(tierNames, id.Tier)
+	order := map[desired.PolicyID]*float64{}
+	for _, m := range []map[desired.PolicyID]*rulesEntry{b.policies, b.retained} {
+		for id, e := range m {
+			if len(byTier[id.Tier]) == 0 {
+				tierNames = append(tierNames, id.Tier)
+			}
+			byTier[id.Tier] = append(byTier[id.Tier], id)
+			order[id] = e.order
 		}
-		byTier[id.Tier] = append(byTier[id.Tier], id)
 	}
-	profNames := make([]string, 0, len(b.profiles))
-	for name := range b.profiles {
-		profNames = append(profNames, name)
-	}
-	ok := true
 	for _, t := range mergeOrder(tierSeqs, tierNames) {
 		pols := byTier[t]
-		if len(pols) == 0 || !ok {
+		if len(pols) == 0 {
 			continue
 		}
 		slices.SortFunc(pols, func(x, y desired.PolicyID) int {
-			return cmp.Or(compareOrder(b.policies[x].order, b.policies[y].order),
+			return cmp.Or(compareOrder(order[x], order[y]),
 				cmp.Compare(x.Name, y.Name), cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.Kind, y.Kind))
 		})
 		var x rb
 		x.markClear(P)
-		add(&x, "tier "+t)
-		for _, id := range pols {
-			var s uint32
-			if s, ok = slot("policy "+id.String(), expr.VerdictJump, policyChain(id, ingress)); !ok {
-				break
-			}
-			l.pol[id] = s
+		add(top, &x, "tier "+t)
+		keys := make([]string, len(pols))
+		comments := map[string]string{}
+		for i, id := range pols {
+			keys[i] = policyChain(id, ingress)
+			comments[keys[i]] = "policy " + id.String()
 		}
-		if ok {
-			l.tierEnd[t], ok = slot("end of tier "+t+": default deny", expr.VerdictDrop, "")
+		segments(keys, func(k string) *ruleSpec { return item(k, comments[k], expr.VerdictJump, k) })
+		if r := item("end\x00"+t, "end of tier "+t+": default deny", expr.VerdictDrop, ""); r != nil {
+			top.rules = append(top.rules, r)
 		}
 	}
 	var x rb
 	x.markClear(P)
-	add(&x, "profiles")
-	for _, p := range mergeOrder(profSeqs, profNames) {
-		if _, have := b.profiles[p]; !have || !ok {
-			continue
-		}
-		l.prof[p], ok = slot("profile "+p, expr.VerdictJump, profileChain(p, ingress))
+	add(top, &x, "profiles")
+	profNames := make([]string, 0, len(b.profiles))
+	for name := range b.profiles {
+		profNames = append(profNames, name)
 	}
+	var keys []string
+	names := map[string]string{}
+	for _, p := range mergeOrder(profSeqs, profNames) {
+		if _, have := b.profiles[p]; have {
+			k := profileChain(p, ingress)
+			keys = append(keys, k)
+			names[k] = p
+		}
+	}
+	segments(keys, func(k string) *ruleSpec { return item(k, "profile "+names[k], expr.VerdictJump, k) })
 	x = rb{}
 	x.verdict(expr.VerdictDrop, "")
-	add(&x, dirName(ingress)+": no profile allowed")
-	if !ok {
-		// More slots than the free mark bits can number: no generic
+	add(top, &x, dirName(ingress)+": no profile allowed")
+	if full {
+		// More items than the free mark bits can number: no generic
 		// classes (every class gets its own chain).
-		l.pol, l.tierEnd, l.prof, l.targets = nil, nil, nil, nil
-		x = rb{}
-		x.verdict(expr.VerdictDrop, "")
-		c.rules = []*ruleSpec{x.done(fmt.Sprintf("%s: more policies than the mark can number", dirName(ingress)))}
+		l.pos = map[string]int{}
+		top.rules = []*ruleSpec{x.done(fmt.Sprintf("%s: more policies than the mark can number", dirName(ingress)))}
+		clear(segs)
 	}
-	return l
+	// Items gone from the layout give their slots back.
+	for k, n := range l.slot {
+		if _, ok := l.pos[k]; !ok {
+			l.freed = append(l.freed, n)
+			delete(l.slot, k)
+			delete(l.rules, k)
+		}
+	}
+	put := func(c *chainSpec) {
+		if old := b.m.chains[c.name]; old != nil && old.sameRules(c) {
+			return
+		}
+		b.putChain(c)
+	}
+	put(top)
+	l.top = b.m.chains[top.name]
+	for name := range l.segs {
+		if segs[name] == nil {
+			b.dropChain(name)
+		}
+	}
+	for name, c := range segs {
+		put(c)
+		segs[name] = b.m.chains[name]
+	}
+	l.segs = segs
 }
 
 // genericElems returns class e's elements in its generic guard set, or
-// false when the generic chain cannot express its chain (a policy,
-// profile or tier end without a slot, slots out of order, a missing
-// profile).
+// false when the generic chains cannot express its chain (a policy,
+// profile or tier end not in them, its items out of their order, a
+// missing profile).
 func (b *builder) genericElems(e *classEntry) ([]elem, bool) {
 	l := b.lay[dirIndex(e.ingress)]
-	if l == nil || l.pol == nil {
+	if l == nil || b.cfg.ClassMode == ClassDirect {
 		return nil, false
 	}
 	v := b.classValue(e.id)
-	key := func(slot uint32) elem {
-		s, _ := b.slotBits(slot)
-		return elem{key: binaryutil.NativeEndian.PutUint32(v | s)}
-	}
-	out := []elem{key(0)}
-	last := uint32(0)
-	next := func(slot uint32, ok bool) bool {
-		if !ok || slot <= last {
+	out := []elem{{key: binaryutil.NativeEndian.PutUint32(v)}}
+	last := 0
+	next := func(key string) bool {
+		p, ok := l.pos[key]
+		if !ok || p <= last {
 			return false
 		}
-		last = slot
-		out = append(out, key(slot))
+		last = p
+		s, _ := b.slotBits(l.slot[key])
+		out = append(out, elem{key: binaryutil.NativeEndian.PutUint32(v | s)})
 		return true
 	}
 	for _, t := range e.ep.Tiers {
@@ -311,21 +391,16 @@ func (b *builder) genericElems(e *classEntry) ([]elem, bool) {
 			continue
 		}
 		for _, id := range pols {
-			s, ok := l.pol[id]
-			if !next(s, ok) {
+			if !next(policyChain(id, e.ingress)) {
 				return nil, false
 			}
 		}
-		if t.DefaultAction == desired.Deny {
-			s, ok := l.tierEnd[t.Name]
-			if !next(s, ok) {
-				return nil, false
-			}
+		if t.DefaultAction == desired.Deny && !next("end\x00"+t.Name) {
+			return nil, false
 		}
 	}
 	for i, p := range e.ep.ProfileIDs {
-		s, ok := l.prof[p]
-		if !e.have[i] || !next(s, ok) {
+		if !e.have[i] || !next(profileChain(p, e.ingress)) {
 			return nil, false
 		}
 	}
@@ -349,7 +424,7 @@ func (b *builder) makeGeneric(e *classEntry, els []elem) {
 	for _, p := range e.ep.ProfileIDs {
 		e.targets = append(e.targets, profileChain(p, e.ingress))
 	}
-	e.targets = append(e.targets, l.chain.name)
+	e.targets = append(e.targets, l.top.name)
 	b.cls.generic[e] = struct{}{}
 }
 
@@ -361,21 +436,6 @@ func (b *builder) unGeneric(e *classEntry) {
 	}
 	e.generic, e.gelems, e.targets = false, nil, nil
 	delete(b.cls.generic, e)
-}
-
-// validatesPolicyTable reports whether the current build adds a rule to
-// the policy table (the kernel then validates it whole at commit).
-func (b *builder) validatesPolicyTable() bool {
-	for name, old := range b.dChains {
-		if inA(name) {
-			continue
-		}
-		c := b.m.chains[name]
-		if c != nil && len(c.rules) > 0 && (old == nil || !c.sameRules(old)) {
-			return true
-		}
-	}
-	return false
 }
 
 // genericStale reports whether a generic chain jumps to a chain the
@@ -394,36 +454,105 @@ func (b *builder) genericStale() bool {
 	return false
 }
 
-// settleClasses decides, at the end of a build, how the classes it
-// created are programmed: generic when the build otherwise adds no rule
-// to the policy table and the generic chain can express them all, else
-// every class (new and generic) gets its own chain and the generic
-// chains are laid out anew.
+// settleClasses programs the classes the current build created: generic
+// when the generic chains can express them (laid out anew first when
+// they lack one of the classes' policies or profiles, or jump to a
+// removed chain, or a policy's order changed), else with chains of their
+// own. The first build gives every class its own chain (it validates
+// the whole table anyway, and nobody waits for a start of day's
+// latency).
 func (b *builder) settleClasses() {
 	pending := b.cls.pending
 	b.cls.pending = nil
-	if b.cfg.ClassMode == ClassAuto && b.lay[0] != nil && !b.validatesPolicyTable() && !b.genericStale() {
-		els := make([][]elem, len(pending))
-		fits := true
-		for i, e := range pending {
-			if els[i], fits = b.genericElems(e); !fits {
-				break
-			}
+	first := b.lay[0] == nil
+	if b.cfg.ClassMode == ClassDirect {
+		if first {
+			b.layGeneric(true)
+			b.layGeneric(false)
 		}
-		if fits {
-			for i, e := range pending {
-				b.makeGeneric(e, els[i])
+		for _, e := range pending {
+			b.materialize(e)
+		}
+		return
+	}
+	relay := first || b.layDirty || b.genericStale()
+	for _, e := range pending {
+		if relay {
+			break
+		}
+		relay = b.lacksItems(e)
+	}
+	b.layDirty = false
+	if relay {
+		b.layGeneric(true)
+		b.layGeneric(false)
+		// An order change can leave a generic class out of order.
+		for e := range b.cls.generic {
+			if els, ok := b.genericElems(e); !ok || !slices.EqualFunc(els, e.gelems, func(x, y elem) bool { return x.mapKey() == y.mapKey() }) {
+				b.unGeneric(e)
+				if e.refs == 0 {
+					b.evictClass(e)
+					continue
+				}
+				pending = append(pending, e)
 			}
-			return
 		}
 	}
-	b.promoteAll(pending)
+	// Class ids in order, so that the result does not depend on map order.
+	slices.SortFunc(pending, func(x, y *classEntry) int {
+		return cmp.Or(cmp.Compare(dirIndex(x.ingress), dirIndex(y.ingress)), cmp.Compare(x.id, y.id))
+	})
+	for _, e := range pending {
+		if els, ok := b.genericElems(e); ok && (!first || b.cfg.genericFromStart) {
+			b.makeGeneric(e, els)
+			continue
+		}
+		b.materialize(e)
+	}
 }
 
-// promoteAll gives every pending and generic class a chain of its own
-// (ClassGeneric: re-makes them generic), releases retained policies and
-// lays out the generic chains anew. Unused generic classes are evicted.
-func (b *builder) promoteAll(pending []*classEntry) {
+// lacksItems reports whether the generic chains lack a policy or profile
+// of class e.
+func (b *builder) lacksItems(e *classEntry) bool {
+	l := b.lay[dirIndex(e.ingress)]
+	for _, t := range e.ep.Tiers {
+		for _, id := range t.Policies(e.ingress) {
+			if _, ok := l.pos[policyChain(id, e.ingress)]; !ok {
+				return true
+			}
+		}
+	}
+	for i, p := range e.ep.ProfileIDs {
+		if _, ok := l.pos[profileChain(p, e.ingress)]; e.have[i] && !ok {
+			return true
+		}
+	}
+	return false
+}
+
+// promote gives every generic class a chain of its own, drops the
+// retained policies and lays the generic chains out without them,
+// recording the change like a build; false when there is nothing to do.
+func (b *builder) promote() bool {
+	if len(b.cls.generic) == 0 && len(b.retained) == 0 {
+		return false
+	}
+	b.dSets, b.dChains = map[string]*setSpec{}, map[string]*chainSpec{}
+	var pending []*classEntry
+	for e := range b.cls.generic {
+		b.unGeneric(e)
+		if e.refs == 0 {
+			b.evictClass(e)
+			continue
+		}
+		pending = append(pending, e)
+	}
+	slices.SortFunc(pending, func(x, y *classEntry) int {
+		return cmp.Or(cmp.Compare(dirIndex(x.ingress), dirIndex(y.ingress)), cmp.Compare(x.id, y.id))
+	})
+	for _, e := range pending {
+		b.materialize(e)
+	}
 	for id, e := range b.retained {
 		b.unuse(e, false)
 		delete(b.retained, id)
@@ -434,50 +563,12 @@ func (b *builder) promoteAll(pending []*classEntry) {
 		}
 		delete(b.orphanSets, id)
 	}
-	for e := range b.cls.generic {
-		b.unGeneric(e)
-		if e.refs == 0 {
-			b.evictClass(e)
-			continue
-		}
-		pending = append(pending, e)
-	}
-	for i, ingress := range []bool{true, false} {
-		if b.lay[i] != nil && b.cfg.ClassMode == ClassDirect {
-			continue // no slots: nothing to lay out again
-		}
-		l := b.layGeneric(ingress)
-		if old := b.m.chains[l.chain.name]; old != nil && old.sameRules(l.chain) {
-			l.chain = old
-		}
-		b.lay[i] = l
-		b.putChain(l.chain)
-	}
-	// Class ids in order, so that the result does not depend on map order.
-	slices.SortFunc(pending, func(x, y *classEntry) int {
-		return cmp.Or(cmp.Compare(dirIndex(x.ingress), dirIndex(y.ingress)), cmp.Compare(x.id, y.id))
-	})
-	for _, e := range pending {
-		if b.cfg.ClassMode == ClassGeneric {
-			if els, ok := b.genericElems(e); ok {
-				b.makeGeneric(e, els)
-				continue
-			}
-		}
-		b.materialize(e)
+	b.layGeneric(true)
+	b.layGeneric(false)
+	for _, l := range b.lay {
+		l.free, l.freed = append(l.free, l.freed...), nil
 	}
 	b.trimClasses()
-}
-
-// promote gives every generic class a chain of its own and drops
-// retained policies, recording the change like a build; false when there
-// is nothing to do.
-func (b *builder) promote() bool {
-	if len(b.cls.generic) == 0 && len(b.retained) == 0 {
-		return false
-	}
-	b.dSets, b.dChains = map[string]*setSpec{}, map[string]*chainSpec{}
-	b.promoteAll(nil)
 	return true
 }
 

@@ -66,6 +66,9 @@ type builder struct {
 	lay        [2]*genericLayout
 	retained   map[desired.PolicyID]*rulesEntry
 	orphanSets map[string]bool
+	// layDirty: a policy's order changed (the generic chains are laid
+	// out anew).
+	layDirty bool
 }
 
 // collections identifies a state's maps. Two states with the same map
@@ -453,6 +456,9 @@ func (b *builder) build(s *desired.State) (*model, error) {
 			e = r
 			delete(b.retained, id)
 			b.policies[id] = e
+		}
+		if e != nil && compareOrder(e.order, p.Order) != 0 {
+			b.layDirty = true
 		}
 		if e != nil && b.fresh(e, p.Inbound, p.Outbound) {
 			e.in, e.out, e.order, e.gen = p.Inbound, p.Outbound, p.Order, b.gen

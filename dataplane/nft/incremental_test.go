@@ -21,7 +21,7 @@ import (
 // previous value.
 func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
 	steps := incrementalStepList()
-	for _, mode := range []ClassMode{ClassAuto, ClassGeneric} {
+	for _, mode := range []ClassMode{ClassAuto, ClassDirect} {
 		for _, min := range []int{-1, 1} {
 			for _, deltas := range []bool{false, true} {
 				t.Run(fmt.Sprintf("ClassMode=%d,IndexMinPolicies=%d,deltas=%v", mode, min, deltas), func(t *testing.T) {
@@ -403,7 +403,8 @@ func classView(b *builder, m *model) string {
 			strings.HasPrefix(n, prefix+"mark-") || strings.HasPrefix(n, prefix+"x") ||
 			strings.HasPrefix(n, "xp-") || strings.HasPrefix(n, "xd-") ||
 			name == mapFromWL || name == mapToWL || name == mapFromClass || name == mapToClass ||
-			name == setFromGeneric || name == setToGeneric
+			name == setFromGeneric || name == setToGeneric || name == chainFromGeneric || name == chainToGeneric ||
+			strings.HasPrefix(n, prefix+"ig-") || strings.HasPrefix(n, prefix+"eg-")
 	}
 	rest := &model{sets: map[string]*setSpec{}, chains: map[string]*chainSpec{}}
 	for k, v := range m.sets {
@@ -417,6 +418,51 @@ func classView(b *builder, m *model) string {
 		}
 	}
 	out.WriteString(rest.render("brindle"))
+	// The generic chains, with each guarded rule as its item (slot
+	// numbers depend on history).
+	var slotItem [2]map[uint32]string
+	for i, l := range b.lay {
+		slotItem[i] = map[uint32]string{}
+		if l == nil {
+			continue
+		}
+		ruleItem := map[*ruleSpec]string{}
+		for k, r := range l.rules {
+			ruleItem[r] = strings.ReplaceAll(k, "\x00", " ")
+			v, _ := b.slotBits(l.slot[k])
+			slotItem[i][v] = ruleItem[r]
+		}
+		if m.chains[l.top.name] != l.top {
+			problems = append(problems, "the generic chain "+l.top.name+" is not in the model")
+		}
+		fmt.Fprintf(&out, "%s:", l.top.name)
+		for _, r := range l.top.rules {
+			if item, ok := ruleItem[r]; ok {
+				out.WriteString(" [" + item + "]")
+				continue
+			}
+			seg := l.segs[strings.TrimPrefix(r.text, "jump ")]
+			if seg == nil {
+				out.WriteString(" " + r.text + ";")
+				continue
+			}
+			if m.chains[seg.name] != seg {
+				problems = append(problems, "segment "+seg.name+" is not in the model")
+			}
+			out.WriteString(" {")
+			for _, sr := range seg.rules {
+				out.WriteString(" [" + ruleItem[sr] + "]")
+			}
+			out.WriteString(" }")
+		}
+		out.WriteString("\n")
+	}
+	for name := range m.chains {
+		if n := objName(name); (strings.HasPrefix(n, prefix+"ig-") || strings.HasPrefix(n, prefix+"eg-")) &&
+			b.lay[0].segs[name] == nil && b.lay[1].segs[name] == nil {
+			problems = append(problems, "segment "+name+" is in no layout")
+		}
+	}
 	gelems := 0
 	for _, e := range b.cls.byHash {
 		if e.generic {
@@ -447,9 +493,9 @@ func classView(b *builder, m *model) string {
 			}
 			fmt.Fprintf(&out, "%s %s:", iface, set)
 			if c := e.classes[i]; c.generic {
-				out.WriteString(" generic, slots")
-				for _, el := range c.gelems {
-					fmt.Fprintf(&out, " %#x", binary.NativeEndian.Uint32(el.key)&^b.cfg.ClassMask)
+				out.WriteString(" generic:")
+				for _, el := range c.gelems[1:] {
+					fmt.Fprintf(&out, " %s", slotItem[i][binary.NativeEndian.Uint32(el.key)&^b.cfg.ClassMask])
 				}
 			} else {
 				for _, r := range c.chain.rules {
