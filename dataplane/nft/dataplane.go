@@ -82,7 +82,7 @@ func (d *Dataplane) Apply(s *desired.State) error {
 	if !d.synced {
 		return d.sync()
 	}
-	return d.commit(d.k.planDelta(want, d.b.dSets, d.b.dChains))
+	return d.commit(d.k.planDelta(want, d.b.dSets, d.b.dChains, d.b.dElems))
 }
 
 // Settle gives every class that runs through a generic chain a chain of
@@ -100,7 +100,7 @@ func (d *Dataplane) Settle() (bool, error) {
 	if !d.synced {
 		return true, d.sync()
 	}
-	return true, d.commit(d.k.planDelta(d.want, d.b.dSets, d.b.dChains))
+	return true, d.commit(d.k.planDelta(d.want, d.b.dSets, d.b.dChains, d.b.dElems))
 }
 
 // GenericClasses returns how many classes run through a generic chain

@@ -407,11 +407,45 @@ func (b *builder) genericElems(e *classEntry) ([]elem, bool) {
 	return out, true
 }
 
+// elemJournal is the element changes of a set the builder changes in
+// place (the generic sets, which can hold thousands of elements: copying
+// and diffing them whole on every build would cost more than the rest of
+// a label change).
+type elemJournal struct{ add, del map[string]elem }
+
+// setElemInPlace adds (or, with del, deletes) an element of set name in
+// place and journals it for the transaction.
+func (b *builder) setElemInPlace(name string, el elem, del bool) {
+	set := b.m.sets[name]
+	j := b.dElems[name]
+	if j == nil {
+		j = &elemJournal{add: map[string]elem{}, del: map[string]elem{}}
+		b.dElems[name] = j
+	}
+	k := el.mapKey()
+	_, had := set.elems[k]
+	switch {
+	case del && had:
+		delete(set.elems, k)
+		if _, added := j.add[k]; added {
+			delete(j.add, k)
+		} else {
+			j.del[k] = el
+		}
+	case !del && !had:
+		set.elems[k] = el
+		if _, deleted := j.del[k]; deleted {
+			delete(j.del, k)
+		} else {
+			j.add[k] = el
+		}
+	}
+}
+
 // makeGeneric makes class e run through the generic chain.
 func (b *builder) makeGeneric(e *classEntry, els []elem) {
-	set := b.vmap(genericSet(e.ingress))
 	for _, el := range els {
-		set.elems[el.mapKey()] = el
+		b.setElemInPlace(genericSet(e.ingress), el, false)
 	}
 	e.generic, e.gelems = true, els
 	e.targets = e.targets[:0]
@@ -430,9 +464,8 @@ func (b *builder) makeGeneric(e *classEntry, els []elem) {
 
 // unGeneric takes class e out of the generic chain.
 func (b *builder) unGeneric(e *classEntry) {
-	set := b.vmap(genericSet(e.ingress))
 	for _, el := range e.gelems {
-		delete(set.elems, el.mapKey())
+		b.setElemInPlace(genericSet(e.ingress), el, true)
 	}
 	e.generic, e.gelems, e.targets = false, nil, nil
 	delete(b.cls.generic, e)
@@ -537,7 +570,7 @@ func (b *builder) promote() bool {
 	if len(b.cls.generic) == 0 && len(b.retained) == 0 {
 		return false
 	}
-	b.dSets, b.dChains = map[string]*setSpec{}, map[string]*chainSpec{}
+	b.dSets, b.dChains, b.dElems = map[string]*setSpec{}, map[string]*chainSpec{}, map[string]*elemJournal{}
 	var pending []*classEntry
 	for e := range b.cls.generic {
 		b.unGeneric(e)

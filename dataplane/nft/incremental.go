@@ -50,6 +50,9 @@ type builder struct {
 	// to its value before that build (nil: it did not exist).
 	dSets   map[string]*setSpec
 	dChains map[string]*chainSpec
+	// dElems journals the element changes of the sets changed in place
+	// (generic.go) by the last build.
+	dElems map[string]*elemJournal
 	// scan is validate's pairing of a state's sets and policies with
 	// their entries, reused by build for the same state so that each is
 	// looked up once per Apply.
@@ -381,7 +384,7 @@ func (b *builder) vmap(name string) *setSpec {
 // builder is then unusable (start a new one).
 func (b *builder) build(s *desired.State) (*model, error) {
 	b.gen++
-	b.dSets, b.dChains = map[string]*setSpec{}, map[string]*chainSpec{}
+	b.dSets, b.dChains, b.dElems = map[string]*setSpec{}, map[string]*chainSpec{}, map[string]*elemJournal{}
 	b.changed = map[string]bool{}
 	b.fpChanged = map[desired.PolicyID]bool{}
 

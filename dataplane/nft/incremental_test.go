@@ -246,6 +246,12 @@ func changedKeys[K comparable, V any](a, b map[K]V, equal func(V, V) bool) []K {
 func incrementalSteps(t *testing.T, cfg Config, steps []step, deltas bool) {
 	b := newBuilder(cfg)
 	prev, prevGen := &desired.State{}, uint64(0)
+	generic := 0 // steps that left generic classes
+	defer func() {
+		if cfg.ClassMode == ClassAuto && generic == 0 && !t.Failed() {
+			t.Error("no step left a generic class")
+		}
+	}()
 	for _, st := range steps {
 		if err := st.s.Validate(); err != nil {
 			t.Fatalf("%s: %v", st.name, err)
@@ -258,17 +264,22 @@ func incrementalSteps(t *testing.T, cfg Config, steps []step, deltas bool) {
 				t.Fatalf("%s: the builder does not take the step's Delta", st.name)
 			}
 		}
-		prevSets, prevChains := maps.Clone(b.m.sets), maps.Clone(b.m.chains)
+		prevSets, prevChains, prevElems := maps.Clone(b.m.sets), maps.Clone(b.m.chains), inPlaceElems(b)
 		m, err := b.build(s)
 		if err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
+		checkJournal(t, st.name, b, prevElems)
+		if b.genericClasses() > 0 {
+			generic++
+		}
 		checkDelta(t, st.name, b, prevSets, prevChains)
 		// Then every generic class gets its own chain (Settle): the
 		// result is a fresh build's.
-		prevSets, prevChains = maps.Clone(b.m.sets), maps.Clone(b.m.chains)
+		prevSets, prevChains, prevElems = maps.Clone(b.m.sets), maps.Clone(b.m.chains), inPlaceElems(b)
 		if b.promote() {
 			checkDelta(t, st.name+" (promoted)", b, prevSets, prevChains)
+			checkJournal(t, st.name+" (promoted)", b, prevElems)
 		}
 		fb := newBuilder(cfg)
 		fresh, err := fb.build(st.s)
@@ -289,6 +300,45 @@ func incrementalSteps(t *testing.T, cfg Config, steps []step, deltas bool) {
 			if diff := cmp.Diff(keys[0], keys[1]); diff != "" {
 				t.Fatalf("%s: the builder's %s differ from a fresh build's (-fresh +incremental):\n%s", st.name, what, diff)
 			}
+		}
+	}
+}
+
+// inPlaceElems copies the elements of the sets the builder changes in
+// place (the generic sets).
+func inPlaceElems(b *builder) map[string]map[string]elem {
+	out := map[string]map[string]elem{}
+	for _, name := range []string{setFromGeneric, setToGeneric} {
+		if s := b.m.sets[name]; s != nil {
+			out[name] = maps.Clone(s.elems)
+		}
+	}
+	return out
+}
+
+// checkJournal checks that the builder's element journal turns the
+// in-place sets' elements before its last build (prev) into what they
+// are now.
+func checkJournal(t *testing.T, name string, b *builder, prev map[string]map[string]elem) {
+	t.Helper()
+	for set, els := range prev {
+		got := maps.Clone(els)
+		if j := b.dElems[set]; j != nil {
+			for k := range j.del {
+				if _, ok := got[k]; !ok {
+					t.Errorf("%s: %s: the journal deletes an element that was not there", name, set)
+				}
+				delete(got, k)
+			}
+			for k, e := range j.add {
+				if _, ok := got[k]; ok {
+					t.Errorf("%s: %s: the journal adds an element that was there", name, set)
+				}
+				got[k] = e
+			}
+		}
+		if !slices.Equal(slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(b.m.sets[set].elems))) {
+			t.Errorf("%s: %s: the journal does not account for the element changes", name, set)
 		}
 	}
 }

@@ -527,9 +527,19 @@ func (k *kernel) planFull(want, have *model, present [2]bool) *batch {
 // planDelta queues the transaction for the changes the builder recorded:
 // dSets and dChains hold the previous value (nil: absent) of every set
 // and chain that changed; want holds the new ones.
-func (k *kernel) planDelta(want *model, dSets map[string]*setSpec, dChains map[string]*chainSpec) *batch {
+func (k *kernel) planDelta(want *model, dSets map[string]*setSpec, dChains map[string]*chainSpec, dElems map[string]*elemJournal) *batch {
 	b := &batch{k: k, created: map[string]*nftables.Set{}}
 	b.plan(want, dSets, dChains, slices.Sorted(maps.Keys(dSets)), slices.Sorted(maps.Keys(dChains)))
+	// Element changes of sets changed in place (the generic sets; their
+	// elements name no chain, so they can come last).
+	for _, name := range slices.Sorted(maps.Keys(dElems)) {
+		j, w := dElems[name], want.sets[name]
+		if _, replaced := dSets[name]; replaced || w == nil {
+			continue // created, deleted or diffed whole above
+		}
+		b.delElems(w, slices.Collect(maps.Values(j.del)))
+		b.addElems(w, slices.Collect(maps.Values(j.add)))
+	}
 	return b
 }
 
