@@ -72,6 +72,12 @@ type builder struct {
 	// layDirty: a policy's order changed (the generic chains are laid
 	// out anew).
 	layDirty bool
+	// setUsers indexes the policies by the sets their rules name, and
+	// polIfaces the endpoints by the policies they list: validation
+	// looks up the users of a removed set or policy instead of
+	// checking every policy or endpoint.
+	setUsers  map[string]map[desired.PolicyID]struct{}
+	polIfaces map[desired.PolicyID]map[string]struct{}
 }
 
 // collections identifies a state's maps. Two states with the same map
@@ -276,6 +282,8 @@ func newBuilder(cfg Config) *builder {
 		cls:        newClasses(),
 		retained:   map[desired.PolicyID]*rulesEntry{},
 		orphanSets: map[string]bool{},
+		setUsers:   map[string]map[desired.PolicyID]struct{}{},
+		polIfaces:  map[desired.PolicyID]map[string]struct{}{},
 	}
 	b.m.sets[mapToWL] = &setSpec{name: mapToWL, kind: kindVmap, comment: "ingress class by oifname", elems: map[string]elem{}}
 	b.m.sets[mapFromWL] = &setSpec{name: mapFromWL, kind: kindVmap, comment: "egress class by iifname", elems: map[string]elem{}}
@@ -458,7 +466,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 			// A retained policy is back (generic.go).
 			e = r
 			delete(b.retained, id)
-			b.policies[id] = e
+			b.putPolicy(id, e)
 		}
 		if e != nil && compareOrder(e.order, p.Order) != 0 {
 			b.layDirty = true
@@ -477,7 +485,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 				b.fpChanged[id] = true
 			}
 		}
-		b.policies[id] = n
+		b.putPolicy(id, n)
 	}
 	for id, e := range b.policies {
 		if !walkPols || sc.polsDelta {
@@ -587,6 +595,10 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		}
 		setElem(mapToWL, old[0], n.vmap[0])
 		setElem(mapFromWL, old[1], n.vmap[1])
+		if e != nil {
+			b.indexEndpoint(iface, e.ep, false)
+		}
+		b.indexEndpoint(iface, n.ep, true)
 		b.eps[iface] = n
 	}
 	for iface, e := range b.eps {
@@ -598,6 +610,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 			b.releaseClass(e.classes[1])
 			delete(b.vmap(mapToWL).elems, e.vmap[0].mapKey())
 			delete(b.vmap(mapFromWL).elems, e.vmap[1].mapKey())
+			b.indexEndpoint(iface, e.ep, false)
 			delete(b.eps, iface)
 		}
 	}
@@ -619,6 +632,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 // dropPolicy removes a policy gone from the state, or retains it while a
 // generic chain jumps to it (generic.go).
 func (b *builder) dropPolicy(id desired.PolicyID, e *rulesEntry) {
+	b.indexPolicy(id, b.policies[id], false)
 	delete(b.policies, id)
 	for i, in := range []bool{true, false} {
 		if l := b.lay[i]; l != nil && l.targets[policyChain(id, in)] {
@@ -627,6 +641,59 @@ func (b *builder) dropPolicy(id desired.PolicyID, e *rulesEntry) {
 		}
 	}
 	b.unuse(e, false)
+}
+
+// putPolicy sets a policy's entry.
+func (b *builder) putPolicy(id desired.PolicyID, e *rulesEntry) {
+	b.indexPolicy(id, b.policies[id], false)
+	b.policies[id] = e
+	b.indexPolicy(id, e, true)
+}
+
+// indexPolicy adds (or removes) a policy's entry to (from) setUsers.
+func (b *builder) indexPolicy(id desired.PolicyID, e *rulesEntry, add bool) {
+	if e == nil {
+		return
+	}
+	for set := range e.refs {
+		users := b.setUsers[set]
+		if add {
+			if users == nil {
+				users = map[desired.PolicyID]struct{}{}
+				b.setUsers[set] = users
+			}
+			users[id] = struct{}{}
+			continue
+		}
+		delete(users, id)
+		if len(users) == 0 {
+			delete(b.setUsers, set)
+		}
+	}
+}
+
+// indexEndpoint adds (or removes) an endpoint's policies to (from)
+// polIfaces.
+func (b *builder) indexEndpoint(iface string, ep desired.Endpoint, add bool) {
+	for _, t := range ep.Tiers {
+		for _, pols := range [][]desired.PolicyID{t.IngressPolicies, t.EgressPolicies} {
+			for _, id := range pols {
+				ifs := b.polIfaces[id]
+				if add {
+					if ifs == nil {
+						ifs = map[string]struct{}{}
+						b.polIfaces[id] = ifs
+					}
+					ifs[iface] = struct{}{}
+					continue
+				}
+				delete(ifs, iface)
+				if len(ifs) == 0 {
+					delete(b.polIfaces, id)
+				}
+			}
+		}
+	}
 }
 
 // dropSetEntry forgets a set gone from the state, unless a retained
@@ -770,14 +837,24 @@ func (b *builder) validate(s *desired.State) error {
 		}
 		return false
 	}
-	removed := false
+	var removed []desired.PolicyID
+	named := map[desired.PolicyID]bool{}
 	for _, h := range sc.pols {
+		named[h.id] = true
 		if h.gone && h.e != nil {
-			removed = true
+			removed = append(removed, h.id)
 		}
 	}
-	if (sc.polsSkipped || sc.polsDelta) && len(bad) > 0 {
-		b.scanPolicies(s) // unchanged policies may use a bad set
+	if sc.polsSkipped || sc.polsDelta {
+		// Unchanged policies that use a bad set: the index has them.
+		for id := range bad {
+			for pid := range b.setUsers[id] {
+				if _, ok := s.Policies[pid]; ok && !named[pid] {
+					named[pid] = true
+					add(s.ValidatePolicy(pid))
+				}
+			}
+		}
 	}
 	hits = 0
 	for _, h := range sc.pols {
@@ -793,7 +870,24 @@ func (b *builder) validate(s *desired.State) error {
 		}
 		add(s.ValidatePolicy(id))
 	}
-	policyRemoved := removed || (!sc.polsSkipped && !sc.polsDelta && hits != len(b.policies))
+	if !sc.polsSkipped && !sc.polsDelta && hits != len(b.policies) {
+		for id := range b.policies {
+			if _, ok := s.Policies[id]; !ok {
+				removed = append(removed, id)
+			}
+		}
+	}
+	// An endpoint unchanged since the last build that lists a removed
+	// policy is invalid now (changed endpoints are checked below).
+	checked := map[string]bool{}
+	for _, id := range removed {
+		for iface := range b.polIfaces[id] {
+			if ep, ok := s.Endpoints[iface]; ok && !checked[iface] && sameEndpoint(b.eps[iface].ep, ep) {
+				checked[iface] = true
+				add(s.ValidateEndpoint(iface))
+			}
+		}
+	}
 	for name, p := range s.Profiles {
 		if sameProfs && len(bad) == 0 {
 			break
@@ -804,10 +898,10 @@ func (b *builder) validate(s *desired.State) error {
 		add(s.ValidateProfile(name))
 	}
 	for iface, ep := range s.Endpoints {
-		if sameEps && !policyRemoved {
+		if sameEps {
 			break
 		}
-		if e := b.eps[iface]; e != nil && !policyRemoved && sameEndpoint(e.ep, ep) {
+		if e := b.eps[iface]; checked[iface] || (e != nil && sameEndpoint(e.ep, ep)) {
 			continue
 		}
 		add(s.ValidateEndpoint(iface))

@@ -393,6 +393,18 @@ func TestIncrementalValidate(t *testing.T) {
 		{"set removed under an unchanged policy", func(s *desired.State) { delete(s.IPSets, selPCIFrontend) }},
 		{"set retyped under an unchanged policy", func(s *desired.State) { s.IPSets[selPCIFrontend] = desired.NewIPSet(desired.NamedPorts) }},
 		{"policy removed under an unchanged endpoint", func(s *desired.State) { delete(s.Policies, pciPolicy) }},
+		{"policy removed under an unchanged endpoint, another endpoint changed", func(s *desired.State) {
+			delete(s.Policies, pciPolicy)
+			e := s.Endpoints["calif"]
+			e.WorkloadID += "-moved"
+			s.Endpoints["calif"] = e
+		}},
+		{"set removed under an unchanged policy, an endpoint changed", func(s *desired.State) {
+			delete(s.IPSets, selPCIFrontend)
+			e := s.Endpoints["calif"]
+			e.WorkloadID += "-moved"
+			s.Endpoints["calif"] = e
+		}},
 		{"bad member in a changed set", func(s *desired.State) {
 			s.IPSets[selPCIFrontend] = desired.NewIPSet(desired.Addrs, desired.NetMember(netip.MustParsePrefix("10.0.0.0/8")))
 		}},
