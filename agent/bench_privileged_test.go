@@ -229,6 +229,24 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 		}
 	}
 	defer func() { stopProfile() }()
+	// BRINDLE_BENCH_MEMPROFILE=file writes heap profiles before and after
+	// the timed changes (file.base and file): go tool pprof -diff_base
+	// file.base -sample_index=alloc_space shows what the changes allocate.
+	heapProfile := func(string) {}
+	if f := os.Getenv("BRINDLE_BENCH_MEMPROFILE"); f != "" {
+		heapProfile = func(name string) {
+			out, err := os.Create(name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer out.Close()
+			if err := pprof.Lookup("allocs").WriteTo(out, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		heapProfile(f + ".base")
+		defer heapProfile(f)
+	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		w := change(i)

@@ -13,7 +13,10 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/brindle-net/brindle/dataplane/nft"
 	"github.com/brindle-net/brindle/policy/scenario"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"time"
 )
 
 var diffSeed = flag.Uint64("seed", 0, "differential test: run only this seed (also env BRINDLE_DIFF_SEED)")
@@ -170,27 +173,39 @@ func seedsToRun(t *testing.T) []uint64 {
 // whole agent (etcd → calc → nftables and routes in a host namespace) and
 // checks every probe's real verdict against the reference evaluator.
 //
-// It runs twice, in parallel: with every tier walked linearly and with
-// every tier reached through a tier index (dataplane/nft index.go).
+// It runs three times, in parallel: with every class in a chain of its
+// own and every tier walked linearly, the same with every tier reached
+// through a tier index (dataplane/nft index.go), and in the default
+// class mode with settling put off, so that the classes each seed's
+// change creates run through the generic chains (dataplane/nft
+// generic.go) while the probes run.
 func TestPrivilegedDifferential(t *testing.T) {
 	for _, mode := range []struct {
 		name     string
 		minIndex int
-	}{{"linear", -1}, {"indexed", 1}} {
+		classes  nft.ClassMode
+	}{{"linear", -1, nft.ClassDirect}, {"indexed", 1, nft.ClassDirect}, {"generic", -1, nft.ClassAuto}} {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
 			l := newLab(t)
 			l.nft.IndexMinPolicies = mode.minIndex
-			if indexed := differential(t, l); mode.minIndex > 0 && indexed == 0 {
+			l.nft.ClassMode = mode.classes
+			l.settle = time.Hour
+			indexed, generic := differential(t, l)
+			if mode.minIndex > 0 && indexed == 0 {
 				t.Error("no seed's ruleset held a tier index")
+			}
+			if mode.classes == nft.ClassAuto && generic == 0 {
+				t.Error("no seed's probes ran through a generic class")
 			}
 		})
 	}
 }
 
 // differential runs the seeds in one lab and returns how many of them
-// were programmed with at least one tier index.
-func differential(t *testing.T, l *lab) (indexed int) {
+// were programmed with at least one tier index, and with at least one
+// generic class.
+func differential(t *testing.T, l *lab) (indexed, generic int) {
 	var prev world
 	started := false
 	for _, seed := range seedsToRun(t) {
@@ -231,6 +246,9 @@ func differential(t *testing.T, l *lab) (indexed int) {
 		if strings.Contains(string(out), "meta l4proto vmap @xp-") {
 			indexed++
 		}
+		if testutil.ToFloat64(l.agent.a.m.genericClasses) > 0 {
+			generic++
+		}
 	}
-	return indexed
+	return indexed, generic
 }

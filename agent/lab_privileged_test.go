@@ -38,6 +38,8 @@ type lab struct {
 	sock   string
 	// nft configures the agent's nftables dataplane (zero: defaults).
 	nft nft.Config
+	// settle, when set, is the agent's SettleDelay and SettleMaxDelay.
+	settle time.Duration
 }
 
 const labHost = "node-1"
@@ -87,6 +89,7 @@ func (l *lab) start(layers ...Layer) *runningAgent {
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		RetryMin:    10 * time.Millisecond,
 		RetryMax:    time.Second,
+		SettleDelay: l.settle, SettleMaxDelay: l.settle,
 	})
 	if err != nil {
 		l.t.Fatal(err)

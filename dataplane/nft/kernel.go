@@ -518,7 +518,7 @@ func (k *kernel) planFull(want, have *model, present [2]bool) *batch {
 			return k.rebuild(want, present)
 		}
 	}
-	setNames := unionKeys(want.sets, have.sets)
+	setNames := hotSetsFirst(unionKeys(want.sets, have.sets))
 	chainNames := unionKeys(want.chains, have.chains)
 	b.plan(want, have.sets, have.chains, setNames, chainNames)
 	return b
@@ -529,7 +529,7 @@ func (k *kernel) planFull(want, have *model, present [2]bool) *batch {
 // and chain that changed; want holds the new ones.
 func (k *kernel) planDelta(want *model, dSets map[string]*setSpec, dChains map[string]*chainSpec, dElems map[string]*elemJournal) *batch {
 	b := &batch{k: k, created: map[string]*nftables.Set{}}
-	b.plan(want, dSets, dChains, slices.Sorted(maps.Keys(dSets)), slices.Sorted(maps.Keys(dChains)))
+	b.plan(want, dSets, dChains, hotSetsFirst(slices.Sorted(maps.Keys(dSets))), slices.Sorted(maps.Keys(dChains)))
 	// Element changes of sets changed in place (the generic sets; their
 	// elements name no chain, so they can come last).
 	for _, name := range slices.Sorted(maps.Keys(dElems)) {
@@ -541,6 +541,26 @@ func (k *kernel) planDelta(want *model, dSets map[string]*setSpec, dChains map[s
 		b.addElems(w, slices.Collect(maps.Values(j.add)))
 	}
 	return b
+}
+
+// hotSetsFirst moves the generic sets to the front of sorted set names,
+// so that a new table creates them first: the kernel finds a set by name
+// with a linear walk of the table's sets in creation order, once per
+// rule that uses it and per element message, and every guarded rule of
+// the generic chains (thousands) and every generic class's elements use
+// these two.
+func hotSetsFirst(names []string) []string {
+	hot := func(n string) bool { return n == setFromGeneric || n == setToGeneric }
+	slices.SortStableFunc(names, func(a, b string) int {
+		switch {
+		case hot(a) == hot(b):
+			return 0
+		case hot(a):
+			return -1
+		}
+		return 1
+	})
+	return names
 }
 
 func unionKeys[V any](a, b map[string]V) []string {
