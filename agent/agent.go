@@ -379,6 +379,7 @@ type loop struct {
 // (*nft.Dataplane).
 type settler interface {
 	Settle() (bool, error)
+	Unsettled() bool
 	GenericClasses() int
 }
 
@@ -494,20 +495,22 @@ func (l *loop) run(ctx context.Context, src Source, errc <-chan error) error {
 }
 
 // armSettle (re)starts the settle timer after an apply at now when the
-// nftables dataplane has generic classes: SettleDelay from now, but no
-// later than SettleMaxDelay after the first of them.
+// nftables dataplane has something to settle (generic classes, retained
+// policies): SettleDelay from now, but no later than SettleMaxDelay after
+// the first apply that left it so.
 func (l *loop) armSettle(now time.Time) {
 	st, ok := l.nft.(settler)
-	n := 0
+	n, unsettled := 0, false
 	if ok {
-		n = st.GenericClasses()
+		n, unsettled = st.GenericClasses(), st.Unsettled()
 	}
 	l.a.m.genericClasses.Set(float64(n))
+	l.a.board.update(func(s *Status, _ map[string]string) { s.Unsettled = unsettled })
 	if l.settle != nil {
 		l.settle.Stop()
 		l.settle = nil
 	}
-	if n == 0 {
+	if !unsettled {
 		l.genericSince = time.Time{}
 		return
 	}
@@ -534,6 +537,8 @@ func (l *loop) settleClasses() {
 	}
 	l.genericSince = time.Time{}
 	l.a.m.genericClasses.Set(float64(st.GenericClasses()))
+	unsettled := st.Unsettled()
+	l.a.board.update(func(s *Status, _ map[string]string) { s.Unsettled = unsettled })
 	if did {
 		l.a.m.settles.Inc()
 		l.a.log.Debug("generic classes settled", "took", time.Since(start))

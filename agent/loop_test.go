@@ -86,6 +86,7 @@ func (f fakeNft) Settle() (bool, error) {
 	return did, nil
 }
 func (f fakeNft) GenericClasses() int { f.r.mu.Lock(); defer f.r.mu.Unlock(); return f.r.generic }
+func (f fakeNft) Unsettled() bool     { return f.GenericClasses() > 0 }
 func (f fakeNft) Close() error        { return nil }
 
 type fakeRoute struct{ r *recorder }
@@ -324,6 +325,9 @@ func TestLoopSettlesGenericClasses(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(h.a.m.genericClasses); v != 0 {
 		t.Errorf("brindle_nft_generic_classes %v after settling, want 0", v)
+	}
+	if h.a.Status().Unsettled {
+		t.Error("Status.Unsettled after settling")
 	}
 
 	// Busy: an apply every 20ms never leaves SettleDelay of quiet, but

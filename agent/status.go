@@ -28,6 +28,10 @@ type Status struct {
 	ActivePolicies int `json:"activePolicies"`
 	ActiveProfiles int `json:"activeProfiles"`
 	IPSets         int `json:"ipSets"`
+	// Unsettled: the nftables dataplane has classes running through its
+	// generic chains, or policies kept only for them, until the next
+	// settle (docs/agent.md).
+	Unsettled bool `json:"unsettled,omitempty"`
 	// Counters since start.
 	Applies        uint64 `json:"applies"`
 	ApplyErrors    uint64 `json:"applyErrors"`

@@ -13,10 +13,12 @@ import (
 
 // A class is the chain of rules an endpoint needs in one direction (its
 // tiers, policies, tier indexes and profiles), shared by every local
-// endpoint whose chain renders to the same rules. It lives in the policy
-// table (B) as brindle-fc-<hash> (egress) or brindle-tc-<hash>
-// (ingress), reached from the dispatch chain through a mark : verdict map
-// keyed by the class id. The classify table (A) maps each workload
+// endpoint with the same tiers, policies (and their footprints) and
+// profiles (classKey). It lives in the policy table (B) as
+// brindle-fc-<hash> (egress) or brindle-tc-<hash> (ingress), reached
+// from the dispatch chain through a mark : verdict map keyed by the
+// class id, or, while it is generic (generic.go), as elements of the
+// generic guard set. The classify table (A) maps each workload
 // interface to a chain that writes its class id into Config.ClassMask.
 //
 // Moving an endpoint to a class that already exists changes only table A
@@ -26,6 +28,8 @@ import (
 // recently used first out, Config.RetainClasses per direction), so a
 // label that flips back costs the same. A retained class whose chain
 // jumps to a chain that is gone (a deleted policy or profile) is deleted.
+// A new class is generic until Settle (generic.go): a new policy
+// combination then costs set elements, not rules.
 
 // classEntry is one class: its chain in B, its mark-writing chain in A,
 // its element of B's class map, the tier indexes its chain uses, and how

@@ -103,8 +103,16 @@ func (d *Dataplane) Settle() (bool, error) {
 	return true, d.commit(d.k.planDelta(d.want, d.b.dSets, d.b.dChains, d.b.dElems))
 }
 
+// Unsettled reports whether Settle has something to do: generic classes
+// or policies kept only for the generic chains.
+func (d *Dataplane) Unsettled() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.b.genericClasses() > 0 || len(d.b.retained) > 0
+}
+
 // GenericClasses returns how many classes run through a generic chain
-// (until the next Settle or rule-adding Apply).
+// (until the next Settle).
 func (d *Dataplane) GenericClasses() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -15,43 +15,52 @@ import (
 // A class chain of its own is rules, and on this kernel any transaction
 // that adds a rule to the policy table makes the kernel validate the
 // whole table at commit (about 8 ms at 5,000 policies). A transaction that
-// only adds or deletes set elements is not validated. So a class created
-// by a build that adds no rule to the policy table otherwise is made
-// *generic*: it runs through its direction's generic chain, which holds,
-// in evaluation order, one rule per policy, per tier end and per profile
-// the table has, each guarded by a lookup of (class bits | slot number)
-// in the direction's guard set:
+// only adds or deletes elements of plain sets is not validated. So a new
+// class is made *generic*: it runs through its direction's generic
+// chains, which hold, in evaluation order, one rule per policy, per tier
+// end and per profile the table has, each guarded by a lookup of (class
+// bits | slot number) in the direction's guard set:
 //
 //	chain brindle-tg {
-//	    meta mark set meta mark & 0xfdffffff                             # tier default
+//	    meta mark set meta mark & 0xfdffffff               # tier default
+//	    jump brindle-ig-<h1>                                # a segment: ~32 policies
+//	    jump brindle-ig-<h2>
+//	    meta mark & 0x03ff0000 | 0x00000003 @brindle-to-generic drop   # end of tier default
+//	    meta mark set meta mark & 0xfdffffff               # profiles
+//	    jump brindle-ig-<h3>
+//	    drop
+//	}
+//	chain brindle-ig-<h1> {
 //	    meta mark & 0x03ff0000 | 0x00000001 @brindle-to-generic jump brindle-pi-<a>
 //	    meta mark & 0x03ff0000 | 0x00000002 @brindle-to-generic jump brindle-pi-<b>
-//	    meta mark & 0x03ff0000 | 0x00000003 @brindle-to-generic drop   # end of tier default
-//	    meta mark set meta mark & 0xfdffffff                             # profiles
-//	    meta mark & 0x03ff0000 | 0x00000004 @brindle-to-generic jump brindle-pri-<p>
-//	    drop
 //	}
 //
 // A generic class has one element per policy, tier end (default Deny)
-// and profile of its own chain, so for it the generic chain does exactly
-// what its own chain would: the same policies in the same order, the
-// pass bit in the key skipping the rest of a tier after a Pass exactly
-// as the pass-bit tests do, the same tier ends and profiles, then drop.
-// The dispatch chain sends a class that misses the class map and has the
-// element (class bits | 0) to the generic chain.
+// and profile of its own chain, plus (class bits | 0), which the dispatch
+// chain looks up when the class map has no chain for the class. For it
+// the generic chains do exactly what its own chain would: the same
+// policies in the same order, the pass bit in the key skipping the rest
+// of a tier after a Pass as the pass-bit tests do, the same tier ends and
+// profiles, then drop. A class they cannot express (a missing profile,
+// policies in an order the layout does not have) gets its own chain at
+// once.
 //
-// The price is per new connection: the generic chain looks up every
-// slot (tens of nanoseconds each) instead of a tier index's few policies.
-// So generic classes are transitional. Every build that adds rules to the
-// policy table anyway gives every generic class a chain of its own
-// (promotion) and lays the generic chains out anew; so does
-// Dataplane.Settle, which the agent calls once it has been idle for a
-// moment.
+// The price is per new connection: the generic chains look up every
+// slot (tens of nanoseconds each) instead of a tier index's few
+// policies. So generic classes are transitional: Dataplane.Settle, which
+// the agent calls once it has been idle for a moment (and at most
+// SettleMaxDelay after the first), gives each its own chain in one
+// transaction. The first Apply gives every class its own chain (it
+// validates the whole table anyway).
 //
-// A policy that leaves the state while a generic chain jumps to it keeps
-// its chains and sets (it is retained) until the next promotion: deleting
-// its slot would be a rule change, and if it comes back (a label flipping
-// back) it costs no rule either.
+// The generic chains change only when a policy or profile comes that
+// they lack (a transaction that adds its chain, and so rules, anyway), a
+// chain they jump to goes, or a policy's order changes. Slots are stable,
+// so a generic class's elements stay valid across such changes, and a
+// new policy rewrites only its segment. A policy that leaves the state
+// while a generic chain jumps to it keeps its chains and sets (it is
+// retained) until Settle: deleting its slot would be a rule change, and
+// if it comes back (a label flipping back) it costs no rule either.
 
 // genericLayout is one direction's generic chains: a top chain with,
 // per tier, a pass-bit clear, jumps to the tier's segment chains and the
