@@ -3,6 +3,7 @@ package nft
 import (
 	"cmp"
 	"fmt"
+	"hash/fnv"
 	"slices"
 
 	"github.com/brindle-net/brindle/desired"
@@ -72,7 +73,6 @@ import (
 // generic class's elements stay valid when other items come and go);
 // pos orders items as the chains do.
 type genericLayout struct {
-	ingress bool
 	top     *chainSpec
 	segs    map[string]*chainSpec
 	slot    map[string]uint32 // by item: policy or profile chain name, or "end\x00"+tier
@@ -199,6 +199,15 @@ func compareOrder(a, b *float64) int {
 // segmentEvery is the mean number of items per segment chain.
 const segmentEvery = 32
 
+// segmentStart reports whether item key starts a segment: a stable hash
+// (the same on every host and run, so a restarted agent lays the same
+// segments out) picks one item in segmentEvery.
+func segmentStart(key string) bool {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return h.Sum32()%segmentEvery == 0
+}
+
 // layGeneric lays out one direction's generic chains anew for the
 // policies (active and retained) and profiles the builder has: tiers in
 // the order the endpoints list them, policies in a tier by order, name,
@@ -209,7 +218,7 @@ func (b *builder) layGeneric(ingress bool) {
 	d := dirIndex(ingress)
 	l := b.lay[d]
 	if l == nil {
-		l = &genericLayout{ingress: ingress, segs: map[string]*chainSpec{}, slot: map[string]uint32{},
+		l = &genericLayout{segs: map[string]*chainSpec{}, slot: map[string]uint32{},
 			rules: map[string]*ruleSpec{}}
 		b.lay[d] = l
 	}
@@ -258,7 +267,7 @@ func (b *builder) layGeneric(ingress bool) {
 	segments := func(keys []string, rule func(key string) *ruleSpec) {
 		var c *chainSpec
 		for i, k := range keys {
-			if i == 0 || hashID(k)[:2] < fmt.Sprintf("%02x", 256/segmentEvery) {
+			if i == 0 || segmentStart(k) {
 				name := prefix + dirName(ingress)[:1] + "g-" + hashID(dirName(ingress)+"\x00"+k)
 				c = &chainSpec{name: name, rank: 2}
 				segs[name] = c
@@ -300,8 +309,13 @@ func (b *builder) layGeneric(ingress bool) {
 			continue
 		}
 		slices.SortFunc(pols, func(x, y desired.PolicyID) int {
-			return cmp.Or(compareOrder(order[x], order[y]),
-				cmp.Compare(x.Name, y.Name), cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.Kind, y.Kind))
+			if c := compareOrder(order[x], order[y]); c != 0 {
+				return c
+			}
+			if c := cmp.Compare(x.Name, y.Name); c != 0 {
+				return c
+			}
+			return cmp.Or(cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.Kind, y.Kind))
 		})
 		var x rb
 		x.markClear(P)
