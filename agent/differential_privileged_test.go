@@ -175,10 +175,9 @@ func seedsToRun(t *testing.T) []uint64 {
 //
 // It runs three times, in parallel: with every class in a chain of its
 // own and every tier walked linearly, the same with every tier reached
-// through a tier index (dataplane/nft index.go), and in the default
-// class mode with settling put off, so that the classes each seed's
-// change creates run through the generic chains (dataplane/nft
-// generic.go) while the probes run.
+// through a tier index (dataplane/nft index.go), and with every class
+// run through the generic chains (dataplane/nft generic.go) from the
+// start and settling put off, so the probes go through them.
 func TestPrivilegedDifferential(t *testing.T) {
 	for _, mode := range []struct {
 		name     string
@@ -190,6 +189,7 @@ func TestPrivilegedDifferential(t *testing.T) {
 			l := newLab(t)
 			l.nft.IndexMinPolicies = mode.minIndex
 			l.nft.ClassMode = mode.classes
+			l.nft.GenericFromStart = mode.classes == nft.ClassAuto
 			l.settle = time.Hour
 			indexed, generic := differential(t, l)
 			if mode.minIndex > 0 && indexed == 0 {

@@ -242,6 +242,14 @@ func TestPrivilegedGenericClass(t *testing.T) {
 		return s
 	}
 	l.apply(withAllow22(classState(l, []desired.PolicyID{allow80}, []desired.PolicyID{allow22, allow443})))
+	// The first Apply leaves the generic chains empty; the first Settle
+	// lays them out (the agent calls it once idle).
+	if !strings.Contains(l.nft("list", "chain", "inet", "brindle", chainToGeneric), "no generic classes") {
+		t.Error("the first Apply laid the generic chains out")
+	}
+	if did, err := l.dp.Settle(); err != nil || !did {
+		t.Fatalf("the first Settle = %v, %v; want true, nil (the generic chains' layout)", did, err)
+	}
 	l.check(probe{"a", "b", "TCP", 80, true}, probe{"a", "b", "TCP", 443, false})
 
 	// b to a combination nobody has: generic.
@@ -288,6 +296,7 @@ func TestPrivilegedGenericClass(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fb.promote() // settled, as the other side
 	if diff := cmp.Diff(classView(fb, fresh), classView(l.dp.b, l.dp.want)); diff != "" {
 		t.Errorf("after Settle the model differs from a fresh build (-fresh +settled):\n%s", diff)
 	}

@@ -52,9 +52,10 @@ type Config struct {
 	// until Settle gives it a chain of its own (generic.go); ClassDirect
 	// gives it its own chain at once.
 	ClassMode ClassMode
-	// genericFromStart makes the first Apply's classes generic too
-	// (tests of the generic chains).
-	genericFromStart bool
+	// GenericFromStart lays the generic chains out in the first Apply
+	// (not at the first Settle) and makes its classes generic too, so
+	// that tests exercise the generic chains from the start.
+	GenericFromStart bool
 }
 
 // Defaults for Config.

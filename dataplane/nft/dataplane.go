@@ -103,12 +103,13 @@ func (d *Dataplane) Settle() (bool, error) {
 	return true, d.commit(d.k.planDelta(d.want, d.b.dSets, d.b.dChains, d.b.dElems))
 }
 
-// Unsettled reports whether Settle has something to do: generic classes
-// or policies kept only for the generic chains.
+// Unsettled reports whether Settle has something to do: generic classes,
+// policies kept only for the generic chains, or (after the first Apply)
+// generic chains to lay out.
 func (d *Dataplane) Unsettled() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.b.genericClasses() > 0 || len(d.b.retained) > 0
+	return d.b.unsettled()
 }
 
 // GenericClasses returns how many classes run through a generic chain

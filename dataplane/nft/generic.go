@@ -52,7 +52,9 @@ import (
 // the agent calls once it has been idle for a moment (and at most
 // SettleMaxDelay after the first), gives each its own chain in one
 // transaction. The first Apply gives every class its own chain (it
-// validates the whole table anyway).
+// validates the whole table anyway) and leaves the generic chains empty:
+// a rule per policy would make the start of day's transaction a third
+// longer; the first Settle lays them out.
 //
 // The generic chains change only when a policy or profile comes that
 // they lack (a transaction that adds its chain, and so rules, anyway), a
@@ -225,7 +227,7 @@ func (b *builder) layGeneric(ingress bool) {
 	l.pos, l.targets = map[string]int{}, map[string]bool{}
 	top := &chainSpec{name: genericChain(ingress), rank: 2}
 	add := func(c *chainSpec, x *rb, comment string) { c.rules = append(c.rules, x.done(comment)) }
-	if b.cfg.ClassMode == ClassDirect {
+	if b.cfg.ClassMode == ClassDirect || b.layPending {
 		var x rb
 		x.verdict(expr.VerdictDrop, "")
 		add(top, &x, dirName(ingress)+": no generic classes")
@@ -521,7 +523,12 @@ func (b *builder) settleClasses() {
 	pending := b.cls.pending
 	b.cls.pending = nil
 	first := b.lay[0] == nil
-	if b.cfg.ClassMode == ClassDirect {
+	if first && b.cfg.ClassMode == ClassAuto && !b.cfg.GenericFromStart {
+		// The first transaction holds everything already: the generic
+		// chains (a rule per policy) come with the first Settle.
+		b.layPending = true
+	}
+	if b.cfg.ClassMode == ClassDirect || b.layPending {
 		if first {
 			b.layGeneric(true)
 			b.layGeneric(false)
@@ -559,7 +566,7 @@ func (b *builder) settleClasses() {
 		return cmp.Or(cmp.Compare(dirIndex(x.ingress), dirIndex(y.ingress)), cmp.Compare(x.id, y.id))
 	})
 	for _, e := range pending {
-		if els, ok := b.genericElems(e); ok && (!first || b.cfg.genericFromStart) {
+		if els, ok := b.genericElems(e); ok && (!first || b.cfg.GenericFromStart) {
 			b.makeGeneric(e, els)
 			continue
 		}
@@ -590,9 +597,10 @@ func (b *builder) lacksItems(e *classEntry) bool {
 // retained policies and lays the generic chains out without them,
 // recording the change like a build; false when there is nothing to do.
 func (b *builder) promote() bool {
-	if len(b.cls.generic) == 0 && len(b.retained) == 0 {
+	if !b.unsettled() {
 		return false
 	}
+	b.layPending = false
 	b.dSets, b.dChains, b.dElems = map[string]*setSpec{}, map[string]*chainSpec{}, map[string]*elemJournal{}
 	var pending []*classEntry
 	for e := range b.cls.generic {
@@ -626,6 +634,12 @@ func (b *builder) promote() bool {
 	}
 	b.trimClasses()
 	return true
+}
+
+// unsettled reports whether promote has something to do: generic
+// classes, retained policies, or generic chains not laid out yet.
+func (b *builder) unsettled() bool {
+	return len(b.cls.generic) > 0 || len(b.retained) > 0 || b.layPending
 }
 
 // genericClasses counts the classes that run through a generic chain.

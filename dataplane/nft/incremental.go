@@ -70,8 +70,9 @@ type builder struct {
 	retained   map[desired.PolicyID]*rulesEntry
 	orphanSets map[string]bool
 	// layDirty: a policy's order changed (the generic chains are laid
-	// out anew).
-	layDirty bool
+	// out anew); layPending: the generic chains are empty until the
+	// first promote (Settle).
+	layDirty, layPending bool
 	// setUsers indexes the policies by the sets their rules name, and
 	// polIfaces the endpoints by the policies they list: validation
 	// looks up the users of a removed set or policy instead of

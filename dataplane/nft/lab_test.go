@@ -70,10 +70,10 @@ func (l *lab) apply(s *desired.State) {
 	if err := l.dp.Apply(s); err != nil {
 		l.t.Fatalf("Apply: %v", err)
 	}
-	// With genericFromStart the packets must go through the generic
+	// With GenericFromStart the packets must go through the generic
 	// chains (an endpoint with a missing profile cannot).
-	if l.dp.cfg.genericFromStart && len(s.Endpoints) > 0 && l.dp.GenericClasses() == 0 {
-		l.t.Fatalf("genericFromStart: no class is generic")
+	if l.dp.cfg.GenericFromStart && len(s.Endpoints) > 0 && l.dp.GenericClasses() == 0 {
+		l.t.Fatalf("GenericFromStart: no class is generic")
 	}
 }
 

@@ -90,7 +90,7 @@ func eachIndexMode(t *testing.T, test func(*testing.T, Config)) {
 		name string
 		cfg  Config
 	}{{"linear", Config{IndexMinPolicies: -1, ClassMode: ClassDirect}}, {"indexed", Config{IndexMinPolicies: 1, ClassMode: ClassDirect}},
-		{"generic", Config{genericFromStart: true}}} {
+		{"generic", Config{GenericFromStart: true}}} {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
 			test(t, mode.cfg)
@@ -679,6 +679,7 @@ func TestPrivilegedDeltaSteps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		fb.promote() // settled, as the other side
 		if diff := cmp.Diff(classView(fb, fresh), classView(dp.b, dp.want)); diff != "" {
 			t.Fatalf("%s: model differs from a fresh build (-fresh +applied):\n%s", st.name, diff)
 		}
