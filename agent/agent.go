@@ -474,6 +474,9 @@ func (l *loop) run(ctx context.Context, src Source, errc <-chan error) error {
 			l.settle = nil
 			if !l.notReady && !l.dirty {
 				l.settleClasses()
+			} else {
+				// An apply is due (or paused): try again after it.
+				l.settle = time.NewTimer(l.a.cfg.SettleDelay)
 			}
 		case <-heartbeat.C:
 		}

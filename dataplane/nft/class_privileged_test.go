@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"net/netip"
 	"os"
 	"os/exec"
 	"regexp"
@@ -308,4 +309,48 @@ func TestPrivilegedGenericClass(t *testing.T) {
 	}
 	l.check(probe{"a", "c", "TCP", 80, true}, probe{"a", "c", "TCP", 443, true}, probe{"a", "b", "TCP", 80, false})
 	l.nft("-j", "list", "ruleset")
+}
+
+// TestPrivilegedRetainedPolicySetKindChange: a set a retained policy uses
+// changes kind (its kernel set is renamed) while the policy is retained:
+// the Apply succeeds (the retained policy goes, with its chain and the
+// generic chains' rule for it), the kernel is what the model says, and
+// traffic follows the active policy.
+func TestPrivilegedRetainedPolicySetKindChange(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, "a", "b")
+	l.wl["b"].ServeTCP(80)
+	p1, p2 := gpol("p1"), gpol("p2")
+	state := func(set desired.IPSet, pols ...desired.PolicyID) *desired.State {
+		s := l.base()
+		s.IPSets["s:a"] = set
+		for _, p := range pols {
+			s.Policies[p] = fromSet(desired.Allow, "s:a")
+		}
+		e := s.Endpoints[l.iface("b")]
+		e.Tiers = []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: pols}}
+		s.Endpoints[l.iface("b")] = e
+		return s
+	}
+	single := netSet(netip.PrefixFrom(l.ip("a"), 32).String())
+	l.apply(state(single, p1, p2))
+	if _, err := l.dp.Settle(); err != nil {
+		t.Fatal(err)
+	}
+	l.apply(state(single, p1))
+	if l.dp.b.retained[p2] == nil {
+		t.Fatal("p2 is not retained")
+	}
+	l.apply(state(netSet(netip.PrefixFrom(l.ip("a"), 32).String(), "10.99.0.0/24"), p1))
+	if l.dp.b.retained[p2] != nil {
+		t.Error("p2 is still retained after its set changed kind")
+	}
+	before := l.dp.Writes()
+	if err := l.dp.Resync(); err != nil || l.dp.Writes() != before {
+		t.Errorf("Resync: err=%v, %d operations, want none", err, l.dp.Writes()-before)
+	}
+	if strings.Contains(l.nft("list", "table", "inet", "brindle"), policyChain(p2, true)) {
+		t.Error("the released policy's chain is still in the kernel")
+	}
+	l.check(probe{"a", "b", "TCP", 80, true})
 }

@@ -416,7 +416,8 @@ func (b *builder) genericElems(e *classEntry) ([]elem, bool) {
 			continue
 		}
 		for _, id := range pols {
-			if !next(policyChain(id, e.ingress)) {
+			// The layout groups policies by their own tier.
+			if id.Tier != t.Name || !next(policyChain(id, e.ingress)) {
 				return nil, false
 			}
 		}

@@ -69,9 +69,10 @@ type builder struct {
 	lay        [2]*genericLayout
 	retained   map[desired.PolicyID]*rulesEntry
 	orphanSets map[string]bool
-	// layDirty: a policy's order changed (the generic chains are laid
-	// out anew); layPending: the generic chains are empty until the
-	// first promote (Settle).
+	// layDirty: a policy or profile is new to the table or a policy's
+	// order changed (the generic chains are laid out anew);
+	// layPending: the generic chains are empty until the first promote
+	// (Settle).
 	layDirty, layPending bool
 	// setUsers indexes the policies by the sets their rules name, and
 	// polIfaces the endpoints by the policies they list: validation
@@ -418,6 +419,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		if h.gone {
 			continue // step 3
 		}
+		delete(b.orphanSets, id) // in the state (again)
 		if e != nil && sameIPSet(e.set, set) {
 			e.set = set
 			e.gen = b.gen
@@ -432,6 +434,11 @@ func (b *builder) build(s *desired.State) (*model, error) {
 			// policies that are new or changed (the last state was
 			// valid): those a Delta names.
 			reshapedOld = reshapedOld || e != nil
+			// A retained policy's rules would no longer match the
+			// set (or name a kernel set that goes): it goes for good.
+			if e != nil {
+				b.releaseRetainedUsers(id)
+			}
 		}
 		b.sets[id] = n
 		for i, v6 := range []bool{false, true} {
@@ -463,16 +470,17 @@ func (b *builder) build(s *desired.State) (*model, error) {
 			}
 			continue
 		}
+		back := false
 		if r := b.retained[id]; e == nil && r != nil {
 			// A retained policy is back (generic.go).
-			e = r
+			e, back = r, true
 			delete(b.retained, id)
 			b.putPolicy(id, e)
 		}
 		if e != nil && compareOrder(e.order, p.Order) != 0 {
 			b.layDirty = true
 		}
-		if e != nil && b.fresh(e, p.Inbound, p.Outbound) {
+		if e != nil && b.fresh(e, p.Inbound, p.Outbound, back) {
 			e.in, e.out, e.order, e.gen = p.Inbound, p.Outbound, p.Order, b.gen
 			continue
 		}
@@ -485,6 +493,11 @@ func (b *builder) build(s *desired.State) (*model, error) {
 			if e.fp[0].sig != n.fp[0].sig || e.fp[1].sig != n.fp[1].sig {
 				b.fpChanged[id] = true
 			}
+		} else {
+			// A policy new to the table: its chains are rules, so the
+			// transaction is validated anyway; the generic chains take
+			// it in now (settleClasses).
+			b.layDirty = true
 		}
 		b.putPolicy(id, n)
 	}
@@ -502,7 +515,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 			break
 		}
 		e := b.profiles[name]
-		if e != nil && b.fresh(e, p.Inbound, p.Outbound) {
+		if e != nil && b.fresh(e, p.Inbound, p.Outbound, false) {
 			e.in, e.out, e.gen = p.Inbound, p.Outbound, b.gen
 			continue
 		}
@@ -511,6 +524,8 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		b.use(n)
 		if e != nil {
 			b.unuse(e, true)
+		} else {
+			b.layDirty = true // as for a new policy
 		}
 		b.profiles[name] = n
 	}
@@ -633,15 +648,36 @@ func (b *builder) build(s *desired.State) (*model, error) {
 // dropPolicy removes a policy gone from the state, or retains it while a
 // generic chain jumps to it (generic.go).
 func (b *builder) dropPolicy(id desired.PolicyID, e *rulesEntry) {
-	b.indexPolicy(id, b.policies[id], false)
 	delete(b.policies, id)
 	for i, in := range []bool{true, false} {
 		if l := b.lay[i]; l != nil && l.targets[policyChain(id, in)] {
+			// Still in setUsers: a set it uses that is reshaped
+			// releases it (releaseRetainedUsers).
 			b.retained[id] = e
 			return
 		}
 	}
+	b.indexPolicy(id, e, false)
 	b.unuse(e, false)
+}
+
+// releaseRetained drops a retained policy for good: its chains and set
+// uses go (the generic chains are laid out again without it, as they
+// jump to a removed chain).
+func (b *builder) releaseRetained(id desired.PolicyID) {
+	e := b.retained[id]
+	delete(b.retained, id)
+	b.indexPolicy(id, e, false)
+	b.unuse(e, false)
+}
+
+// releaseRetainedUsers releases the retained policies that use set id.
+func (b *builder) releaseRetainedUsers(id string) {
+	for pid := range b.setUsers[id] {
+		if b.retained[pid] != nil {
+			b.releaseRetained(pid)
+		}
+	}
 }
 
 // putPolicy sets a policy's entry.
@@ -728,14 +764,23 @@ func (b *builder) footprintChanged(ep desired.Endpoint) bool {
 
 // fresh reports whether a cached entry still renders the given rules: the
 // rules are the same, and no set they use changed type or gained or lost
-// its last member of a family (only sets rebuilt by this build can have).
-func (b *builder) fresh(e *rulesEntry, in, out []desired.Rule) bool {
+// its last member of a family (only sets rebuilt by this build can have,
+// unless all: a retained policy coming back is checked against every set).
+func (b *builder) fresh(e *rulesEntry, in, out []desired.Rule, all bool) bool {
 	if !sameRules(e.in, in) || !sameRules(e.out, out) {
 		return false
 	}
 	stale := func(id string, r setRef) bool {
 		n := b.sets[id]
 		return n == nil || n.set.Type != r.typ || n.fams != r.fams
+	}
+	if all { // every set, not only this build's changes
+		for id, r := range e.refs {
+			if stale(id, r) {
+				return false
+			}
+		}
+		return true
 	}
 	if len(b.changed) < len(e.refs) {
 		for id := range b.changed {

@@ -1,0 +1,258 @@
+package nft
+
+import (
+	"maps"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/nftables/expr"
+
+	"github.com/brindle-net/brindle/desired"
+)
+
+// genericWalk drives one builder through states with Deltas, as the agent
+// does.
+type genericWalk struct {
+	t    *testing.T
+	b    *builder
+	prev *desired.State
+	gen  uint64
+}
+
+func newGenericWalk(t *testing.T, cfg Config) *genericWalk {
+	return &genericWalk{t: t, b: newBuilder(cfg.withDefaults()), prev: &desired.State{}}
+}
+
+func (w *genericWalk) apply(s *desired.State) {
+	w.t.Helper()
+	s = withDelta(w.prev, s, w.gen)
+	if err := w.b.validate(s); err != nil {
+		w.t.Fatal(err)
+	}
+	if _, err := w.b.build(s); err != nil {
+		w.t.Fatal(err)
+	}
+	w.prev, w.gen = s, s.Gen
+	checkGenericInvariants(w.t, "", w.b)
+}
+
+// oneEndpointState: endpoint calia with the given default-tier ingress
+// policies and profile kns.
+func oneEndpointState(sets map[string]desired.IPSet, pols map[desired.PolicyID]desired.Policy, tier []desired.PolicyID) *desired.State {
+	var tiers []desired.TierPolicies
+	if len(tier) > 0 {
+		tiers = []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: tier}}
+	}
+	return &desired.State{
+		IPSets:    sets,
+		Policies:  pols,
+		Profiles:  map[string]desired.Profile{"kns": allowAll},
+		Endpoints: map[string]desired.Endpoint{"calia": ep("a", nil, tiers, "kns")},
+	}
+}
+
+func gpol(name string) desired.PolicyID {
+	return desired.PolicyID{Tier: "default", Name: name, Kind: "GlobalNetworkPolicy"}
+}
+
+func fromSet(a desired.Action, set string) desired.Policy {
+	return desired.Policy{Inbound: []desired.Rule{{Action: a, Src: desired.Match{IPSetIDs: []string{set}}}}}
+}
+
+// checkGenericInvariants: every rule names a set of the model; slots are
+// unique and none in use is free; each generic set is exactly the union
+// of its classes' elements, which are what genericElems gives them now;
+// every class is generic or has a chain, not both.
+func checkGenericInvariants(t *testing.T, name string, b *builder) {
+	t.Helper()
+	for cn, c := range b.m.chains {
+		for _, r := range c.rules {
+			for _, x := range r.exprs {
+				if l, ok := x.(*expr.Lookup); ok && l.SetName != "" && b.m.sets[l.SetName] == nil && b.m.sets[keyA+l.SetName] == nil {
+					t.Errorf("%s: chain %s names set %s, which is not in the model", name, objName(cn), l.SetName)
+				}
+			}
+		}
+	}
+	for d, l := range b.lay {
+		if l == nil {
+			continue
+		}
+		live := map[uint32]string{}
+		for k, n := range l.slot {
+			if o, dup := live[n]; dup {
+				t.Errorf("%s: slot %d is both %q and %q", name, n, o, k)
+			}
+			live[n] = k
+		}
+		for _, n := range l.free {
+			if k, ok := live[n]; ok {
+				t.Errorf("%s: slot %d of %q is free", name, n, k)
+			}
+		}
+		union := map[string]bool{}
+		for e := range b.cls.generic {
+			if dirIndex(e.ingress) != d {
+				continue
+			}
+			els, ok := b.genericElems(e)
+			if !ok || !cmp.Equal(keysOf(els), keysOf(e.gelems)) {
+				t.Errorf("%s: generic class %d: elements %v, now %v (expressible: %v)", name, e.id, keysOf(e.gelems), keysOf(els), ok)
+			}
+			for _, el := range e.gelems {
+				union[el.mapKey()] = true
+			}
+		}
+		have := map[string]bool{}
+		for k := range b.m.sets[genericSet(d == 0)].elems {
+			have[k] = true
+		}
+		if !maps.Equal(have, union) {
+			t.Errorf("%s: %s holds %d elements, its classes %d", name, genericSet(d == 0), len(have), len(union))
+		}
+	}
+	for _, e := range b.cls.byHash {
+		if e.generic == (e.chain != nil) {
+			t.Errorf("%s: class %d: generic %v, chain %v", name, e.id, e.generic, e.chain != nil)
+		}
+	}
+}
+
+func keysOf(es []elem) []string {
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.mapKey()
+	}
+	return out
+}
+
+// TestRetainedPolicySetReshaped: a set a retained policy uses changes
+// kind (a wider prefix joins: its kernel set is renamed) or gains a
+// family while the policy is retained. The retained policy goes for good
+// (its rules no longer fit the set), so no rule names a set that is gone,
+// and when it comes back it is built anew: its chain is a fresh build's.
+func TestRetainedPolicySetReshaped(t *testing.T) {
+	p1, p2 := gpol("p1"), gpol("p2")
+	t.Run("kind", func(t *testing.T) {
+		w := newGenericWalk(t, Config{})
+		sets := map[string]desired.IPSet{"s:x": netSet("10.65.0.1/32")}
+		w.apply(oneEndpointState(sets, map[desired.PolicyID]desired.Policy{p1: fromSet(desired.Allow, "s:x"), p2: fromSet(desired.Allow, "s:x")}, []desired.PolicyID{p1, p2}))
+		w.b.promote()
+		w.apply(oneEndpointState(maps.Clone(sets), map[desired.PolicyID]desired.Policy{p1: fromSet(desired.Allow, "s:x")}, []desired.PolicyID{p1}))
+		if w.b.retained[p2] == nil {
+			t.Fatal("p2 is not retained")
+		}
+		w.apply(oneEndpointState(map[string]desired.IPSet{"s:x": netSet("10.65.0.1/32", "10.65.8.0/24")},
+			map[desired.PolicyID]desired.Policy{p1: fromSet(desired.Allow, "s:x")}, []desired.PolicyID{p1}))
+		if w.b.retained[p2] != nil {
+			t.Error("p2 is still retained after its set changed kind")
+		}
+	})
+	t.Run("family", func(t *testing.T) {
+		w := newGenericWalk(t, Config{})
+		sets := map[string]desired.IPSet{"s:x": addrSet("10.65.0.1")}
+		both := map[desired.PolicyID]desired.Policy{p1: fromSet(desired.Deny, "s:x"), p2: fromSet(desired.Allow, "s:x")}
+		w.apply(oneEndpointState(sets, both, []desired.PolicyID{p1, p2}))
+		w.b.promote()
+		w.apply(oneEndpointState(sets, map[desired.PolicyID]desired.Policy{p2: both[p2]}, []desired.PolicyID{p2}))
+		v6 := map[string]desired.IPSet{"s:x": addrSet("10.65.0.1", "fd00::1")}
+		w.apply(oneEndpointState(v6, map[desired.PolicyID]desired.Policy{p2: both[p2]}, []desired.PolicyID{p2}))
+		last := oneEndpointState(v6, maps.Clone(both), []desired.PolicyID{p1, p2})
+		w.apply(last)
+		fb := newBuilder(Config{}.withDefaults())
+		if _, err := fb.build(last); err != nil {
+			t.Fatal(err)
+		}
+		n := policyChain(p1, true)
+		if diff := cmp.Diff(chainText(fb.m.chains[n]), chainText(w.b.m.chains[n])); diff != "" {
+			t.Errorf("p1's inbound chain after coming back (-fresh +builder):\n%s", diff)
+		}
+	})
+}
+
+// TestOrphanSetBack: a set kept only for a retained policy comes back
+// into the state; after the retained policy goes (promote), the set's
+// entry stays, and a later policy using it builds.
+func TestOrphanSetBack(t *testing.T) {
+	p, q, q2 := gpol("p"), gpol("q"), gpol("q2")
+	w := newGenericWalk(t, Config{})
+	w.apply(oneEndpointState(map[string]desired.IPSet{"s:x": addrSet("10.65.0.1")}, map[desired.PolicyID]desired.Policy{p: fromSet(desired.Allow, "s:x")}, []desired.PolicyID{p}))
+	w.b.promote()
+	w.apply(oneEndpointState(map[string]desired.IPSet{}, map[desired.PolicyID]desired.Policy{}, nil))
+	if !w.b.orphanSets["s:x"] {
+		t.Fatal("s:x is not kept for the retained policy")
+	}
+	back := oneEndpointState(map[string]desired.IPSet{"s:x": desired.NewIPSet(desired.Addrs)}, map[desired.PolicyID]desired.Policy{q: fromSet(desired.Allow, "s:x")}, []desired.PolicyID{q})
+	w.apply(back)
+	w.b.promote()
+	if w.b.sets["s:x"] == nil {
+		t.Fatal("promote dropped the entry of a set in the state")
+	}
+	pols := maps.Clone(back.Policies)
+	pols[q2] = fromSet(desired.Allow, "s:x")
+	w.apply(oneEndpointState(back.IPSets, pols, []desired.PolicyID{q, q2}))
+}
+
+// TestGenericElemsTierOfPolicy: a tier listing a policy of another tier
+// cannot run through the generic chains, which group policies by their
+// own tier.
+func TestGenericElemsTierOfPolicy(t *testing.T) {
+	a := desired.PolicyID{Tier: "a", Name: "x", Kind: "GlobalNetworkPolicy"}
+	w := newGenericWalk(t, Config{GenericFromStart: true})
+	s := oneEndpointState(map[string]desired.IPSet{}, map[desired.PolicyID]desired.Policy{a: {Inbound: []desired.Rule{allowTCP(80)}}}, nil)
+	e := s.Endpoints["calia"]
+	e.Tiers = []desired.TierPolicies{{Name: "z", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{a}}}
+	s.Endpoints["calia"] = e
+	w.apply(s)
+	if c := w.b.eps["calia"].classes[0]; c.generic {
+		t.Error("a class whose tier z lists a policy of tier a is generic")
+	}
+}
+
+// TestGenericRandomWalk walks builders through random orders of the
+// incremental steps, promoting at random, and checks the generic
+// invariants after every build and that a promoted builder means what a
+// fresh (settled) build means.
+func TestGenericRandomWalk(t *testing.T) {
+	steps := incrementalStepList()
+	for _, cfg := range []Config{
+		{GenericFromStart: true},
+		{GenericFromStart: true, ClassMask: 0x00070000, RetainClasses: 1}, // 7 ids: eviction and id reuse
+		{GenericFromStart: true, RetainClasses: -1, IndexMinPolicies: 1},
+		{},
+	} {
+		cfg = cfg.withDefaults()
+		seed := uint64(1)
+		rnd := func(n int) int {
+			seed = seed*6364136223846793005 + 1442695040888963407
+			return int((seed >> 33) % uint64(n))
+		}
+		for run := range 20 {
+			b := newBuilder(cfg)
+			for i := range 20 {
+				st := steps[rnd(len(steps))]
+				name := st.name
+				if _, err := b.build(st.s); err != nil {
+					break // more classes than ClassMask numbers: the builder is done
+				}
+				checkGenericInvariants(t, name, b)
+				if rnd(4) > 0 {
+					continue
+				}
+				b.promote()
+				checkGenericInvariants(t, name+" (promoted)", b)
+				fb := newBuilder(cfg)
+				if _, err := fb.build(st.s); err != nil {
+					t.Fatal(err)
+				}
+				fb.promote()
+				if diff := cmp.Diff(classView(fb, fb.m), classView(b, b.m)); diff != "" {
+					t.Fatalf("run %d step %d (%s): promoted builder differs from a fresh one (-fresh +walked):\n%s", run, i, name, diff)
+				}
+				if t.Failed() {
+					return
+				}
+			}
+		}
+	}
+}
