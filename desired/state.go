@@ -1,6 +1,7 @@
 package desired
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"net/netip"
@@ -250,6 +251,20 @@ type Policy struct {
 	// by name, namespace and kind; a dataplane may use it to lay out the
 	// tier's policies in that order without an endpoint at hand.
 	Order *float64
+}
+
+// CompareOrder compares two policy (or tier) orders; nil, meaning no
+// order, sorts after every order.
+func CompareOrder(a, b *float64) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return 1
+	case b == nil:
+		return -1
+	}
+	return cmp.Compare(*a, *b)
 }
 
 // Equal reports whether two policies have the same rules and order.

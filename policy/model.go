@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/brindle-net/brindle/api"
+	"github.com/brindle-net/brindle/desired"
 	"github.com/brindle-net/brindle/selector"
 )
 
@@ -244,24 +245,11 @@ func Compile(in Input) (*Model, error) {
 	return m, nil
 }
 
-// compareOrder orders nil (meaning +∞) last.
-func compareOrder(a, b *float64) int {
-	switch {
-	case a == nil && b == nil:
-		return 0
-	case a == nil:
-		return 1
-	case b == nil:
-		return -1
-	}
-	return cmp.Compare(*a, *b)
-}
-
 // ComparePolicies orders policies within a tier: ascending order, nil
 // last; ties broken by name, then namespace, then kind (Felix's
 // "name/namespace/kind" key comparison).
 func ComparePolicies(a, b *Policy) int {
-	if c := compareOrder(a.Order, b.Order); c != 0 {
+	if c := desired.CompareOrder(a.Order, b.Order); c != 0 {
 		return c
 	}
 	if c := cmp.Compare(a.Name, b.Name); c != 0 {
@@ -275,7 +263,7 @@ func ComparePolicies(a, b *Policy) int {
 
 // CompareTiers orders tiers: ascending order, nil last, ties by name.
 func CompareTiers(a, b *Tier) int {
-	if c := compareOrder(a.Order, b.Order); c != 0 {
+	if c := desired.CompareOrder(a.Order, b.Order); c != 0 {
 		return c
 	}
 	return cmp.Compare(a.Name, b.Name)

@@ -186,18 +186,6 @@ func mergeOrder(seqs [][]string, extra []string) []string {
 	return out
 }
 
-func compareOrder(a, b *float64) int {
-	switch {
-	case a == nil && b == nil:
-		return 0
-	case a == nil:
-		return 1
-	case b == nil:
-		return -1
-	}
-	return cmp.Compare(*a, *b)
-}
-
 // segmentEvery is the mean number of items per segment chain.
 const segmentEvery = 32
 
@@ -311,7 +299,7 @@ func (b *builder) layGeneric(ingress bool) {
 			continue
 		}
 		slices.SortFunc(pols, func(x, y desired.PolicyID) int {
-			if c := compareOrder(order[x], order[y]); c != 0 {
+			if c := desired.CompareOrder(order[x], order[y]); c != 0 {
 				return c
 			}
 			if c := cmp.Compare(x.Name, y.Name); c != 0 {
@@ -551,21 +539,12 @@ func (b *builder) settleClasses() {
 		b.layGeneric(true)
 		b.layGeneric(false)
 		// An order change can leave a generic class out of order.
-		for e := range b.cls.generic {
-			if els, ok := b.genericElems(e); !ok || !slices.EqualFunc(els, e.gelems, func(x, y elem) bool { return x.mapKey() == y.mapKey() }) {
-				b.unGeneric(e)
-				if e.refs == 0 {
-					b.evictClass(e)
-					continue
-				}
-				pending = append(pending, e)
-			}
-		}
+		pending = append(pending, b.takeGeneric(func(e *classEntry) bool {
+			els, ok := b.genericElems(e)
+			return !ok || !slices.EqualFunc(els, e.gelems, func(x, y elem) bool { return x.mapKey() == y.mapKey() })
+		})...)
 	}
-	// Class ids in order, so that the result does not depend on map order.
-	slices.SortFunc(pending, func(x, y *classEntry) int {
-		return cmp.Or(cmp.Compare(dirIndex(x.ingress), dirIndex(y.ingress)), cmp.Compare(x.id, y.id))
-	})
+	sortClasses(pending)
 	for _, e := range pending {
 		if els, ok := b.genericElems(e); ok && (!first || b.cfg.GenericFromStart) {
 			b.makeGeneric(e, els)
@@ -573,6 +552,32 @@ func (b *builder) settleClasses() {
 		}
 		b.materialize(e)
 	}
+}
+
+// takeGeneric takes the generic classes for which take is true out of
+// the generic chains; it evicts the unused ones and returns the others.
+func (b *builder) takeGeneric(take func(*classEntry) bool) []*classEntry {
+	var out []*classEntry
+	for e := range b.cls.generic {
+		if !take(e) {
+			continue
+		}
+		b.unGeneric(e)
+		if e.refs == 0 {
+			b.evictClass(e)
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// sortClasses puts classes in direction and id order, so that what is
+// done with them does not depend on map order.
+func sortClasses(cs []*classEntry) {
+	slices.SortFunc(cs, func(x, y *classEntry) int {
+		return cmp.Or(cmp.Compare(dirIndex(x.ingress), dirIndex(y.ingress)), cmp.Compare(x.id, y.id))
+	})
 }
 
 // lacksItems reports whether the generic chains lack a policy or profile
@@ -603,18 +608,8 @@ func (b *builder) promote() bool {
 	}
 	b.layPending = false
 	b.dSets, b.dChains, b.dElems = map[string]*setSpec{}, map[string]*chainSpec{}, map[string]*elemJournal{}
-	var pending []*classEntry
-	for e := range b.cls.generic {
-		b.unGeneric(e)
-		if e.refs == 0 {
-			b.evictClass(e)
-			continue
-		}
-		pending = append(pending, e)
-	}
-	slices.SortFunc(pending, func(x, y *classEntry) int {
-		return cmp.Or(cmp.Compare(dirIndex(x.ingress), dirIndex(y.ingress)), cmp.Compare(x.id, y.id))
-	})
+	pending := b.takeGeneric(func(*classEntry) bool { return true })
+	sortClasses(pending)
 	for _, e := range pending {
 		b.materialize(e)
 	}

@@ -477,7 +477,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 			delete(b.retained, id)
 			b.putPolicy(id, e)
 		}
-		if e != nil && compareOrder(e.order, p.Order) != 0 {
+		if e != nil && desired.CompareOrder(e.order, p.Order) != 0 {
 			b.layDirty = true
 		}
 		if e != nil && b.fresh(e, p.Inbound, p.Outbound, back) {
