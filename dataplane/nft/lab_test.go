@@ -19,7 +19,7 @@ import (
 
 // lab is a host namespace with workloads and a Dataplane programming it.
 type lab struct {
-	t    *testing.T
+	t    testing.TB
 	host *netnstest.NS
 	dp   *Dataplane
 	wl   map[string]*netnstest.Workload
@@ -27,14 +27,14 @@ type lab struct {
 
 // newLab builds a host namespace with one workload per name, each with the
 // IPv4 address 10.65.0.<i+1> on interface "cali<name>".
-func newLab(t *testing.T, names ...string) *lab {
+func newLab(t testing.TB, names ...string) *lab {
 	t.Helper()
 	return newLabWith(t, false, Config{}, names...)
 }
 
 // newLabWith is newLab with a dataplane configuration; with v6 each
 // workload also gets fd00:65::<i+1>.
-func newLabWith(t *testing.T, v6 bool, cfg Config, names ...string) *lab {
+func newLabWith(t testing.TB, v6 bool, cfg Config, names ...string) *lab {
 	t.Helper()
 	netnstest.RequireRoot(t)
 	host := netnstest.NewHostNS(t, "nft")
