@@ -613,9 +613,8 @@ func (b *builder) promote() bool {
 	for _, e := range pending {
 		b.materialize(e)
 	}
-	for id, e := range b.retained {
-		b.unuse(e, false)
-		delete(b.retained, id)
+	for id := range b.retained {
+		b.releaseRetained(id)
 	}
 	for id := range b.orphanSets {
 		if b.refs[setUse{id, false}] == 0 && b.refs[setUse{id, true}] == 0 {

@@ -111,6 +111,22 @@ func checkGenericInvariants(t *testing.T, name string, b *builder) {
 			t.Errorf("%s: %s holds %d elements, its classes %d", name, genericSet(d == 0), len(have), len(union))
 		}
 	}
+	// setUsers indexes exactly the policies of the table (active and
+	// retained) by the sets they name.
+	want := map[string]map[desired.PolicyID]struct{}{}
+	for _, m := range []map[desired.PolicyID]*rulesEntry{b.policies, b.retained} {
+		for id, e := range m {
+			for set := range e.refs {
+				if want[set] == nil {
+					want[set] = map[desired.PolicyID]struct{}{}
+				}
+				want[set][id] = struct{}{}
+			}
+		}
+	}
+	if !cmp.Equal(want, b.setUsers) {
+		t.Errorf("%s: setUsers is not the index of the table's policies (-want +got):\n%s", name, cmp.Diff(want, b.setUsers))
+	}
 	for _, e := range b.cls.byHash {
 		if e.generic == (e.chain != nil) {
 			t.Errorf("%s: class %d: generic %v, chain %v", name, e.id, e.generic, e.chain != nil)
