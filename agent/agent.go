@@ -524,6 +524,10 @@ func (l *loop) armSettle(now time.Time) {
 	l.settle = time.NewTimer(max(due, 0))
 }
 
+// settleBatchGap separates settle transactions while classes remain, so
+// that updates queued meanwhile are applied between them.
+const settleBatchGap = 5 * time.Millisecond
+
 // settleClasses gives the generic classes chains of their own. A failure
 // is handled like a failed apply: the next apply reads the kernel back.
 func (l *loop) settleClasses() {
@@ -538,13 +542,24 @@ func (l *loop) settleClasses() {
 		l.fail(fmt.Errorf("nftables settle: %w", err))
 		return
 	}
-	l.genericSince = time.Time{}
 	l.a.m.genericClasses.Set(float64(st.GenericClasses()))
-	unsettled := st.Unsettled()
-	l.a.board.update(func(s *Status, _ map[string]string) { s.Unsettled = unsettled })
+	unsettled, took := st.Unsettled(), time.Since(start)
+	if unsettled {
+		// One batch done (nft.Config.SettleBatch): the next after any
+		// update queued meanwhile.
+		l.settle = time.NewTimer(settleBatchGap)
+	} else {
+		l.genericSince = time.Time{}
+	}
+	l.a.board.update(func(s *Status, _ map[string]string) {
+		s.Unsettled = unsettled
+		if did {
+			s.LastSettle = took
+		}
+	})
 	if did {
 		l.a.m.settles.Inc()
-		l.a.log.Debug("generic classes settled", "took", time.Since(start))
+		l.a.log.Debug("generic classes settled", "took", took)
 	}
 }
 

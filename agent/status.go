@@ -32,6 +32,9 @@ type Status struct {
 	// generic chains, or policies kept only for them, until the next
 	// settle (docs/agent.md).
 	Unsettled bool `json:"unsettled,omitempty"`
+	// LastSettle is how long the last settle that had something to do
+	// took (nanoseconds in JSON); the loop programs nothing meanwhile.
+	LastSettle time.Duration `json:"lastSettle,omitempty"`
 	// Counters since start.
 	Applies        uint64 `json:"applies"`
 	ApplyErrors    uint64 `json:"applyErrors"`

@@ -52,6 +52,10 @@ type Config struct {
 	// until Settle gives it a chain of its own (generic.go); ClassDirect
 	// gives it its own chain at once.
 	ClassMode ClassMode
+	// SettleBatch is the most generic classes one Settle gives chains
+	// of their own (the caller calls it again while Unsettled), so that
+	// one settle transaction stays short. Default 32; negative: all.
+	SettleBatch int
 	// GenericFromStart lays the generic chains out in the first Apply
 	// (not at the first Settle) and makes its classes generic too, so
 	// that tests exercise the generic chains from the start.
@@ -69,6 +73,7 @@ const (
 	DefaultIndexMinPolicies = 8
 	DefaultClassMask        = 0x01ff0000
 	DefaultRetainClasses    = 16
+	DefaultSettleBatch      = 32
 )
 
 // classifySuffix names the classify table: TableName + classifySuffix.
@@ -95,6 +100,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetainClasses == 0 {
 		c.RetainClasses = DefaultRetainClasses
+	}
+	if c.SettleBatch == 0 {
+		c.SettleBatch = DefaultSettleBatch
 	}
 	return c
 }

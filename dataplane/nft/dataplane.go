@@ -85,10 +85,11 @@ func (d *Dataplane) Apply(s *desired.State) error {
 	return d.commit(d.k.planDelta(want, d.b.dSets, d.b.dChains, d.b.dElems))
 }
 
-// Settle gives every class that runs through a generic chain a chain of
-// its own and drops the policies kept only for the generic chains, in
-// one transaction (the kernel validates the policy table for it). The
-// agent calls it once it has been idle for a moment: a generic class
+// Settle gives classes that run through a generic chain chains of their
+// own, at most Config.SettleBatch of them, in one transaction (the kernel
+// validates the policy table for it); once none is left it drops the
+// policies kept only for the generic chains. The agent calls it once it
+// has been idle for a moment, and again while Unsettled: a generic class
 // costs every new connection of its endpoints a lookup per policy of the
 // host. It reports whether it had anything to do.
 func (d *Dataplane) Settle() (bool, error) {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 
 	"github.com/brindle-net/brindle/desired"
@@ -599,20 +600,32 @@ func (b *builder) lacksItems(e *classEntry) bool {
 	return false
 }
 
-// promote gives every generic class a chain of its own, drops the
-// retained policies and lays the generic chains out without them,
-// recording the change like a build; false when there is nothing to do.
+// promote gives generic classes chains of their own, at most
+// Config.SettleBatch of them; once none is left it drops the retained
+// policies and lays the generic chains out without them. It records the
+// change like a build; false when there is nothing to do.
 func (b *builder) promote() bool {
 	if !b.unsettled() {
 		return false
 	}
-	b.layPending = false
 	b.dSets, b.dChains, b.dElems = map[string]*setSpec{}, map[string]*chainSpec{}, map[string]*elemJournal{}
-	pending := b.takeGeneric(func(*classEntry) bool { return true })
-	sortClasses(pending)
-	for _, e := range pending {
+	b.takeGeneric(func(e *classEntry) bool { return e.refs == 0 }) // unused: evicted
+	// At most SettleBatch classes per transaction (lowest ids first), so
+	// that a settle holds the agent's loop for a bounded time; the
+	// retained policies and the layout wait for the last batch.
+	used := slices.Collect(maps.Keys(b.cls.generic))
+	sortClasses(used)
+	if k := b.cfg.SettleBatch; k > 0 && len(used) > k {
+		used = used[:k]
+	}
+	for _, e := range used {
+		b.unGeneric(e)
 		b.materialize(e)
 	}
+	if len(b.cls.generic) > 0 {
+		return true
+	}
+	b.layPending = false
 	for id := range b.retained {
 		b.releaseRetained(id)
 	}

@@ -272,3 +272,58 @@ func TestGenericRandomWalk(t *testing.T) {
 		}
 	}
 }
+
+// TestPromoteInBatches: with SettleBatch 1 each promote gives one generic
+// class its chain (lowest id first); the retained policies and the
+// layout wait for the last, after which the builder means what a fresh
+// build means.
+func TestPromoteInBatches(t *testing.T) {
+	p := []desired.PolicyID{gpol("p1"), gpol("p2"), gpol("p3"), gpol("p4")}
+	pols := map[desired.PolicyID]desired.Policy{}
+	for _, id := range p {
+		pols[id] = desired.Policy{Inbound: []desired.Rule{allowTCP(80)}}
+	}
+	state := func(lists map[string][]desired.PolicyID) *desired.State {
+		s := &desired.State{IPSets: map[string]desired.IPSet{}, Policies: maps.Clone(pols),
+			Profiles: map[string]desired.Profile{"kns": allowAll}, Endpoints: map[string]desired.Endpoint{}}
+		for iface, l := range lists {
+			s.Endpoints[iface] = ep(iface, nil, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: l}}, "kns")
+		}
+		return s
+	}
+	w := newGenericWalk(t, Config{SettleBatch: 1})
+	w.apply(state(map[string][]desired.PolicyID{"cali1": p}))
+	if !w.b.promote() { // the layout
+		t.Fatal("nothing to promote after the first build")
+	}
+	// Three new combinations; p4 leaves the state (retained).
+	delete(pols, p[3])
+	last := state(map[string][]desired.PolicyID{"cali1": p[:1], "cali2": p[1:2], "cali3": p[:3]})
+	w.apply(last)
+	if n := w.b.genericClasses(); n != 3 || w.b.retained[p[3]] == nil {
+		t.Fatalf("%d generic classes, p4 retained %v; want 3 and true", n, w.b.retained[p[3]] != nil)
+	}
+	for want := 2; want >= 0; want-- {
+		if !w.b.promote() {
+			t.Fatalf("promote did nothing with %d generic classes", want+1)
+		}
+		checkGenericInvariants(t, "batch", w.b)
+		if n := w.b.genericClasses(); n != want {
+			t.Fatalf("after a batch of 1: %d generic classes, want %d", n, want)
+		}
+		if retained := w.b.retained[p[3]] != nil; retained != (want > 0) {
+			t.Fatalf("with %d generic classes left, p4 retained: %v", want, retained)
+		}
+	}
+	if w.b.promote() {
+		t.Error("promote did something once settled")
+	}
+	fb := newBuilder(Config{}.withDefaults())
+	if _, err := fb.build(last); err != nil {
+		t.Fatal(err)
+	}
+	fb.promote()
+	if diff := cmp.Diff(classView(fb, fb.m), classView(w.b, w.b.m)); diff != "" {
+		t.Errorf("settled in batches, the builder differs from a fresh one (-fresh +batched):\n%s", diff)
+	}
+}
