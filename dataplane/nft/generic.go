@@ -76,17 +76,26 @@ import (
 // generic class's elements stay valid when other items come and go);
 // pos orders items as the chains do.
 type genericLayout struct {
-	top     *chainSpec
-	segs    map[string]*chainSpec
-	slot    map[string]uint32 // by item: policy or profile chain name, or "end\x00"+tier
-	pos     map[string]int
-	rules   map[string]*ruleSpec // each item's guarded rule
-	targets map[string]bool      // the policy and profile chains jumped to
-	next    uint32
+	top   *chainSpec
+	segs  map[string]*chainSpec
+	slot  map[string]uint32 // by item: policy or profile chain name, or "end\x00"+tier
+	pos   map[string]int
+	rules map[string]*ruleSpec // each item's guarded rule
+	next  uint32
 	// free slots can be given out again; freed slots only once no
 	// generic class has elements (promote), as a class's elements may
 	// still name them.
 	free, freed []uint32
+}
+
+// jumpsTo reports whether the generic chains jump to chain (a policy's or
+// profile's chain is its item's key).
+func (l *genericLayout) jumpsTo(chain string) bool {
+	if l == nil {
+		return false
+	}
+	_, ok := l.pos[chain]
+	return ok
 }
 
 // ClassMode chooses how a new class is programmed.
@@ -213,7 +222,7 @@ func (b *builder) layGeneric(ingress bool) {
 			rules: map[string]*ruleSpec{}}
 		b.lay[d] = l
 	}
-	l.pos, l.targets = map[string]int{}, map[string]bool{}
+	l.pos = map[string]int{}
 	top := &chainSpec{name: genericChain(ingress), rank: 2}
 	add := func(c *chainSpec, x *rb, comment string) { c.rules = append(c.rules, x.done(comment)) }
 	if b.cfg.ClassMode == ClassDirect || b.layPending {
@@ -230,9 +239,6 @@ func (b *builder) layGeneric(ingress bool) {
 	// item returns the guarded rule of one item, giving it a slot.
 	item := func(key, comment string, verdict expr.VerdictKind, chain string) *ruleSpec {
 		l.pos[key] = len(l.pos) + 1
-		if chain != "" {
-			l.targets[chain] = true
-		}
 		if r := l.rules[key]; r != nil {
 			return r
 		}
@@ -494,7 +500,7 @@ func (b *builder) genericStale() bool {
 			continue
 		}
 		for _, l := range b.lay {
-			if l != nil && l.targets[name] {
+			if l.jumpsTo(name) {
 				return true
 			}
 		}

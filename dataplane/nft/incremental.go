@@ -650,7 +650,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 func (b *builder) dropPolicy(id desired.PolicyID, e *rulesEntry) {
 	delete(b.policies, id)
 	for i, in := range []bool{true, false} {
-		if l := b.lay[i]; l != nil && l.targets[policyChain(id, in)] {
+		if b.lay[i].jumpsTo(policyChain(id, in)) {
 			// Still in setUsers: a set it uses that is reshaped
 			// releases it (releaseRetainedUsers).
 			b.retained[id] = e
@@ -693,19 +693,7 @@ func (b *builder) indexPolicy(id desired.PolicyID, e *rulesEntry, add bool) {
 		return
 	}
 	for set := range e.refs {
-		users := b.setUsers[set]
-		if add {
-			if users == nil {
-				users = map[desired.PolicyID]struct{}{}
-				b.setUsers[set] = users
-			}
-			users[id] = struct{}{}
-			continue
-		}
-		delete(users, id)
-		if len(users) == 0 {
-			delete(b.setUsers, set)
-		}
+		indexPut(b.setUsers, set, id, add)
 	}
 }
 
@@ -715,22 +703,28 @@ func (b *builder) indexEndpoint(iface string, ep desired.Endpoint, add bool) {
 	for _, t := range ep.Tiers {
 		for _, pols := range [][]desired.PolicyID{t.IngressPolicies, t.EgressPolicies} {
 			for _, id := range pols {
-				ifs := b.polIfaces[id]
-				if add {
-					if ifs == nil {
-						ifs = map[string]struct{}{}
-						b.polIfaces[id] = ifs
-					}
-					ifs[iface] = struct{}{}
-					continue
-				}
-				delete(ifs, iface)
-				if len(ifs) == 0 {
-					delete(b.polIfaces, id)
-				}
+				indexPut(b.polIfaces, id, iface, add)
 			}
 		}
 	}
+}
+
+// indexPut adds v to (or removes it from) idx[k], which exists while it
+// is not empty.
+func indexPut[K, V comparable](idx map[K]map[V]struct{}, k K, v V, add bool) {
+	vs := idx[k]
+	if !add {
+		delete(vs, v)
+		if len(vs) == 0 {
+			delete(idx, k)
+		}
+		return
+	}
+	if vs == nil {
+		vs = map[V]struct{}{}
+		idx[k] = vs
+	}
+	vs[v] = struct{}{}
 }
 
 // dropSetEntry forgets a set gone from the state, unless a retained
