@@ -502,13 +502,7 @@ func (l *loop) run(ctx context.Context, src Source, errc <-chan error) error {
 // policies): SettleDelay from now, but no later than SettleMaxDelay after
 // the first apply that left it so.
 func (l *loop) armSettle(now time.Time) {
-	st, ok := l.nft.(settler)
-	n, unsettled := 0, false
-	if ok {
-		n, unsettled = st.GenericClasses(), st.Unsettled()
-	}
-	l.a.m.genericClasses.Set(float64(n))
-	l.a.board.update(func(s *Status, _ map[string]string) { s.Unsettled = unsettled })
+	unsettled := l.publishUnsettled(0)
 	if l.settle != nil {
 		l.settle.Stop()
 		l.settle = nil
@@ -522,6 +516,26 @@ func (l *loop) armSettle(now time.Time) {
 	}
 	due := min(l.a.cfg.SettleDelay, l.genericSince.Add(l.a.cfg.SettleMaxDelay).Sub(now))
 	l.settle = time.NewTimer(max(due, 0))
+}
+
+// publishUnsettled publishes how many generic classes the nftables
+// dataplane has (metric) and whether it is unsettled (Status), with the
+// duration of a settle that just ran (when non-zero); it returns the
+// latter.
+func (l *loop) publishUnsettled(settleTook time.Duration) bool {
+	st, ok := l.nft.(settler)
+	n, unsettled := 0, false
+	if ok {
+		n, unsettled = st.GenericClasses(), st.Unsettled()
+	}
+	l.a.m.genericClasses.Set(float64(n))
+	l.a.board.update(func(s *Status, _ map[string]string) {
+		s.Unsettled = unsettled
+		if settleTook > 0 {
+			s.LastSettle = settleTook
+		}
+	})
+	return unsettled
 }
 
 // settleBatchGap separates settle transactions while classes remain, so
@@ -542,8 +556,11 @@ func (l *loop) settleClasses() {
 		l.fail(fmt.Errorf("nftables settle: %w", err))
 		return
 	}
-	l.a.m.genericClasses.Set(float64(st.GenericClasses()))
-	unsettled, took := st.Unsettled(), time.Since(start)
+	var took time.Duration
+	if did {
+		took = time.Since(start)
+	}
+	unsettled := l.publishUnsettled(took)
 	if unsettled {
 		// One batch done (nft.Config.SettleBatch): the next after any
 		// update queued meanwhile.
@@ -551,12 +568,6 @@ func (l *loop) settleClasses() {
 	} else {
 		l.genericSince = time.Time{}
 	}
-	l.a.board.update(func(s *Status, _ map[string]string) {
-		s.Unsettled = unsettled
-		if did {
-			s.LastSettle = took
-		}
-	})
 	if did {
 		l.a.m.settles.Inc()
 		l.a.log.Debug("generic classes settled", "took", took)
