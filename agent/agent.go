@@ -792,7 +792,7 @@ func (l *loop) apply(ctx context.Context) error {
 		eps[ep.WorkloadID] = iface
 	}
 	m.localEndpoints.Set(float64(len(s.Endpoints)))
-	m.activePolicies.Set(float64(len(s.Policies)))
+	m.activePolicies.Set(float64(s.Policies.Len()))
 	m.activeProfiles.Set(float64(len(s.Profiles)))
 	m.ipSets.Set(float64(len(s.IPSets)))
 	m.programmed.Set(1)
@@ -809,7 +809,7 @@ func (l *loop) apply(ctx context.Context) error {
 		}
 		st.Programmed = true
 		st.ProgrammedRevision = rev
-		st.LocalEndpoints, st.ActivePolicies, st.ActiveProfiles, st.IPSets = len(s.Endpoints), len(s.Policies), len(s.Profiles), len(s.IPSets)
+		st.LocalEndpoints, st.ActivePolicies, st.ActiveProfiles, st.IPSets = len(s.Endpoints), s.Policies.Len(), len(s.Profiles), len(s.IPSets)
 		st.Applies++
 		st.LastApplyError = ""
 		st.LastProgrammed = now
@@ -817,7 +817,7 @@ func (l *loop) apply(ctx context.Context) error {
 		maps.Copy(e, eps)
 	})
 	l.armSettle(now)
-	a.log.Debug("applied", "revision", rev, "endpoints", len(s.Endpoints), "policies", len(s.Policies),
+	a.log.Debug("applied", "revision", rev, "endpoints", len(s.Endpoints), "policies", s.Policies.Len(),
 		"ipsets", len(s.IPSets), "took", time.Since(start))
 	return nil
 }

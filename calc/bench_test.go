@@ -286,7 +286,7 @@ func BenchmarkStartOfDay(b *testing.B) {
 	b.ReportMetric(cpu.Seconds()/float64(n), "cpu-s/op")
 	b.ReportMetric(float64(peak-base)/(1<<20), "peak-heap-MB")
 	b.ReportMetric(float64(retained)/(1<<20), "retained-heap-MB")
-	b.ReportMetric(float64(len(s.Policies)), "active-policies")
+	b.ReportMetric(float64(s.Policies.Len()), "active-policies")
 	b.ReportMetric(float64(len(s.IPSets)), "ipsets")
 	b.ReportMetric(float64(members), "members")
 	runtime.KeepAlive(c)

@@ -62,7 +62,7 @@ tiers:
 			continue
 		}
 		for _, id := range ids {
-			p := in.s.Policies[id]
+			p, _ := in.s.Policies.Get(id)
 			for _, r := range rulesOf(p.Inbound, p.Outbound) {
 				if !in.match(r, pk) {
 					continue

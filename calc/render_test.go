@@ -33,9 +33,9 @@ func render(s *desired.State, describe func(id string) string) string {
 		}
 		fmt.Fprintf(&b, "  profiles [%s]\n", strings.Join(ep.ProfileIDs, " "))
 	}
-	ids := slices.SortedFunc(maps.Keys(s.Policies), func(a, b desired.PolicyID) int { return strings.Compare(a.String(), b.String()) })
+	ids := slices.SortedFunc(s.Policies.Keys(), func(a, b desired.PolicyID) int { return strings.Compare(a.String(), b.String()) })
 	for _, id := range ids {
-		p := s.Policies[id]
+		p, _ := s.Policies.Get(id)
 		fmt.Fprintf(&b, "policy %s\n", id)
 		renderRules(&b, "in ", p.Inbound, name)
 		renderRules(&b, "out", p.Outbound, name)

@@ -21,7 +21,7 @@ import (
 type published struct {
 	cfg       desired.Config
 	ipSets    map[string]desired.IPSet
-	policies  map[desired.PolicyID]desired.Policy
+	policies  desired.Map[desired.PolicyID, desired.Policy]
 	profiles  map[string]desired.Profile
 	endpoints map[string]desired.Endpoint
 
@@ -44,7 +44,6 @@ func newPublished() published {
 	return published{
 		next:      rand.Uint64() | 1,
 		ipSets:    map[string]desired.IPSet{},
-		policies:  map[desired.PolicyID]desired.Policy{},
 		profiles:  map[string]desired.Profile{},
 		endpoints: map[string]desired.Endpoint{},
 		cfgDirty:  true,
@@ -117,7 +116,7 @@ func (c *Calc) State() desired.State {
 				p.polIDs[key] = pi.id
 			}
 		}
-		p.policies = patch(p.policies, ids, &d.Policies, func(id desired.PolicyID) (desired.Policy, bool) {
+		p.policies = patchMap(p.policies, ids, &d.Policies, func(id desired.PolicyID) (desired.Policy, bool) {
 			v, ok := vals[id]
 			return v, ok
 		}, samePolicy)
@@ -172,13 +171,7 @@ func (c *Calc) State() desired.State {
 // value changed are appended to changed (the State's Delta).
 func patch[K comparable, V any](base map[K]V, keys map[K]struct{}, changed *[]K, get func(K) (V, bool), same func(a, b V) bool) map[K]V {
 	var out map[K]V
-	for k := range keys {
-		v, ok := get(k)
-		old, had := base[k]
-		if ok == had && (!ok || same(old, v)) {
-			continue
-		}
-		*changed = append(*changed, k)
+	eachChange(func(k K) (V, bool) { v, ok := base[k]; return v, ok }, keys, changed, get, same, func(k K, v V, ok bool) {
 		if out == nil {
 			out = maps.Clone(base)
 		}
@@ -187,11 +180,45 @@ func patch[K comparable, V any](base map[K]V, keys map[K]struct{}, changed *[]K,
 		} else {
 			delete(out, k)
 		}
-	}
+	})
 	if out == nil {
 		return base
 	}
 	return out
+}
+
+// patchMap is patch for a desired.Map: the result copies only the shards
+// of base with a change.
+func patchMap[K comparable, V any](base desired.Map[K, V], keys map[K]struct{}, changed *[]K, get func(K) (V, bool), same func(a, b V) bool) desired.Map[K, V] {
+	var e *desired.MapEdit[K, V]
+	eachChange(base.Get, keys, changed, get, same, func(k K, v V, ok bool) {
+		if e == nil {
+			e = base.Edit()
+		}
+		if ok {
+			e.Set(k, v)
+		} else {
+			e.Delete(k)
+		}
+	})
+	if e == nil {
+		return base
+	}
+	return e.Map()
+}
+
+// eachChange calls change for each of keys whose current value (get)
+// is not the same as its value in base (old), and appends it to changed.
+func eachChange[K comparable, V any](old func(K) (V, bool), keys map[K]struct{}, changed *[]K, get func(K) (V, bool), same func(a, b V) bool, change func(k K, v V, ok bool)) {
+	for k := range keys {
+		v, ok := get(k)
+		was, had := old(k)
+		if ok == had && (!ok || same(was, v)) {
+			continue
+		}
+		*changed = append(*changed, k)
+		change(k, v, ok)
+	}
 }
 
 // sameIPSet, samePolicy, sameProfile and sameEndpoint report whether two

@@ -112,15 +112,15 @@ func cloneState(s desired.State) desired.State {
 	out := desired.State{
 		Config:    desired.Config{InterfacePrefixes: slices.Clone(s.Config.InterfacePrefixes), DefaultEndpointToHostAction: s.Config.DefaultEndpointToHostAction},
 		IPSets:    map[string]desired.IPSet{},
-		Policies:  map[desired.PolicyID]desired.Policy{},
+		Policies:  desired.MapOf(map[desired.PolicyID]desired.Policy{}),
 		Profiles:  map[string]desired.Profile{},
 		Endpoints: map[string]desired.Endpoint{},
 	}
 	for k, v := range s.IPSets {
 		out.IPSets[k] = v.Clone()
 	}
-	for k, v := range s.Policies {
-		out.Policies[k] = v.Clone()
+	for k, v := range s.Policies.All() {
+		out.Policies.Set(k, v.Clone())
 	}
 	for k, v := range s.Profiles {
 		out.Profiles[k] = v.Clone()
@@ -132,6 +132,9 @@ func cloneState(s desired.State) desired.State {
 }
 
 func sameMap(a, b any) bool {
+	if m, ok := a.(desired.Map[desired.PolicyID, desired.Policy]); ok {
+		return m.Same(b.(desired.Map[desired.PolicyID, desired.Policy]))
+	}
 	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
@@ -195,11 +198,11 @@ func TestStateSnapshotsStay(t *testing.T) {
 			if !b.Equal(&want) {
 				t.Error("State B is not the state of its objects")
 			}
-			maps := map[string][2]any{
+			colls := map[string][2]any{
 				"IPSets": {a.IPSets, b.IPSets}, "Policies": {a.Policies, b.Policies},
 				"Profiles": {a.Profiles, b.Profiles}, "Endpoints": {a.Endpoints, b.Endpoints},
 			}
-			for name, m := range maps {
+			for name, m := range colls {
 				if got, want := sameMap(m[0], m[1]), slices.Contains(tc.same, name); got != want {
 					t.Errorf("%s shared with State A: %v, want %v", name, got, want)
 				}
@@ -210,7 +213,7 @@ func TestStateSnapshotsStay(t *testing.T) {
 			// What did not change is the same object, as consumers
 			// recognise it.
 			keptSame(t, "IP set", a.IPSets, b.IPSets, desired.IPSet.Equal, sameIPSet)
-			keptSame(t, "policy", a.Policies, b.Policies, desired.Policy.Equal, samePolicy)
+			keptSame(t, "policy", maps.Collect(a.Policies.All()), maps.Collect(b.Policies.All()), desired.Policy.Equal, samePolicy)
 			keptSame(t, "profile", a.Profiles, b.Profiles, desired.Profile.Equal, sameProfile)
 			keptSame(t, "endpoint", a.Endpoints, b.Endpoints, desired.Endpoint.Equal, sameEndpoint)
 		})
@@ -262,7 +265,7 @@ func TestStateRandomChanges(t *testing.T) {
 						t.Fatalf("step %d: Gen %d, Delta %+v; want a Delta since %d and a later Gen", step, s.Gen, s.Delta, last.s.Gen)
 					}
 					deltaCovers(t, step, "IP set", last.copy.IPSets, s.IPSets, s.Delta.IPSets, desired.IPSet.Equal)
-					deltaCovers(t, step, "policy", last.copy.Policies, s.Policies, s.Delta.Policies, desired.Policy.Equal)
+					deltaCovers(t, step, "policy", maps.Collect(last.copy.Policies.All()), maps.Collect(s.Policies.All()), s.Delta.Policies, desired.Policy.Equal)
 					deltaCovers(t, step, "profile", last.copy.Profiles, s.Profiles, s.Delta.Profiles, desired.Profile.Equal)
 					deltaCovers(t, step, "endpoint", last.copy.Endpoints, s.Endpoints, s.Delta.Endpoints, desired.Endpoint.Equal)
 				} else if s.Delta != nil || s.Gen == 0 {

@@ -14,7 +14,7 @@ import (
 type State struct {
 	Config    Config
 	IPSets    map[string]IPSet
-	Policies  map[PolicyID]Policy
+	Policies  Map[PolicyID, Policy]
 	Profiles  map[string]Profile
 	Endpoints map[string]Endpoint
 

@@ -16,12 +16,12 @@ func validState() State {
 			"c:nets":  NewIPSet(Nets, NetMember(netip.MustParsePrefix("10.1.0.0/16"))),
 			"n:redis": NewIPSet(NamedPorts, NamedPortMember(netip.MustParseAddr("10.0.0.2"), ProtoTCP, 6379)),
 		},
-		Policies: map[PolicyID]Policy{pol: {Inbound: []Rule{{
+		Policies: MapOf(map[PolicyID]Policy{pol: {Inbound: []Rule{{
 			Action:   Allow,
 			Protocol: u8(ProtoTCP),
 			Src:      Match{IPSetIDs: []string{"s:front"}, NotNetsIPSetID: "c:nets"},
 			Dst:      Match{Ports: []PortRange{{6379, 6379}}, NamedPortIPSetIDs: []string{"n:redis"}},
-		}}}},
+		}}}}),
 		Endpoints: map[string]Endpoint{"cali1": {
 			Tiers:      []TierPolicies{{Name: "default", DefaultAction: Deny, IngressPolicies: []PolicyID{pol}}},
 			ProfileIDs: []string{"kns.prod", "missing-is-fine"},
@@ -40,9 +40,9 @@ func TestValidate(t *testing.T) {
 		{"missing set", func(s *State) { delete(s.IPSets, "s:front") }, `source ipSetIDs: ip set "s:front" does not exist`},
 		{"wrong set type for nets", func(s *State) { s.IPSets["c:nets"] = NewIPSet(Addrs) }, `notNets: ip set "c:nets" has type addrs`},
 		{"named port set type", func(s *State) { s.IPSets["n:redis"] = NewIPSet(Nets) }, `namedPorts: ip set "n:redis" has type nets`},
-		{"missing policy", func(s *State) { delete(s.Policies, pol) }, `ingress policy [0] default/prod/db (NetworkPolicy) does not exist`},
+		{"missing policy", func(s *State) { s.Policies.Delete(pol) }, `ingress policy [0] default/prod/db (NetworkPolicy) does not exist`},
 		{"ports without protocol", func(s *State) {
-			p := s.Policies[pol]
+			p, _ := s.Policies.Get(pol)
 			p.Inbound[0].Protocol = u8(ProtoICMP)
 		}, "ports need protocol"},
 		{"icmp without protocol", func(s *State) {
@@ -86,7 +86,7 @@ func TestEqual(t *testing.T) {
 	if !a.Equal(&b) {
 		t.Fatal("equal states compare unequal")
 	}
-	p := b.Policies[PolicyID{Tier: "default", Name: "db", Namespace: "prod", Kind: "NetworkPolicy"}]
+	p, _ := b.Policies.Get(PolicyID{Tier: "default", Name: "db", Namespace: "prod", Kind: "NetworkPolicy"})
 	p.Inbound[0].Protocol = u8(ProtoUDP)
 	if a.Equal(&b) {
 		t.Fatal("states with different rule protocols compare equal")
@@ -119,7 +119,7 @@ func TestValidateOneObject(t *testing.T) {
 	if err := s.ValidatePolicy(pol); err == nil || !strings.Contains(err.Error(), `ip set "s:front" does not exist`) {
 		t.Fatalf("ValidatePolicy = %v, want the missing set", err)
 	}
-	delete(s.Policies, pol)
+	s.Policies.Delete(pol)
 	if err := s.ValidateEndpoint("cali1"); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("ValidateEndpoint = %v, want the missing policy", err)
 	}

@@ -37,7 +37,7 @@ func (s *State) Validate() error {
 	for id := range s.IPSets {
 		s.checkIPSet(id, add)
 	}
-	for id := range s.Policies {
+	for id := range s.Policies.Keys() {
 		s.checkPolicy(id, add)
 	}
 	for name := range s.Profiles {
@@ -115,7 +115,7 @@ func (s *State) checkIPSet(id string, add func(string, ...any)) {
 }
 
 func (s *State) checkPolicy(id PolicyID, add func(string, ...any)) {
-	p, ok := s.Policies[id]
+	p, ok := s.Policies.Get(id)
 	if !ok {
 		add("policy %s does not exist", id)
 		return
@@ -148,12 +148,12 @@ func (s *State) checkEndpoint(iface string, add func(string, ...any)) {
 			add("endpoint %q: tiers[%d] (%s): default action %v is not Deny or Pass", iface, i, t.Name, t.DefaultAction)
 		}
 		for j, pid := range t.IngressPolicies {
-			if _, ok := s.Policies[pid]; !ok {
+			if !s.Policies.Has(pid) {
 				add("endpoint %q: tiers[%d] (%s) ingress policy [%d] %s does not exist", iface, i, t.Name, j, pid)
 			}
 		}
 		for j, pid := range t.EgressPolicies {
-			if _, ok := s.Policies[pid]; !ok {
+			if !s.Policies.Has(pid) {
 				add("endpoint %q: tiers[%d] (%s) egress policy [%d] %s does not exist", iface, i, t.Name, j, pid)
 			}
 		}
@@ -294,7 +294,7 @@ func (s *State) checkMatch(at rulePos, side string, m *Match, add func(string, .
 func (s *State) Equal(o *State) bool {
 	return s.Config.Equal(o.Config) &&
 		maps.EqualFunc(s.IPSets, o.IPSets, IPSet.Equal) &&
-		maps.EqualFunc(s.Policies, o.Policies, Policy.Equal) &&
+		s.Policies.EqualFunc(o.Policies, Policy.Equal) &&
 		maps.EqualFunc(s.Profiles, o.Profiles, Profile.Equal) &&
 		maps.EqualFunc(s.Endpoints, o.Endpoints, Endpoint.Equal)
 }

@@ -22,7 +22,6 @@ import (
 func bigState(nPol, nSets, nEp int) *desired.State {
 	s := &desired.State{
 		IPSets:    make(map[string]desired.IPSet, nPol),
-		Policies:  make(map[desired.PolicyID]desired.Policy, nPol),
 		Profiles:  map[string]desired.Profile{"kns.bench": allowAll},
 		Endpoints: make(map[string]desired.Endpoint, nEp),
 	}
@@ -35,11 +34,12 @@ func bigState(nPol, nSets, nEp int) *desired.State {
 		}
 		s.IPSets[fmt.Sprintf("s:bench-selector-%d", i)] = desired.NewIPSet(desired.Addrs, ms...)
 	}
+	var pols desired.MapEdit[desired.PolicyID, desired.Policy]
 	for i := range nPol {
 		set := fmt.Sprintf("s:bench-selector-%d", i%nSets)
 		next := fmt.Sprintf("s:bench-selector-%d", (i+1)%nSets)
 		ids[i] = desired.PolicyID{Tier: "default", Name: fmt.Sprintf("pol-%d", i), Namespace: "bench", Kind: "NetworkPolicy"}
-		s.Policies[ids[i]] = desired.Policy{
+		pols.Set(ids[i], desired.Policy{
 			Inbound: []desired.Rule{
 				{Action: desired.Allow, IPVersion: 4, Protocol: u8(desired.ProtoTCP), Src: desired.Match{IPSetIDs: []string{set}},
 					Dst: desired.Match{Ports: []desired.PortRange{{Min: uint16(1000 + i%5000), Max: uint16(1000 + i%5000)}}}},
@@ -47,8 +47,9 @@ func bigState(nPol, nSets, nEp int) *desired.State {
 					Dst: desired.Match{Ports: []desired.PortRange{{Min: 2000, Max: 2999}}}},
 			},
 			Outbound: []desired.Rule{{Action: desired.Allow, IPVersion: 4, Dst: desired.Match{IPSetIDs: []string{set}}}},
-		}
+		})
 	}
+	s.Policies = pols.Map()
 	per := nPol / nEp
 	for e := range nEp {
 		pols := ids[e*per : (e+1)*per]
@@ -339,9 +340,9 @@ func BenchmarkPrivilegedNewConnectionGeneric1000Policies(b *testing.B) {
 		s := l.base()
 		for i := range n {
 			ids[i] = desired.PolicyID{Tier: "default", Name: fmt.Sprintf("p%04d", i), Kind: "GlobalNetworkPolicy"}
-			s.Policies[ids[i]] = desired.Policy{Inbound: []desired.Rule{allowTCP(uint16(9000 + i))}}
+			s.Policies.Set(ids[i], desired.Policy{Inbound: []desired.Rule{allowTCP(uint16(9000 + i))}})
 		}
-		s.Policies[ids[n-1]] = desired.Policy{Inbound: []desired.Rule{allowTCP(port)}}
+		s.Policies.Set(ids[n-1], desired.Policy{Inbound: []desired.Rule{allowTCP(port)}})
 		tier := func(pols []desired.PolicyID) []desired.TierPolicies {
 			return []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: pols}}
 		}

@@ -20,8 +20,8 @@ import (
 // denied by the tier).
 func classState(l *lab, bPols, cPols []desired.PolicyID) *desired.State {
 	s := l.base()
-	s.Policies[allow80] = desired.Policy{Inbound: []desired.Rule{allowTCP(80)}}
-	s.Policies[allow443] = desired.Policy{Inbound: []desired.Rule{allowTCP(443)}}
+	s.Policies.Set(allow80, desired.Policy{Inbound: []desired.Rule{allowTCP(80)}})
+	s.Policies.Set(allow443, desired.Policy{Inbound: []desired.Rule{allowTCP(443)}})
 	tier := func(pols []desired.PolicyID) []desired.TierPolicies {
 		return []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: pols}}
 	}
@@ -239,7 +239,7 @@ func TestPrivilegedGenericClass(t *testing.T) {
 	// generic chain follows; a class in another order gets a chain.
 	allow22 := desired.PolicyID{Tier: "default", Name: "allow22", Kind: "GlobalNetworkPolicy"}
 	withAllow22 := func(s *desired.State) *desired.State {
-		s.Policies[allow22] = desired.Policy{Inbound: []desired.Rule{allowTCP(22)}}
+		s.Policies.Set(allow22, desired.Policy{Inbound: []desired.Rule{allowTCP(22)}})
 		return s
 	}
 	l.apply(withAllow22(classState(l, []desired.PolicyID{allow80}, []desired.PolicyID{allow22, allow443})))
@@ -325,7 +325,7 @@ func TestPrivilegedRetainedPolicySetKindChange(t *testing.T) {
 		s := l.base()
 		s.IPSets["s:a"] = set
 		for _, p := range pols {
-			s.Policies[p] = fromSet(desired.Allow, "s:a")
+			s.Policies.Set(p, fromSet(desired.Allow, "s:a"))
 		}
 		e := s.Endpoints[l.iface("b")]
 		e.Tiers = []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: pols}}

@@ -20,12 +20,12 @@ func TestClassSharingRetentionAndEviction(t *testing.T) {
 	ip := netip.MustParseAddr("10.65.0.1")
 	state := func(eps map[string][]string) *desired.State {
 		s := &desired.State{
-			Policies:  map[desired.PolicyID]desired.Policy{},
+			Policies:  desired.MapOf(map[desired.PolicyID]desired.Policy{}),
 			Profiles:  map[string]desired.Profile{"allow": allowAll},
 			Endpoints: map[string]desired.Endpoint{},
 		}
 		for _, n := range []string{"p1", "p2", "p3", "p4"} {
-			s.Policies[pol(n)] = desired.Policy{Inbound: []desired.Rule{allowTCP(80)}}
+			s.Policies.Set(pol(n), desired.Policy{Inbound: []desired.Rule{allowTCP(80)}})
 		}
 		for iface, pols := range eps {
 			var ids []desired.PolicyID
@@ -100,7 +100,7 @@ func TestClassSharingRetentionAndEviction(t *testing.T) {
 
 	// p3 is deleted: its retained class, which jumps to it, goes too.
 	s := state(map[string][]string{"cali1": {"p1"}, "cali2": {"p1"}, "cali3": {"p4"}})
-	delete(s.Policies, pol("p3"))
+	s.Policies.Delete(pol("p3"))
 	step("p3 deleted", s)
 	if b.cls.byHash[p3.hash] != nil || len(b.cls.idle[0]) != 0 {
 		t.Fatalf("the retained class of a deleted policy was kept: idle %v", idle())

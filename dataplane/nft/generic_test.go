@@ -45,7 +45,7 @@ func oneEndpointState(sets map[string]desired.IPSet, pols map[desired.PolicyID]d
 	}
 	return &desired.State{
 		IPSets:    sets,
-		Policies:  pols,
+		Policies:  desired.MapOf(pols),
 		Profiles:  map[string]desired.Profile{"kns": allowAll},
 		Endpoints: map[string]desired.Endpoint{"calia": ep("a", nil, tiers, "kns")},
 	}
@@ -204,7 +204,7 @@ func TestOrphanSetBack(t *testing.T) {
 	if w.b.sets["s:x"] == nil {
 		t.Fatal("promote dropped the entry of a set in the state")
 	}
-	pols := maps.Clone(back.Policies)
+	pols := maps.Collect(back.Policies.All())
 	pols[q2] = fromSet(desired.Allow, "s:x")
 	w.apply(oneEndpointState(back.IPSets, pols, []desired.PolicyID{q, q2}))
 }
@@ -284,7 +284,7 @@ func TestPromoteInBatches(t *testing.T) {
 		pols[id] = desired.Policy{Inbound: []desired.Rule{allowTCP(80)}}
 	}
 	state := func(lists map[string][]desired.PolicyID) *desired.State {
-		s := &desired.State{IPSets: map[string]desired.IPSet{}, Policies: maps.Clone(pols),
+		s := &desired.State{IPSets: map[string]desired.IPSet{}, Policies: desired.MapOf(pols),
 			Profiles: map[string]desired.Profile{"kns": allowAll}, Endpoints: map[string]desired.Endpoint{}}
 		for iface, l := range lists {
 			s.Endpoints[iface] = ep(iface, nil, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: l}}, "kns")

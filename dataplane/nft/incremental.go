@@ -86,14 +86,15 @@ type builder struct {
 // for a collection have the same contents there (maps are not modified
 // after build).
 type collections struct {
-	valid                  bool
-	sets, pols, profs, eps unsafe.Pointer
+	valid            bool
+	sets, profs, eps unsafe.Pointer
+	pols             desired.Map[desired.PolicyID, desired.Policy]
 }
 
 func collectionsOf(s *desired.State) collections {
 	return collections{valid: true,
 		sets:  reflect.ValueOf(s.IPSets).UnsafePointer(),
-		pols:  reflect.ValueOf(s.Policies).UnsafePointer(),
+		pols:  s.Policies,
 		profs: reflect.ValueOf(s.Profiles).UnsafePointer(),
 		eps:   reflect.ValueOf(s.Endpoints).UnsafePointer(),
 	}
@@ -105,7 +106,7 @@ func (b *builder) same(s *desired.State) (sets, pols, profs, eps bool) {
 		return false, false, false, false
 	}
 	c := collectionsOf(s)
-	return c.sets == b.last.sets, c.pols == b.last.pols, c.profs == b.last.profs, c.eps == b.last.eps
+	return c.sets == b.last.sets, c.pols.Same(b.last.pols), c.profs == b.last.profs, c.eps == b.last.eps
 }
 
 type scan struct {
@@ -170,7 +171,7 @@ func (b *builder) scanState(s *desired.State, reuse bool) *scan {
 	case d != nil:
 		b.scan.polsDelta = true
 		for _, id := range unique(d.Policies) {
-			p, ok := s.Policies[id]
+			p, ok := s.Policies.Get(id)
 			b.scan.pols = append(b.scan.pols, polHit{id, p, b.policies[id], !ok})
 		}
 	default:
@@ -209,7 +210,7 @@ func (b *builder) deltaOf(s *desired.State) *desired.Delta {
 // entries.
 func (b *builder) scanPolicies(s *desired.State) {
 	b.scan.pols = b.scan.pols[:0]
-	for id, p := range s.Policies {
+	for id, p := range s.Policies.All() {
 		b.scan.pols = append(b.scan.pols, polHit{id, p, b.policies[id], false})
 	}
 	b.scan.polsSkipped, b.scan.polsDelta = false, false
@@ -889,7 +890,7 @@ func (b *builder) validate(s *desired.State) error {
 		// Unchanged policies that use a bad set: the index has them.
 		for id := range bad {
 			for pid := range b.setUsers[id] {
-				if _, ok := s.Policies[pid]; ok && !named[pid] {
+				if s.Policies.Has(pid) && !named[pid] {
 					named[pid] = true
 					add(s.ValidatePolicy(pid))
 				}
@@ -912,7 +913,7 @@ func (b *builder) validate(s *desired.State) error {
 	}
 	if !sc.polsSkipped && !sc.polsDelta && hits != len(b.policies) {
 		for id := range b.policies {
-			if _, ok := s.Policies[id]; !ok {
+			if !s.Policies.Has(id) {
 				removed = append(removed, id)
 			}
 		}

@@ -63,7 +63,7 @@ func incrementalStepList() []step {
 	delete(noProfile.Profiles, "kns.default")
 	ks2 := kitchenSink()
 	ks2.Config.DefaultEndpointToHostAction = desired.EndpointToHostReturn
-	delete(ks2.Policies, desired.PolicyID{Tier: "default", Name: "log-all", Namespace: "prod", Kind: "NetworkPolicy"})
+	ks2.Policies.Delete(desired.PolicyID{Tier: "default", Name: "log-all", Namespace: "prod", Kind: "NetworkPolicy"})
 	ep := ks2.Endpoints["cali12345"]
 	ep.Tiers = ep.Tiers[:1]
 	ks2.Endpoints["cali12345"] = ep
@@ -71,11 +71,11 @@ func incrementalStepList() []step {
 	// it are rebuilt although no endpoint changed.
 	ks3 := kitchenSink()
 	logAll := desired.PolicyID{Tier: "default", Name: "log-all", Namespace: "prod", Kind: "NetworkPolicy"}
-	lp := ks3.Policies[logAll]
+	lp, _ := ks3.Policies.Get(logAll)
 	lp.Inbound = slices.Clone(lp.Inbound)
 	udp := uint8(desired.ProtoUDP)
 	lp.Inbound[0].Protocol = &udp
-	ks3.Policies[logAll] = lp
+	ks3.Policies.Set(logAll, lp)
 
 	steps := []step{
 		{"empty", &desired.State{}},
@@ -119,15 +119,14 @@ func incrementalStepList() []step {
 		s.IPSets["s:quarantined"] = addrSet("10.65.0.9")
 	})
 	add("shared: log-all's protocol changed", func(s *desired.State) {
-		s.Policies = maps.Clone(s.Policies)
-		s.Policies[logAll] = ks3.Policies[logAll]
+		lp, _ := ks3.Policies.Get(logAll)
+		s.Policies.Set(logAll, lp)
 	})
 	add("shared: web gains a Pass rule (later policies must test the pass bit)", func(s *desired.State) {
 		web := desired.PolicyID{Tier: "default", Name: "web", Namespace: "prod", Kind: "NetworkPolicy"}
-		s.Policies = maps.Clone(s.Policies)
-		p := s.Policies[web]
+		p, _ := s.Policies.Get(web)
 		p.Inbound = append(slices.Clone(p.Inbound), desired.Rule{Action: desired.Pass})
-		s.Policies[web] = p
+		s.Policies.Set(web, p)
 	})
 	add("shared: a profile removed", func(s *desired.State) {
 		s.Profiles = maps.Clone(s.Profiles)
@@ -141,8 +140,7 @@ func incrementalStepList() []step {
 		s.Config.DefaultEndpointToHostAction = desired.EndpointToHostAccept
 	})
 	add("shared: a policy removed", func(s *desired.State) {
-		s.Policies = maps.Clone(s.Policies)
-		delete(s.Policies, logAll)
+		s.Policies.Delete(logAll)
 		s.Endpoints = maps.Clone(s.Endpoints)
 		for iface, ep := range s.Endpoints {
 			ep.Tiers = slices.Clone(ep.Tiers)
@@ -179,7 +177,7 @@ func setUsed(s *desired.State, id string) bool {
 		}
 		return false
 	}
-	for _, p := range s.Policies {
+	for _, p := range s.Policies.All() {
 		if uses(p.Inbound) || uses(p.Outbound) {
 			return true
 		}
@@ -215,7 +213,7 @@ func withDelta(prev, next *desired.State, prevGen uint64) *desired.State {
 	// a key named again must not be handled twice.
 	c.Delta = &desired.Delta{Since: prevGen,
 		IPSets:    twice(changedKeys(prev.IPSets, next.IPSets, desired.IPSet.Equal)),
-		Policies:  twice(changedKeys(prev.Policies, next.Policies, desired.Policy.Equal)),
+		Policies:  twice(changedKeys(maps.Collect(prev.Policies.All()), maps.Collect(next.Policies.All()), desired.Policy.Equal)),
 		Profiles:  twice(changedKeys(prev.Profiles, next.Profiles, desired.Profile.Equal)),
 		Endpoints: twice(changedKeys(prev.Endpoints, next.Endpoints, desired.Endpoint.Equal)),
 	}
@@ -369,7 +367,7 @@ func checkDelta(t *testing.T, name string, b *builder, prevSets map[string]*setS
 // shared), as calc.State hands out a changed collection.
 func withNewMaps(s *desired.State) *desired.State {
 	c := *s
-	c.IPSets, c.Policies, c.Profiles, c.Endpoints = maps.Clone(s.IPSets), maps.Clone(s.Policies), maps.Clone(s.Profiles), maps.Clone(s.Endpoints)
+	c.IPSets, c.Policies, c.Profiles, c.Endpoints = maps.Clone(s.IPSets), desired.MapOf(maps.Collect(s.Policies.All())), maps.Clone(s.Profiles), maps.Clone(s.Endpoints)
 	return &c
 }
 
@@ -393,9 +391,9 @@ func TestIncrementalValidate(t *testing.T) {
 	}{
 		{"set removed under an unchanged policy", func(s *desired.State) { delete(s.IPSets, selPCIFrontend) }},
 		{"set retyped under an unchanged policy", func(s *desired.State) { s.IPSets[selPCIFrontend] = desired.NewIPSet(desired.NamedPorts) }},
-		{"policy removed under an unchanged endpoint", func(s *desired.State) { delete(s.Policies, pciPolicy) }},
+		{"policy removed under an unchanged endpoint", func(s *desired.State) { s.Policies.Delete(pciPolicy) }},
 		{"policy removed under an unchanged endpoint, another endpoint changed", func(s *desired.State) {
-			delete(s.Policies, pciPolicy)
+			s.Policies.Delete(pciPolicy)
 			e := s.Endpoints["calif"]
 			e.WorkloadID += "-moved"
 			s.Endpoints["calif"] = e
@@ -410,7 +408,7 @@ func TestIncrementalValidate(t *testing.T) {
 			s.IPSets[selPCIFrontend] = desired.NewIPSet(desired.Addrs, desired.NetMember(netip.MustParsePrefix("10.0.0.0/8")))
 		}},
 		{"bad rule in a changed policy", func(s *desired.State) {
-			s.Policies[pciPolicy] = desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, ICMP: &desired.ICMPMatch{Type: 8}}}}
+			s.Policies.Set(pciPolicy, desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, ICMP: &desired.ICMPMatch{Type: 8}}}})
 		}},
 		{"bad tier in a changed endpoint", func(s *desired.State) {
 			e := s.Endpoints["calid"]

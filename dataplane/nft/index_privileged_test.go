@@ -32,7 +32,7 @@ func TestPrivilegedTierIndex(t *testing.T) {
 		var ids []desired.PolicyID
 		add := func(name string, rules ...desired.Rule) {
 			id := desired.PolicyID{Tier: "default", Name: name, Kind: "GlobalNetworkPolicy"}
-			s.Policies[id] = desired.Policy{Inbound: rules}
+			s.Policies.Set(id, desired.Policy{Inbound: rules})
 			ids = append(ids, id)
 		}
 		for i := range 10 {
@@ -139,7 +139,7 @@ func TestPrivilegedLargeSetsAndMaps(t *testing.T) {
 		id := desired.PolicyID{Tier: "default", Name: fmt.Sprintf("p%d", i), Kind: "GlobalNetworkPolicy"}
 		r := allowTCP(uint16(10000 + i))
 		r.Src.IPSetIDs = []string{"s:big"}
-		s.Policies[id] = desired.Policy{Inbound: []desired.Rule{r}}
+		s.Policies.Set(id, desired.Policy{Inbound: []desired.Rule{r}})
 		ids = append(ids, id)
 	}
 	s.Endpoints[l.iface("srv")] = ep("srv", l.wl["srv"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: ids}}, "allow")

@@ -21,7 +21,7 @@ import (
 func (l *lab) base() *desired.State {
 	s := &desired.State{
 		IPSets:    map[string]desired.IPSet{},
-		Policies:  map[desired.PolicyID]desired.Policy{},
+		Policies:  desired.MapOf(map[desired.PolicyID]desired.Policy{}),
 		Profiles:  map[string]desired.Profile{"allow": allowAll},
 		Endpoints: map[string]desired.Endpoint{},
 	}
@@ -114,10 +114,10 @@ func testTiersOrderDenyPassLog(t *testing.T, cfg Config) {
 	p3 := desired.PolicyID{Tier: "default", Name: "p3", Kind: "GlobalNetworkPolicy"}
 	p4 := desired.PolicyID{Tier: "default", Name: "p4", Kind: "GlobalNetworkPolicy"}
 	logTCP := desired.Rule{Action: desired.Log, Protocol: u8(desired.ProtoTCP)}
-	s.Policies[p1] = desired.Policy{Inbound: []desired.Rule{logTCP, ruleTCP(desired.Deny, 81), ruleTCP(desired.Pass, 82)}}
-	s.Policies[p2] = desired.Policy{Inbound: []desired.Rule{ruleTCP(desired.Deny, 82), allowTCP(83)}}
-	s.Policies[p3] = desired.Policy{Inbound: []desired.Rule{allowTCP(82), allowTCP(84), ruleTCP(desired.Deny, 85), allowTCP(85)}}
-	s.Policies[p4] = desired.Policy{Inbound: []desired.Rule{allowTCP(85)}}
+	s.Policies.Set(p1, desired.Policy{Inbound: []desired.Rule{logTCP, ruleTCP(desired.Deny, 81), ruleTCP(desired.Pass, 82)}})
+	s.Policies.Set(p2, desired.Policy{Inbound: []desired.Rule{ruleTCP(desired.Deny, 82), allowTCP(83)}})
+	s.Policies.Set(p3, desired.Policy{Inbound: []desired.Rule{allowTCP(82), allowTCP(84), ruleTCP(desired.Deny, 85), allowTCP(85)}})
+	s.Policies.Set(p4, desired.Policy{Inbound: []desired.Rule{allowTCP(85)}})
 	admin := desired.TierPolicies{Name: "admin", DefaultAction: desired.Pass, IngressPolicies: []desired.PolicyID{p1, p2}}
 	def := desired.TierPolicies{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{p3, p4}}
 	s.Endpoints[l.iface("tiered")] = ep("tiered", l.wl["tiered"].IPs, []desired.TierPolicies{admin, def}, "allow")
@@ -160,14 +160,14 @@ func testNamedPortsNetsICMPUDP(t *testing.T, cfg Config) {
 	s.IPSets[fromA] = netSet(netip.PrefixFrom(l.ip("a"), 32).String())
 	s.IPSets[notB] = netSet(netip.PrefixFrom(l.ip("b"), 32).String())
 	s.IPSets["n:http"] = desired.NewIPSet(desired.NamedPorts, desired.NamedPortMember(l.ip("c"), desired.ProtoTCP, 8080))
-	s.Policies[pol] = desired.Policy{Inbound: []desired.Rule{
+	s.Policies.Set(pol, desired.Policy{Inbound: []desired.Rule{
 		{Action: desired.Allow, Protocol: u8(desired.ProtoTCP),
 			Dst: desired.Match{Ports: []desired.PortRange{{Min: 80, Max: 80}}, NamedPortIPSetIDs: []string{"n:http"}}},
 		{Action: desired.Allow, Protocol: u8(desired.ProtoUDP), Src: desired.Match{NetsIPSetID: fromA},
 			Dst: desired.Match{Ports: []desired.PortRange{{Min: 53, Max: 53}}}},
 		{Action: desired.Allow, Protocol: u8(desired.ProtoICMP), ICMP: &desired.ICMPMatch{Type: 8},
 			Src: desired.Match{NotNetsIPSetID: notB}},
-	}}
+	}})
 	s.Endpoints[l.iface("c")] = ep("c", c.IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}}, "allow")
 	l.apply(s)
 	l.check(
@@ -193,8 +193,8 @@ func TestPrivilegedSCTP(t *testing.T) {
 	}
 	s := l.base()
 	pol := desired.PolicyID{Tier: "default", Name: "sctp", Kind: "GlobalNetworkPolicy"}
-	s.Policies[pol] = desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: u8(desired.ProtoSCTP),
-		Dst: desired.Match{Ports: []desired.PortRange{{Min: 9000, Max: 9000}}}}}}
+	s.Policies.Set(pol, desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: u8(desired.ProtoSCTP),
+		Dst: desired.Match{Ports: []desired.PortRange{{Min: 9000, Max: 9000}}}}}})
 	s.Endpoints[l.iface("b")] = ep("b", l.wl["b"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}})
 	l.apply(s)
 	ok, err := netnstest.Probe(l.wl["a"].NS, l.ip("b"), 9000, "SCTP", 0)
@@ -265,7 +265,7 @@ func TestPrivilegedSetKindChange(t *testing.T) {
 		s := l.base()
 		s.IPSets[sel] = set
 		p, m := tcp(5432)
-		s.Policies[pol] = desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: p, Src: desired.Match{IPSetIDs: []string{sel}}, Dst: m}}}
+		s.Policies.Set(pol, desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: p, Src: desired.Match{IPSetIDs: []string{sel}}, Dst: m}}})
 		s.Endpoints[l.iface("c")] = ep("c", l.wl["c"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}})
 		return s
 	}
@@ -316,7 +316,7 @@ func TestPrivilegedLargeAddressSet(t *testing.T) {
 	s := l.base()
 	s.IPSets[sel] = desired.NewIPSet(desired.Nets, ms...)
 	p, m := tcp(8080)
-	s.Policies[pol] = desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: p, Src: desired.Match{IPSetIDs: []string{sel}}, Dst: m}}}
+	s.Policies.Set(pol, desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: p, Src: desired.Match{IPSetIDs: []string{sel}}, Dst: m}}})
 	s.Endpoints[l.iface("b")] = ep("b", l.wl["b"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}})
 	l.wl["b"].ServeTCP(8080)
 	l.apply(s)
@@ -592,8 +592,8 @@ func TestPrivilegedIPv6(t *testing.T) {
 	pol := desired.PolicyID{Tier: "default", Name: "v6", Kind: "GlobalNetworkPolicy"}
 	// Only a's IPv6 address is in the set: a reaches b over IPv6 only.
 	s.IPSets["s:a6"] = addrSet(l.wl["a"].IPs[1].String())
-	s.Policies[pol] = desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: u8(desired.ProtoTCP),
-		Src: desired.Match{IPSetIDs: []string{"s:a6"}}, Dst: desired.Match{Ports: []desired.PortRange{{Min: 80, Max: 80}}}}}}
+	s.Policies.Set(pol, desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: u8(desired.ProtoTCP),
+		Src: desired.Match{IPSetIDs: []string{"s:a6"}}, Dst: desired.Match{Ports: []desired.PortRange{{Min: 80, Max: 80}}}}}})
 	s.Endpoints[l.iface("b")] = ep("b", l.wl["b"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}}, "allow")
 	l.apply(s)
 	l.check(

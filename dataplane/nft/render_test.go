@@ -51,9 +51,9 @@ func TestRenderGolden(t *testing.T) {
 }
 
 func TestRenderRejectsInvalidState(t *testing.T) {
-	s := &desired.State{Policies: map[desired.PolicyID]desired.Policy{{Name: "p"}: {Inbound: []desired.Rule{{
+	s := &desired.State{Policies: desired.MapOf(map[desired.PolicyID]desired.Policy{{Name: "p"}: {Inbound: []desired.Rule{{
 		Action: desired.Allow, Src: desired.Match{IPSetIDs: []string{"s:nope"}},
-	}}}}}
+	}}}})}
 	if _, err := Render(Config{}, s); err == nil {
 		t.Fatal("Render accepted a rule naming a missing IP set")
 	}

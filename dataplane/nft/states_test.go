@@ -59,14 +59,14 @@ func pciState(front, other, db netip.Addr, ifFront, ifOther, ifDB string) *desir
 		IPSets: map[string]desired.IPSet{
 			selPCIFrontend: addrSet(front.String()),
 		},
-		Policies: map[desired.PolicyID]desired.Policy{
+		Policies: desired.MapOf(map[desired.PolicyID]desired.Policy{
 			pciPolicy: {Inbound: []desired.Rule{{
 				Action:   desired.Allow,
 				Protocol: u8(desired.ProtoTCP),
 				Src:      desired.Match{IPSetIDs: []string{selPCIFrontend}},
 				Dst:      desired.Match{Ports: []desired.PortRange{{Min: 6379, Max: 6379}}},
 			}}},
-		},
+		}),
 		Profiles: map[string]desired.Profile{"kns.default": allowAll},
 		Endpoints: map[string]desired.Endpoint{
 			ifFront: ep("default/front", []netip.Addr{front}, nil, "kns.default"),
@@ -92,7 +92,7 @@ func kitchenSink() *desired.State {
 			"c:all":         netSet("0.0.0.0/0"),
 			"n:http":        desired.NewIPSet(desired.NamedPorts, desired.NamedPortMember(netip.MustParseAddr("10.65.0.2"), 6, 8080)),
 		},
-		Policies: map[desired.PolicyID]desired.Policy{
+		Policies: desired.MapOf(map[desired.PolicyID]desired.Policy{
 			adminPol: {
 				Inbound:  []desired.Rule{{Action: desired.Deny, Src: desired.Match{IPSetIDs: []string{"s:quarantined"}}}, {Action: desired.Pass}},
 				Outbound: []desired.Rule{{Action: desired.Pass}},
@@ -112,7 +112,7 @@ func kitchenSink() *desired.State {
 				},
 				Outbound: []desired.Rule{{Action: desired.Allow, Dst: desired.Match{IPSetIDs: []string{"s:web"}}}},
 			},
-		},
+		}),
 		Profiles: map[string]desired.Profile{
 			"kns.prod":     allowAll,
 			"ksa.prod.web": {},

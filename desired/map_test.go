@@ -1,0 +1,129 @@
+package desired
+
+import (
+	"maps"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestMapRandomEdits applies random Sets and Deletes, through Map's own
+// methods and through edits, to a Map and a plain map side by side: the
+// Map must hold what the plain map holds after every step, and every Map
+// value taken earlier must keep its contents.
+func TestMapRandomEdits(t *testing.T) {
+	for seed := range uint64(10) {
+		rng := rand.New(rand.NewPCG(seed, 0x3a9))
+		var m Map[int, string]
+		want := map[int]string{}
+		type snap struct {
+			m    Map[int, string]
+			want map[int]string
+		}
+		var snaps []snap
+		for step := range 200 {
+			switch rng.IntN(3) {
+			case 0: // one change through the Map
+				k := rng.IntN(300)
+				if rng.IntN(3) == 0 {
+					m.Delete(k)
+					delete(want, k)
+				} else {
+					v := string(rune('a' + rng.IntN(26)))
+					m.Set(k, v)
+					want[k] = v
+				}
+			default: // a batch through an edit, its Map taken mid-way too
+				e := m.Edit()
+				for i := range 1 + rng.IntN(40) {
+					k := rng.IntN(300)
+					if rng.IntN(4) == 0 {
+						e.Delete(k)
+						delete(want, k)
+					} else {
+						e.Set(k, string(rune('A'+rng.IntN(26))))
+						v, _ := e.Map().Get(k) // the edit goes on after Map
+						want[k] = v
+					}
+					if i == 5 {
+						snaps = append(snaps, snap{e.Map(), maps.Clone(want)})
+					}
+				}
+				m = e.Map()
+			}
+			if got := maps.Collect(m.All()); !maps.Equal(got, want) || m.Len() != len(want) {
+				t.Fatalf("seed %d step %d: Map holds %d entries %v, want %d %v", seed, step, m.Len(), got, len(want), want)
+			}
+			for k, v := range want {
+				if got, ok := m.Get(k); !ok || got != v || !m.Has(k) {
+					t.Fatalf("seed %d step %d: Get(%d) = %q, %v; want %q", seed, step, k, got, ok, v)
+				}
+			}
+			snaps = append(snaps, snap{m, maps.Clone(want)})
+			for i, s := range snaps {
+				if got := maps.Collect(s.m.All()); !maps.Equal(got, s.want) || s.m.Len() != len(s.want) {
+					t.Fatalf("seed %d step %d: the Map taken at snapshot %d changed", seed, step, i)
+				}
+			}
+			if len(snaps) > 20 {
+				snaps = snaps[len(snaps)-20:]
+			}
+		}
+	}
+}
+
+// TestMapSharesUnchangedShards: an edit of one key copies that key's
+// shard only, so Same tells an unchanged Map, and a Map's zero value and
+// MapOf(nil) are empty.
+func TestMapSharesUnchangedShards(t *testing.T) {
+	src := map[int]int{}
+	for i := range 1000 {
+		src[i] = i
+	}
+	a := MapOf(src)
+	b := a
+	b.Set(7, 70)
+	if a.Same(b) {
+		t.Fatal("a Map and its edit are the Same")
+	}
+	if v, _ := a.Get(7); v != 7 {
+		t.Fatalf("Set on a copy changed the original: a[7] = %d", v)
+	}
+	shared := 0
+	for i := range mapShards {
+		if a.shards[i] != nil && len(a.shards[i]) > 0 && sameShard(a.shards[i], b.shards[i]) {
+			shared++
+		}
+	}
+	if shared != mapShards-1 {
+		t.Fatalf("%d of %d shards shared after one Set, want %d", shared, mapShards, mapShards-1)
+	}
+	c := a.Edit().Map()
+	if !c.Same(a) {
+		t.Fatal("an edit with no change is not the Same Map")
+	}
+	if !a.EqualFunc(MapOf(src), func(x, y int) bool { return x == y }) || a.EqualFunc(b, func(x, y int) bool { return x == y }) {
+		t.Fatal("EqualFunc is wrong")
+	}
+	var z Map[string, int]
+	if z.Len() != 0 || z.Has("x") || !z.Same(MapOf[string, int](nil)) {
+		t.Fatal("the zero Map is not empty")
+	}
+	z.Delete("x")
+	if z.Len() != 0 {
+		t.Fatalf("Delete of an absent key: Len %d", z.Len())
+	}
+}
+
+func sameShard(a, b map[int]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	// Same map object: a write through one shows in the other.
+	for k, v := range a {
+		a[k] = v + 1
+		same := b[k] == v+1
+		a[k] = v
+		return same
+	}
+	return true
+}
