@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/netip"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -240,11 +241,14 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 	}
 	defer func() { stopProfile() }()
 	// BRINDLE_BENCH_MEMPROFILE=file writes heap profiles before and after
-	// the timed changes (file.base and file): go tool pprof -diff_base
-	// file.base -sample_index=alloc_space shows what the changes allocate.
+	// the timed changes (file.base and file; the settle that follows is
+	// not in them): go tool pprof -diff_base file.base
+	// -sample_index=alloc_space shows what the changes allocate.
 	heapProfile := func(string) {}
+	memProfile := ""
 	if f := os.Getenv("BRINDLE_BENCH_MEMPROFILE"); f != "" {
 		heapProfile = func(name string) {
+			runtime.GC() // the profile holds what was allocated up to the last GC
 			out, err := os.Create(name)
 			if err != nil {
 				b.Fatal(err)
@@ -255,7 +259,7 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 			}
 		}
 		heapProfile(f + ".base")
-		defer heapProfile(f)
+		memProfile = f
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -267,6 +271,9 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 	}
 	b.StopTimer()
 	stopProfile() // only ours: -test.cpuprofile's runs on
+	if memProfile != "" {
+		heapProfile(memProfile)
+	}
 	// The settle that follows the changes (generic classes get chains of
 	// their own): the loop programs nothing while it runs.
 	for deadline := time.Now().Add(time.Minute); lb.a.Status().Unsettled; {

@@ -7,9 +7,9 @@ import (
 )
 
 // mapShards is the number of shards of a Map. A change to one key of a
-// 5,000-entry Map copies one shard (~80 entries) and the shard table
-// (64 pointers) instead of the whole map.
-const mapShards = 64
+// 5,000-entry Map copies one shard (~20 entries) and the shard table
+// (256 pointers) instead of the whole map.
+const mapShards = 256
 
 // mapSeed places keys in shards; every Map in the process uses it, so that
 // a Map and its edits agree on where a key is.
