@@ -185,7 +185,7 @@ func (b *builder) materialize(e *classEntry) {
 		}
 	}
 	b.putChain(c)
-	b.vmap(classMap(e.ingress)).elems[e.elem.mapKey()] = e.elem
+	b.setElemInPlace(classMap(e.ingress), e.elem, false)
 }
 
 // jumpTargets appends the chains c's rules jump or go to.
@@ -216,7 +216,7 @@ func (b *builder) evictClass(e *classEntry) {
 	d := dirIndex(e.ingress)
 	if e.chain != nil {
 		b.dropChain(e.chain.name)
-		delete(b.vmap(classMap(e.ingress)).elems, e.elem.mapKey())
+		b.setElemInPlace(classMap(e.ingress), e.elem, true)
 		b.release(e.idx)
 	}
 	if e.generic {

@@ -51,7 +51,8 @@ type builder struct {
 	dSets   map[string]*setSpec
 	dChains map[string]*chainSpec
 	// dElems journals the element changes of the sets changed in place
-	// (generic.go) by the last build.
+	// (the generic sets and verdict maps; setElemInPlace) by the last
+	// build.
 	dElems map[string]*elemJournal
 	// scan is validate's pairing of a state's sets and policies with
 	// their entries, reused by build for the same state so that each is
@@ -374,21 +375,6 @@ func (b *builder) unuse(e *rulesEntry, keepChains bool) {
 	}
 }
 
-// vmap returns the verdict map for writing in this build: the first write
-// replaces it by a copy, so the delta keeps the old one.
-func (b *builder) vmap(name string) *setSpec {
-	cur := b.m.sets[name]
-	if _, ok := b.dSets[name]; ok {
-		return cur
-	}
-	c := &setSpec{name: cur.name, kind: cur.kind, comment: cur.comment, elems: make(map[string]elem, len(cur.elems))}
-	for k, v := range cur.elems {
-		c.elems[k] = v
-	}
-	b.putSet(c)
-	return c
-}
-
 // build updates the model to state s (which must be valid) and returns
 // it; b.dSets and b.dChains then hold what changed. It fails only when the
 // endpoints need more classes than Config.ClassMask can number; the
@@ -564,11 +550,10 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		if old != nil && old.mapKey() == n.mapKey() {
 			return
 		}
-		m := b.vmap(set)
 		if old != nil {
-			delete(m.elems, old.mapKey())
+			b.setElemInPlace(set, *old, true)
 		}
-		m.elems[n.mapKey()] = n
+		b.setElemInPlace(set, n, false)
 	}
 	// Changed endpoints are handled in interface order, so that class ids
 	// (allocated lowest first) do not depend on map order.
@@ -625,8 +610,8 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		if e.gen != b.gen {
 			b.releaseClass(e.classes[0])
 			b.releaseClass(e.classes[1])
-			delete(b.vmap(mapToWL).elems, e.vmap[0].mapKey())
-			delete(b.vmap(mapFromWL).elems, e.vmap[1].mapKey())
+			b.setElemInPlace(mapToWL, e.vmap[0], true)
+			b.setElemInPlace(mapFromWL, e.vmap[1], true)
 			b.indexEndpoint(iface, e.ep, false)
 			delete(b.eps, iface)
 		}

@@ -304,10 +304,10 @@ func incrementalSteps(t *testing.T, cfg Config, steps []step, deltas bool) {
 }
 
 // inPlaceElems copies the elements of the sets the builder changes in
-// place (the generic sets).
+// place (the generic sets and the verdict maps).
 func inPlaceElems(b *builder) map[string]map[string]elem {
 	out := map[string]map[string]elem{}
-	for _, name := range []string{setFromGeneric, setToGeneric} {
+	for _, name := range []string{setFromGeneric, setToGeneric, mapToWL, mapFromWL, mapToClass, mapFromClass} {
 		if s := b.m.sets[name]; s != nil {
 			out[name] = maps.Clone(s.elems)
 		}

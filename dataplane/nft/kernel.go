@@ -520,7 +520,7 @@ func (k *kernel) planFull(want, have *model, present [2]bool) *batch {
 	}
 	setNames := hotSetsFirst(unionKeys(want.sets, have.sets))
 	chainNames := unionKeys(want.chains, have.chains)
-	b.plan(want, have.sets, have.chains, setNames, chainNames)
+	b.plan(want, have.sets, have.chains, setNames, chainNames, nil)
 	return b
 }
 
@@ -529,18 +529,29 @@ func (k *kernel) planFull(want, have *model, present [2]bool) *batch {
 // and chain that changed; want holds the new ones.
 func (k *kernel) planDelta(want *model, dSets map[string]*setSpec, dChains map[string]*chainSpec, dElems map[string]*elemJournal) *batch {
 	b := &batch{k: k, created: map[string]*nftables.Set{}}
-	b.plan(want, dSets, dChains, hotSetsFirst(slices.Sorted(maps.Keys(dSets))), slices.Sorted(maps.Keys(dChains)))
-	// Element changes of sets changed in place (the generic sets; their
-	// elements name no chain, so they can come last).
-	for _, name := range slices.Sorted(maps.Keys(dElems)) {
-		j, w := dElems[name], want.sets[name]
-		if _, replaced := dSets[name]; replaced || w == nil {
-			continue // created, deleted or diffed whole above
+	// The journals of sets changed in place; one created, deleted or
+	// replaced in this build is diffed whole instead.
+	journals := map[string]*elemJournal{}
+	for name, j := range dElems {
+		if _, replaced := dSets[name]; !replaced && want.sets[name] != nil {
+			journals[name] = j
 		}
-		b.delElems(w, slices.Collect(maps.Values(j.del)))
-		b.addElems(w, slices.Collect(maps.Values(j.add)))
+	}
+	b.plan(want, dSets, dChains, hotSetsFirst(slices.Sorted(maps.Keys(dSets))), slices.Sorted(maps.Keys(dChains)), journals)
+	// Element changes of the generic sets (their elements name no chain,
+	// so they can come last).
+	for _, name := range slices.Sorted(maps.Keys(journals)) {
+		if w := want.sets[name]; !w.kind.verdictMap() {
+			b.journal(w, journals[name])
+		}
 	}
 	return b
+}
+
+// journal queues a set's journaled element changes, deletions first.
+func (b *batch) journal(w *setSpec, j *elemJournal) {
+	b.delElems(w, slices.Collect(maps.Values(j.del)))
+	b.addElems(w, slices.Collect(maps.Values(j.add)))
 }
 
 // hotSetsFirst moves the generic sets to the front of sorted set names,
@@ -577,9 +588,9 @@ func unionKeys[V any](a, b map[string]V) []string {
 // plan queues the operations for the named sets and chains (sorted),
 // given what the kernel holds for them. Order (make before break): new
 // sets and element changes (verdict maps excepted); new chains; rewritten
-// chains; verdict-map elements; obsolete chains flushed, then deleted;
-// obsolete sets deleted.
-func (b *batch) plan(want *model, haveSets map[string]*setSpec, haveChains map[string]*chainSpec, setNames, chainNames []string) {
+// chains; verdict-map elements (with the journals of verdict maps changed
+// in place); obsolete chains flushed, then deleted; obsolete sets deleted.
+func (b *batch) plan(want *model, haveSets map[string]*setSpec, haveChains map[string]*chainSpec, setNames, chainNames []string, journals map[string]*elemJournal) {
 	for _, name := range setNames {
 		w, h := want.sets[name], haveSets[name]
 		switch {
@@ -614,6 +625,11 @@ func (b *batch) plan(want *model, haveSets map[string]*setSpec, haveChains map[s
 			} else {
 				b.diffElems(w, h)
 			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(journals)) {
+		if w := want.sets[name]; w.kind.verdictMap() {
+			b.journal(w, journals[name])
 		}
 	}
 	var obsolete []string
