@@ -342,6 +342,48 @@ func (b *builder) dropChain(name string) {
 	delete(b.m.chains, name)
 }
 
+// patchSet changes e's kernel sets to hold set's members in place, by the
+// members added and removed since e.set, and reports whether it could: it
+// cannot when set's type or family bits differ from e's (the rules using
+// it may change; buildSets makes new kernel sets), or a family is an
+// interval set (merged whole). A rebuild would allocate every element of
+// the set again; a label change moves one member.
+func (b *builder) patchSet(id string, e *setEntry, set desired.IPSet) bool {
+	if set.Type != e.set.Type {
+		return false
+	}
+	fams, _ := memberFams(set)
+	if fams != e.fams || kernelType(set.Type, fams, 4) == desired.Nets || kernelType(set.Type, fams, 6) == desired.Nets {
+		return false
+	}
+	change := func(m desired.Member, del bool) {
+		spec := e.specs[0]
+		if !m.Prefix.Addr().Is4() {
+			spec = e.specs[1]
+		}
+		el := memberElem(set.Type, m)
+		if b.m.sets[spec.name] == spec { // in the table: journaled
+			b.setElemInPlace(spec.name, el, del)
+		} else if del {
+			delete(spec.elems, el.mapKey())
+		} else {
+			spec.elems[el.mapKey()] = el
+		}
+	}
+	for m := range e.set.Members {
+		if _, ok := set.Members[m]; !ok {
+			change(m, true)
+		}
+	}
+	for m := range set.Members {
+		if _, ok := e.set.Members[m]; !ok {
+			change(m, false)
+		}
+	}
+	e.set, e.gen = set, b.gen
+	return true
+}
+
 func (b *builder) spec(u setUse) *setSpec {
 	e := b.sets[u.id]
 	if u.v6 {
@@ -396,7 +438,8 @@ func (b *builder) build(s *desired.State) (*model, error) {
 	}()
 
 	// 1. New and changed sets. A referenced kernel set whose members
-	// changed is replaced in the model. A set that is new, changed type,
+	// changed has its elements changed in place (patchSet), or is
+	// replaced in the model when its kernel sets change kind. A set that is new, changed type,
 	// or gained or lost its last member of a family can change the rules
 	// of the policies and profiles that use it (reshaped): those are then
 	// checked even when their maps are the last build's.
@@ -413,6 +456,9 @@ func (b *builder) build(s *desired.State) (*model, error) {
 			continue
 		}
 		b.changed[id] = true
+		if e != nil && b.patchSet(id, e, set) {
+			continue
+		}
 		n := &setEntry{set: set, gen: b.gen}
 		n.specs[0], n.specs[1], n.fams = buildSets(id, set)
 		if e == nil || e.set.Type != n.set.Type || e.fams != n.fams {

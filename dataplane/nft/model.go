@@ -94,21 +94,7 @@ func (s *setSpec) sameElems(o *setSpec) bool {
 }
 
 func buildSets(id string, set desired.IPSet) (v4, v6 *setSpec, fams uint8) {
-	n4 := 0
-	for m := range set.Members {
-		p := m.Prefix
-		is4 := p.Addr().Is4()
-		if is4 {
-			n4++
-		}
-		switch {
-		case set.Type != desired.Nets || p.IsSingleIP():
-		case is4:
-			fams |= wide4
-		default:
-			fams |= wide6
-		}
-	}
+	fams, n4 := memberFams(set)
 	// A family of a Nets set whose members are all single addresses (a
 	// selector's endpoints, nearly always) is a plain hash set
 	// (kernelType): an interval set must be sorted and merged whole when a
@@ -152,15 +138,45 @@ func buildSets(id string, set desired.IPSet) (v4, v6 *setSpec, fams uint8) {
 	if t6 == desired.Nets {
 		e6 = intervals(p6)
 	}
-	if len(e4) > 0 {
-		fams |= fam4
-	}
-	if len(e6) > 0 {
-		fams |= fam6
-	}
 	v4 = &setSpec{name: setName(id, t4, 4), kind: setKindFor(t4, 4), comment: id, elems: elemMap(e4)}
 	v6 = &setSpec{name: setName(id, t6, 6), kind: setKindFor(t6, 6), comment: id, elems: elemMap(e6)}
 	return v4, v6, fams
+}
+
+// memberFams returns the family bits of set's members (fam4 and fam6 for
+// a family with members, wide4 and wide6 for a Nets family with a member
+// wider than one address) and how many are IPv4.
+func memberFams(set desired.IPSet) (fams uint8, n4 int) {
+	for m := range set.Members {
+		p := m.Prefix
+		is4 := p.Addr().Is4()
+		wide := set.Type == desired.Nets && !p.IsSingleIP()
+		switch {
+		case is4 && wide:
+			fams |= fam4 | wide4
+		case is4:
+			fams |= fam4
+		case wide:
+			fams |= fam6 | wide6
+		default:
+			fams |= fam6
+		}
+		if is4 {
+			n4++
+		}
+	}
+	return fams, n4
+}
+
+// memberElem returns the kernel element of a member of a set of type t
+// held in a kernel set of one address per element (not intervals: a Nets
+// family with a wide member).
+func memberElem(t desired.IPSetType, m desired.Member) elem {
+	k := appendAddr(make([]byte, 0, 16+8), m.Prefix.Addr())
+	if t == desired.NamedPorts {
+		k = appendPortKey(k, m)
+	}
+	return elem{key: k}
 }
 
 // kernelType is the type of the kernel set that holds one family of a
