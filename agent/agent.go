@@ -794,7 +794,7 @@ func (l *loop) apply(ctx context.Context) error {
 	m.localEndpoints.Set(float64(len(s.Endpoints)))
 	m.activePolicies.Set(float64(s.Policies.Len()))
 	m.activeProfiles.Set(float64(len(s.Profiles)))
-	m.ipSets.Set(float64(len(s.IPSets)))
+	m.ipSets.Set(float64(s.IPSets.Len()))
 	m.programmed.Set(1)
 	now := time.Now()
 	var lag time.Duration
@@ -809,7 +809,7 @@ func (l *loop) apply(ctx context.Context) error {
 		}
 		st.Programmed = true
 		st.ProgrammedRevision = rev
-		st.LocalEndpoints, st.ActivePolicies, st.ActiveProfiles, st.IPSets = len(s.Endpoints), s.Policies.Len(), len(s.Profiles), len(s.IPSets)
+		st.LocalEndpoints, st.ActivePolicies, st.ActiveProfiles, st.IPSets = len(s.Endpoints), s.Policies.Len(), len(s.Profiles), s.IPSets.Len()
 		st.Applies++
 		st.LastApplyError = ""
 		st.LastProgrammed = now
@@ -818,7 +818,7 @@ func (l *loop) apply(ctx context.Context) error {
 	})
 	l.armSettle(now)
 	a.log.Debug("applied", "revision", rev, "endpoints", len(s.Endpoints), "policies", s.Policies.Len(),
-		"ipsets", len(s.IPSets), "took", time.Since(start))
+		"ipsets", s.IPSets.Len(), "took", time.Since(start))
 	return nil
 }
 

@@ -280,14 +280,14 @@ func BenchmarkStartOfDay(b *testing.B) {
 	retained := heapInUse() - base
 	s := c.State()
 	members := 0
-	for _, set := range s.IPSets {
+	for _, set := range s.IPSets.All() {
 		members += len(set.Members)
 	}
 	b.ReportMetric(cpu.Seconds()/float64(n), "cpu-s/op")
 	b.ReportMetric(float64(peak-base)/(1<<20), "peak-heap-MB")
 	b.ReportMetric(float64(retained)/(1<<20), "retained-heap-MB")
 	b.ReportMetric(float64(s.Policies.Len()), "active-policies")
-	b.ReportMetric(float64(len(s.IPSets)), "ipsets")
+	b.ReportMetric(float64(s.IPSets.Len()), "ipsets")
 	b.ReportMetric(float64(members), "members")
 	runtime.KeepAlive(c)
 	runtime.KeepAlive(w)

@@ -127,7 +127,7 @@ func (in *interp) match(r desired.Rule, pk policy.Packet) bool {
 }
 
 func (in *interp) contains(id string, a netip.Addr, proto uint8, port uint16) bool {
-	set := in.s.IPSets[id]
+	set, _ := in.s.IPSets.Get(id)
 	if set.Type == desired.NamedPorts {
 		_, ok := set.Members[desired.NamedPortMember(a, proto, port)]
 		return ok

@@ -385,7 +385,7 @@ func (r *runner) moveTo(s *stateDef, reverseKVs bool) string {
 		r.t.Errorf("state %q: desired state does not validate: %v", s.name, err)
 	}
 	describe := map[string]string{}
-	for id := range st.IPSets {
+	for id := range st.IPSets.All() {
 		describe[id], _ = r.c.DescribeIPSet(id)
 	}
 	text := render(&st, func(id string) string { return describe[id] })

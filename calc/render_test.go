@@ -48,12 +48,12 @@ func render(s *desired.State, describe func(id string) string) string {
 	}
 	type named struct{ name, id string }
 	var sets []named
-	for id := range s.IPSets {
+	for id := range s.IPSets.All() {
 		sets = append(sets, named{name(id), id})
 	}
 	slices.SortFunc(sets, func(a, b named) int { return strings.Compare(a.name+a.id, b.name+b.id) })
 	for _, n := range sets {
-		set := s.IPSets[n.id]
+		set, _ := s.IPSets.Get(n.id)
 		var ms []string
 		for _, m := range set.SortedMembers() {
 			if set.Type == desired.NamedPorts {

@@ -20,7 +20,7 @@ import (
 // object.
 type published struct {
 	cfg       desired.Config
-	ipSets    map[string]desired.IPSet
+	ipSets    desired.Map[string, desired.IPSet]
 	policies  desired.Map[desired.PolicyID, desired.Policy]
 	profiles  map[string]desired.Profile
 	endpoints map[string]desired.Endpoint
@@ -43,7 +43,6 @@ type published struct {
 func newPublished() published {
 	return published{
 		next:      rand.Uint64() | 1,
-		ipSets:    map[string]desired.IPSet{},
 		profiles:  map[string]desired.Profile{},
 		endpoints: map[string]desired.Endpoint{},
 		cfgDirty:  true,
@@ -92,7 +91,7 @@ func (c *Calc) State() desired.State {
 	}
 	d := &desired.Delta{Since: p.gen}
 	if len(p.sets) > 0 {
-		p.ipSets = patch(p.ipSets, p.sets, &d.IPSets, func(id string) (desired.IPSet, bool) {
+		p.ipSets = patchMap(p.ipSets, p.sets, &d.IPSets, func(id string) (desired.IPSet, bool) {
 			if s := c.sets[id]; s != nil {
 				return s.snapshot(), true
 			}

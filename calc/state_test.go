@@ -111,13 +111,13 @@ func freshState(t *testing.T, keys []string, versions map[string][]Update, cur m
 func cloneState(s desired.State) desired.State {
 	out := desired.State{
 		Config:    desired.Config{InterfacePrefixes: slices.Clone(s.Config.InterfacePrefixes), DefaultEndpointToHostAction: s.Config.DefaultEndpointToHostAction},
-		IPSets:    map[string]desired.IPSet{},
+		IPSets:    desired.MapOf(map[string]desired.IPSet{}),
 		Policies:  desired.MapOf(map[desired.PolicyID]desired.Policy{}),
 		Profiles:  map[string]desired.Profile{},
 		Endpoints: map[string]desired.Endpoint{},
 	}
-	for k, v := range s.IPSets {
-		out.IPSets[k] = v.Clone()
+	for k, v := range s.IPSets.All() {
+		out.IPSets.Set(k, v.Clone())
 	}
 	for k, v := range s.Policies.All() {
 		out.Policies.Set(k, v.Clone())
@@ -132,8 +132,11 @@ func cloneState(s desired.State) desired.State {
 }
 
 func sameMap(a, b any) bool {
-	if m, ok := a.(desired.Map[desired.PolicyID, desired.Policy]); ok {
+	switch m := a.(type) {
+	case desired.Map[desired.PolicyID, desired.Policy]:
 		return m.Same(b.(desired.Map[desired.PolicyID, desired.Policy]))
+	case desired.Map[string, desired.IPSet]:
+		return m.Same(b.(desired.Map[string, desired.IPSet]))
 	}
 	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
@@ -212,7 +215,7 @@ func TestStateSnapshotsStay(t *testing.T) {
 			}
 			// What did not change is the same object, as consumers
 			// recognise it.
-			keptSame(t, "IP set", a.IPSets, b.IPSets, desired.IPSet.Equal, sameIPSet)
+			keptSame(t, "IP set", maps.Collect(a.IPSets.All()), maps.Collect(b.IPSets.All()), desired.IPSet.Equal, sameIPSet)
 			keptSame(t, "policy", maps.Collect(a.Policies.All()), maps.Collect(b.Policies.All()), desired.Policy.Equal, samePolicy)
 			keptSame(t, "profile", a.Profiles, b.Profiles, desired.Profile.Equal, sameProfile)
 			keptSame(t, "endpoint", a.Endpoints, b.Endpoints, desired.Endpoint.Equal, sameEndpoint)
@@ -264,7 +267,7 @@ func TestStateRandomChanges(t *testing.T) {
 					if s.Delta == nil || s.Delta.Since != last.s.Gen || s.Gen <= last.s.Gen {
 						t.Fatalf("step %d: Gen %d, Delta %+v; want a Delta since %d and a later Gen", step, s.Gen, s.Delta, last.s.Gen)
 					}
-					deltaCovers(t, step, "IP set", last.copy.IPSets, s.IPSets, s.Delta.IPSets, desired.IPSet.Equal)
+					deltaCovers(t, step, "IP set", maps.Collect(last.copy.IPSets.All()), maps.Collect(s.IPSets.All()), s.Delta.IPSets, desired.IPSet.Equal)
 					deltaCovers(t, step, "policy", maps.Collect(last.copy.Policies.All()), maps.Collect(s.Policies.All()), s.Delta.Policies, desired.Policy.Equal)
 					deltaCovers(t, step, "profile", last.copy.Profiles, s.Profiles, s.Delta.Profiles, desired.Profile.Equal)
 					deltaCovers(t, step, "endpoint", last.copy.Endpoints, s.Endpoints, s.Delta.Endpoints, desired.Endpoint.Equal)

@@ -13,7 +13,7 @@ import (
 // State is the whole desired policy dataplane of one host.
 type State struct {
 	Config    Config
-	IPSets    map[string]IPSet
+	IPSets    Map[string, IPSet]
 	Policies  Map[PolicyID, Policy]
 	Profiles  map[string]Profile
 	Endpoints map[string]Endpoint

@@ -11,11 +11,11 @@ func u8(v uint8) *uint8 { return &v }
 func validState() State {
 	pol := PolicyID{Tier: "default", Name: "db", Namespace: "prod", Kind: "NetworkPolicy"}
 	return State{
-		IPSets: map[string]IPSet{
+		IPSets: MapOf(map[string]IPSet{
 			"s:front": NewIPSet(Addrs, AddrMember(netip.MustParseAddr("10.0.0.1"))),
 			"c:nets":  NewIPSet(Nets, NetMember(netip.MustParsePrefix("10.1.0.0/16"))),
 			"n:redis": NewIPSet(NamedPorts, NamedPortMember(netip.MustParseAddr("10.0.0.2"), ProtoTCP, 6379)),
-		},
+		}),
 		Policies: MapOf(map[PolicyID]Policy{pol: {Inbound: []Rule{{
 			Action:   Allow,
 			Protocol: u8(ProtoTCP),
@@ -37,9 +37,9 @@ func TestValidate(t *testing.T) {
 		want   string // substring of the error; "" = valid
 	}{
 		{"valid", func(*State) {}, ""},
-		{"missing set", func(s *State) { delete(s.IPSets, "s:front") }, `source ipSetIDs: ip set "s:front" does not exist`},
-		{"wrong set type for nets", func(s *State) { s.IPSets["c:nets"] = NewIPSet(Addrs) }, `notNets: ip set "c:nets" has type addrs`},
-		{"named port set type", func(s *State) { s.IPSets["n:redis"] = NewIPSet(Nets) }, `namedPorts: ip set "n:redis" has type nets`},
+		{"missing set", func(s *State) { s.IPSets.Delete("s:front") }, `source ipSetIDs: ip set "s:front" does not exist`},
+		{"wrong set type for nets", func(s *State) { s.IPSets.Set("c:nets", NewIPSet(Addrs)) }, `notNets: ip set "c:nets" has type addrs`},
+		{"named port set type", func(s *State) { s.IPSets.Set("n:redis", NewIPSet(Nets)) }, `namedPorts: ip set "n:redis" has type nets`},
 		{"missing policy", func(s *State) { s.Policies.Delete(pol) }, `ingress policy [0] default/prod/db (NetworkPolicy) does not exist`},
 		{"ports without protocol", func(s *State) {
 			p, _ := s.Policies.Get(pol)
@@ -55,10 +55,10 @@ func TestValidate(t *testing.T) {
 		}, "default action Allow is not Deny or Pass"},
 		{"long interface", func(s *State) { s.Endpoints["cali0123456789abc"] = Endpoint{} }, "interface name must be 1-15 bytes"},
 		{"addr set with net", func(s *State) {
-			s.IPSets["s:front"] = NewIPSet(Addrs, NetMember(netip.MustParsePrefix("10.0.0.0/8")))
+			s.IPSets.Set("s:front", NewIPSet(Addrs, NetMember(netip.MustParsePrefix("10.0.0.0/8"))))
 		}, "an addrs set holds single addresses only"},
 		{"unmasked", func(s *State) {
-			s.IPSets["c:nets"] = NewIPSet(Nets, Member{Prefix: netip.MustParsePrefix("10.1.2.3/16")})
+			s.IPSets.Set("c:nets", NewIPSet(Nets, Member{Prefix: netip.MustParsePrefix("10.1.2.3/16")}))
 		}, "prefix is not masked"},
 		{"bad action", func(s *State) {
 			s.Profiles = map[string]Profile{"p": {Inbound: []Rule{{}}}}
@@ -92,7 +92,8 @@ func TestEqual(t *testing.T) {
 		t.Fatal("states with different rule protocols compare equal")
 	}
 	c := validState()
-	c.IPSets["s:front"].Members[AddrMember(netip.MustParseAddr("10.0.0.9"))] = struct{}{}
+	front, _ := c.IPSets.Get("s:front")
+	front.Members[AddrMember(netip.MustParseAddr("10.0.0.9"))] = struct{}{}
 	if a.Equal(&c) {
 		t.Fatal("states with different set members compare equal")
 	}
@@ -115,7 +116,7 @@ func TestValidateOneObject(t *testing.T) {
 	if err := s.ValidatePolicy(pol); err != nil {
 		t.Fatalf("ValidatePolicy of a valid policy: %v", err)
 	}
-	delete(s.IPSets, "s:front")
+	s.IPSets.Delete("s:front")
 	if err := s.ValidatePolicy(pol); err == nil || !strings.Contains(err.Error(), `ip set "s:front" does not exist`) {
 		t.Fatalf("ValidatePolicy = %v, want the missing set", err)
 	}

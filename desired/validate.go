@@ -34,7 +34,7 @@ func (s *State) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	s.checkConfig(add)
-	for id := range s.IPSets {
+	for id := range s.IPSets.All() {
 		s.checkIPSet(id, add)
 	}
 	for id := range s.Policies.Keys() {
@@ -98,7 +98,7 @@ func (s *State) checkConfig(add func(string, ...any)) {
 }
 
 func (s *State) checkIPSet(id string, add func(string, ...any)) {
-	set, ok := s.IPSets[id]
+	set, ok := s.IPSets.Get(id)
 	if !ok {
 		add("ip set %q does not exist", id)
 		return
@@ -252,7 +252,7 @@ func (s *State) checkRules(policy *PolicyID, profile, dir string, rules []Rule, 
 
 func (s *State) checkMatch(at rulePos, side string, m *Match, add func(string, ...any)) {
 	ref := func(field, id string, ok setKinds) {
-		set, found := s.IPSets[id]
+		set, found := s.IPSets.Get(id)
 		switch {
 		case !found:
 			add("%s: %s %s: ip set %q does not exist", at, side, field, id)
@@ -293,7 +293,7 @@ func (s *State) checkMatch(at rulePos, side string, m *Match, add func(string, .
 // Equal reports whether two states are the same.
 func (s *State) Equal(o *State) bool {
 	return s.Config.Equal(o.Config) &&
-		maps.EqualFunc(s.IPSets, o.IPSets, IPSet.Equal) &&
+		s.IPSets.EqualFunc(o.IPSets, IPSet.Equal) &&
 		s.Policies.EqualFunc(o.Policies, Policy.Equal) &&
 		maps.EqualFunc(s.Profiles, o.Profiles, Profile.Equal) &&
 		maps.EqualFunc(s.Endpoints, o.Endpoints, Endpoint.Equal)

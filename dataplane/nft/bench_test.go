@@ -21,7 +21,6 @@ import (
 // directions.
 func bigState(nPol, nSets, nEp int) *desired.State {
 	s := &desired.State{
-		IPSets:    make(map[string]desired.IPSet, nPol),
 		Profiles:  map[string]desired.Profile{"kns.bench": allowAll},
 		Endpoints: make(map[string]desired.Endpoint, nEp),
 	}
@@ -32,7 +31,7 @@ func bigState(nPol, nSets, nEp int) *desired.State {
 		for j := range 4 {
 			ms = append(ms, desired.AddrMember(addr(i*4+j+1)))
 		}
-		s.IPSets[fmt.Sprintf("s:bench-selector-%d", i)] = desired.NewIPSet(desired.Addrs, ms...)
+		s.IPSets.Set(fmt.Sprintf("s:bench-selector-%d", i), desired.NewIPSet(desired.Addrs, ms...))
 	}
 	var pols desired.MapEdit[desired.PolicyID, desired.Policy]
 	for i := range nPol {
@@ -70,15 +69,15 @@ func bigState(nPol, nSets, nEp int) *desired.State {
 func toggleMember(s *desired.State, i int) *desired.State {
 	const id = "s:bench-selector-42"
 	extra := desired.AddrMember(netip.AddrFrom4([4]byte{10, 250, 0, 1}))
-	set := s.IPSets[id].Clone()
+	set, _ := s.IPSets.Get(id)
+	set = set.Clone()
 	if i%2 == 0 {
 		set.Members[extra] = struct{}{}
 	} else {
 		delete(set.Members, extra)
 	}
 	n := *s
-	n.IPSets = maps.Clone(s.IPSets)
-	n.IPSets[id] = set
+	n.IPSets.Set(id, set)
 	return &n
 }
 

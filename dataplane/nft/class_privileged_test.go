@@ -323,7 +323,7 @@ func TestPrivilegedRetainedPolicySetKindChange(t *testing.T) {
 	p1, p2 := gpol("p1"), gpol("p2")
 	state := func(set desired.IPSet, pols ...desired.PolicyID) *desired.State {
 		s := l.base()
-		s.IPSets["s:a"] = set
+		s.IPSets.Set("s:a", set)
 		for _, p := range pols {
 			s.Policies.Set(p, fromSet(desired.Allow, "s:a"))
 		}

@@ -44,7 +44,7 @@ func oneEndpointState(sets map[string]desired.IPSet, pols map[desired.PolicyID]d
 		tiers = []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: tier}}
 	}
 	return &desired.State{
-		IPSets:    sets,
+		IPSets:    desired.MapOf(sets),
 		Policies:  desired.MapOf(pols),
 		Profiles:  map[string]desired.Profile{"kns": allowAll},
 		Endpoints: map[string]desired.Endpoint{"calia": ep("a", nil, tiers, "kns")},
@@ -154,7 +154,7 @@ func TestRetainedPolicySetReshaped(t *testing.T) {
 		sets := map[string]desired.IPSet{"s:x": netSet("10.65.0.1/32")}
 		w.apply(oneEndpointState(sets, map[desired.PolicyID]desired.Policy{p1: fromSet(desired.Allow, "s:x"), p2: fromSet(desired.Allow, "s:x")}, []desired.PolicyID{p1, p2}))
 		w.b.promote()
-		w.apply(oneEndpointState(maps.Clone(sets), map[desired.PolicyID]desired.Policy{p1: fromSet(desired.Allow, "s:x")}, []desired.PolicyID{p1}))
+		w.apply(oneEndpointState(sets, map[desired.PolicyID]desired.Policy{p1: fromSet(desired.Allow, "s:x")}, []desired.PolicyID{p1}))
 		if w.b.retained[p2] == nil {
 			t.Fatal("p2 is not retained")
 		}
@@ -206,7 +206,7 @@ func TestOrphanSetBack(t *testing.T) {
 	}
 	pols := maps.Collect(back.Policies.All())
 	pols[q2] = fromSet(desired.Allow, "s:x")
-	w.apply(oneEndpointState(back.IPSets, pols, []desired.PolicyID{q, q2}))
+	w.apply(oneEndpointState(maps.Collect(back.IPSets.All()), pols, []desired.PolicyID{q, q2}))
 }
 
 // TestGenericElemsTierOfPolicy: a tier listing a policy of another tier
@@ -284,7 +284,7 @@ func TestPromoteInBatches(t *testing.T) {
 		pols[id] = desired.Policy{Inbound: []desired.Rule{allowTCP(80)}}
 	}
 	state := func(lists map[string][]desired.PolicyID) *desired.State {
-		s := &desired.State{IPSets: map[string]desired.IPSet{}, Policies: desired.MapOf(pols),
+		s := &desired.State{Policies: desired.MapOf(pols),
 			Profiles: map[string]desired.Profile{"kns": allowAll}, Endpoints: map[string]desired.Endpoint{}}
 		for iface, l := range lists {
 			s.Endpoints[iface] = ep(iface, nil, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: l}}, "kns")

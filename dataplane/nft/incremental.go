@@ -87,14 +87,15 @@ type builder struct {
 // for a collection have the same contents there (maps are not modified
 // after build).
 type collections struct {
-	valid            bool
-	sets, profs, eps unsafe.Pointer
-	pols             desired.Map[desired.PolicyID, desired.Policy]
+	valid      bool
+	profs, eps unsafe.Pointer
+	sets       desired.Map[string, desired.IPSet]
+	pols       desired.Map[desired.PolicyID, desired.Policy]
 }
 
 func collectionsOf(s *desired.State) collections {
 	return collections{valid: true,
-		sets:  reflect.ValueOf(s.IPSets).UnsafePointer(),
+		sets:  s.IPSets,
 		pols:  s.Policies,
 		profs: reflect.ValueOf(s.Profiles).UnsafePointer(),
 		eps:   reflect.ValueOf(s.Endpoints).UnsafePointer(),
@@ -107,7 +108,7 @@ func (b *builder) same(s *desired.State) (sets, pols, profs, eps bool) {
 		return false, false, false, false
 	}
 	c := collectionsOf(s)
-	return c.sets == b.last.sets, c.pols.Same(b.last.pols), c.profs == b.last.profs, c.eps == b.last.eps
+	return c.sets.Same(b.last.sets), c.pols.Same(b.last.pols), c.profs == b.last.profs, c.eps == b.last.eps
 }
 
 type scan struct {
@@ -156,11 +157,11 @@ func (b *builder) scanState(s *desired.State, reuse bool) *scan {
 	case d != nil:
 		b.scan.setsDelta = true
 		for _, id := range unique(d.IPSets) {
-			set, ok := s.IPSets[id]
+			set, ok := s.IPSets.Get(id)
 			b.scan.sets = append(b.scan.sets, setHit{id, set, b.sets[id], !ok})
 		}
 	default:
-		for id, set := range s.IPSets {
+		for id, set := range s.IPSets.All() {
 			b.scan.sets = append(b.scan.sets, setHit{id, set, b.sets[id], false})
 		}
 	}
@@ -896,7 +897,7 @@ func (b *builder) validate(s *desired.State) error {
 	}
 	if !sc.setsSkipped && !sc.setsDelta && hits != len(b.sets) {
 		for id := range b.sets {
-			if _, ok := s.IPSets[id]; !ok {
+			if !s.IPSets.Has(id) {
 				bad[id] = true
 			}
 		}

@@ -47,16 +47,16 @@ func incrementalStepList() []step {
 	a, c, d := netip.MustParseAddr("10.65.0.1"), netip.MustParseAddr("10.65.0.2"), netip.MustParseAddr("10.65.0.3")
 	pci := func() *desired.State { return pciState(a, c, d, "calif", "calio", "calid") }
 	pciMore := pci()
-	pciMore.IPSets[selPCIFrontend] = addrSet("10.65.0.1", "10.65.0.2")
+	pciMore.IPSets.Set(selPCIFrontend, addrSet("10.65.0.1", "10.65.0.2"))
 	pciV6 := pci()
-	pciV6.IPSets[selPCIFrontend] = addrSet("10.65.0.1", "fd00::1")
+	pciV6.IPSets.Set(selPCIFrontend, addrSet("10.65.0.1", "fd00::1"))
 	// calc gives a selector a Nets set: single addresses are a plain
 	// kernel set, and a network's CIDR makes it an interval set (another
 	// name) and back.
 	pciNets := pci()
-	pciNets.IPSets[selPCIFrontend] = netSet("10.65.0.1/32", "fd00::1/128")
+	pciNets.IPSets.Set(selPCIFrontend, netSet("10.65.0.1/32", "fd00::1/128"))
 	pciWide := pci()
-	pciWide.IPSets[selPCIFrontend] = netSet("10.65.0.1/32", "10.65.8.0/24", "fd00::1/128")
+	pciWide.IPSets.Set(selPCIFrontend, netSet("10.65.0.1/32", "10.65.8.0/24", "fd00::1/128"))
 	noDB := pci()
 	delete(noDB.Endpoints, "calid")
 	noProfile := pci()
@@ -107,16 +107,13 @@ func incrementalStepList() []step {
 	}
 	add("shared: nothing changed", func(*desired.State) {})
 	add("shared: a set member added", func(s *desired.State) {
-		s.IPSets = maps.Clone(s.IPSets)
-		s.IPSets["s:web"] = addrSet("10.65.0.2", "10.65.0.3", "10.65.0.4")
+		s.IPSets.Set("s:web", addrSet("10.65.0.2", "10.65.0.3", "10.65.0.4"))
 	})
 	add("shared: a set's first v6 member", func(s *desired.State) {
-		s.IPSets = maps.Clone(s.IPSets)
-		s.IPSets["s:web"] = addrSet("10.65.0.2", "fd00::2")
+		s.IPSets.Set("s:web", addrSet("10.65.0.2", "fd00::2"))
 	})
 	add("shared: a set loses its v6 member", func(s *desired.State) {
-		s.IPSets = maps.Clone(s.IPSets)
-		s.IPSets["s:quarantined"] = addrSet("10.65.0.9")
+		s.IPSets.Set("s:quarantined", addrSet("10.65.0.9"))
 	})
 	add("shared: log-all's protocol changed", func(s *desired.State) {
 		lp, _ := ks3.Policies.Get(logAll)
@@ -153,10 +150,9 @@ func incrementalStepList() []step {
 		}
 	})
 	add("shared: a set removed", func(s *desired.State) {
-		s.IPSets = maps.Clone(s.IPSets)
-		for id := range s.IPSets {
+		for id := range s.IPSets.All() {
 			if !setUsed(s, id) {
-				delete(s.IPSets, id)
+				s.IPSets.Delete(id)
 			}
 		}
 	})
@@ -212,7 +208,7 @@ func withDelta(prev, next *desired.State, prevGen uint64) *desired.State {
 	// Every key is named twice: a Delta names at least what changed, and
 	// a key named again must not be handled twice.
 	c.Delta = &desired.Delta{Since: prevGen,
-		IPSets:    twice(changedKeys(prev.IPSets, next.IPSets, desired.IPSet.Equal)),
+		IPSets:    twice(changedKeys(maps.Collect(prev.IPSets.All()), maps.Collect(next.IPSets.All()), desired.IPSet.Equal)),
 		Policies:  twice(changedKeys(maps.Collect(prev.Policies.All()), maps.Collect(next.Policies.All()), desired.Policy.Equal)),
 		Profiles:  twice(changedKeys(prev.Profiles, next.Profiles, desired.Profile.Equal)),
 		Endpoints: twice(changedKeys(prev.Endpoints, next.Endpoints, desired.Endpoint.Equal)),
@@ -369,7 +365,7 @@ func checkDelta(t *testing.T, name string, b *builder, prevSets map[string]*setS
 // shared), as calc.State hands out a changed collection.
 func withNewMaps(s *desired.State) *desired.State {
 	c := *s
-	c.IPSets, c.Policies, c.Profiles, c.Endpoints = maps.Clone(s.IPSets), desired.MapOf(maps.Collect(s.Policies.All())), maps.Clone(s.Profiles), maps.Clone(s.Endpoints)
+	c.IPSets, c.Policies, c.Profiles, c.Endpoints = desired.MapOf(maps.Collect(s.IPSets.All())), desired.MapOf(maps.Collect(s.Policies.All())), maps.Clone(s.Profiles), maps.Clone(s.Endpoints)
 	return &c
 }
 
@@ -391,8 +387,8 @@ func TestIncrementalValidate(t *testing.T) {
 		name   string
 		mutate func(*desired.State)
 	}{
-		{"set removed under an unchanged policy", func(s *desired.State) { delete(s.IPSets, selPCIFrontend) }},
-		{"set retyped under an unchanged policy", func(s *desired.State) { s.IPSets[selPCIFrontend] = desired.NewIPSet(desired.NamedPorts) }},
+		{"set removed under an unchanged policy", func(s *desired.State) { s.IPSets.Delete(selPCIFrontend) }},
+		{"set retyped under an unchanged policy", func(s *desired.State) { s.IPSets.Set(selPCIFrontend, desired.NewIPSet(desired.NamedPorts)) }},
 		{"policy removed under an unchanged endpoint", func(s *desired.State) { s.Policies.Delete(pciPolicy) }},
 		{"policy removed under an unchanged endpoint, another endpoint changed", func(s *desired.State) {
 			s.Policies.Delete(pciPolicy)
@@ -401,13 +397,13 @@ func TestIncrementalValidate(t *testing.T) {
 			s.Endpoints["calif"] = e
 		}},
 		{"set removed under an unchanged policy, an endpoint changed", func(s *desired.State) {
-			delete(s.IPSets, selPCIFrontend)
+			s.IPSets.Delete(selPCIFrontend)
 			e := s.Endpoints["calif"]
 			e.WorkloadID += "-moved"
 			s.Endpoints["calif"] = e
 		}},
 		{"bad member in a changed set", func(s *desired.State) {
-			s.IPSets[selPCIFrontend] = desired.NewIPSet(desired.Addrs, desired.NetMember(netip.MustParsePrefix("10.0.0.0/8")))
+			s.IPSets.Set(selPCIFrontend, desired.NewIPSet(desired.Addrs, desired.NetMember(netip.MustParsePrefix("10.0.0.0/8"))))
 		}},
 		{"bad rule in a changed policy", func(s *desired.State) {
 			s.Policies.Set(pciPolicy, desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, ICMP: &desired.ICMPMatch{Type: 8}}}})

@@ -133,7 +133,7 @@ func TestPrivilegedLargeSetsAndMaps(t *testing.T) {
 	for i := range 20000 {
 		big = append(big, desired.AddrMember(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})))
 	}
-	s.IPSets["s:big"] = desired.NewIPSet(desired.Addrs, big...)
+	s.IPSets.Set("s:big", desired.NewIPSet(desired.Addrs, big...))
 	var ids []desired.PolicyID
 	for i := range 1000 {
 		id := desired.PolicyID{Tier: "default", Name: fmt.Sprintf("p%d", i), Kind: "GlobalNetworkPolicy"}

@@ -2,7 +2,6 @@ package nft
 
 import (
 	"errors"
-	"maps"
 	"net"
 	"net/netip"
 	"regexp"
@@ -20,7 +19,7 @@ import (
 // allow-all profile "allow" and nothing else.
 func (l *lab) base() *desired.State {
 	s := &desired.State{
-		IPSets:    map[string]desired.IPSet{},
+		IPSets:    desired.MapOf(map[string]desired.IPSet{}),
 		Policies:  desired.MapOf(map[desired.PolicyID]desired.Policy{}),
 		Profiles:  map[string]desired.Profile{"allow": allowAll},
 		Endpoints: map[string]desired.Endpoint{},
@@ -157,9 +156,9 @@ func testNamedPortsNetsICMPUDP(t *testing.T, cfg Config) {
 	pol := desired.PolicyID{Tier: "default", Name: "c", Namespace: "ns", Kind: "NetworkPolicy"}
 	fromA := desired.CIDRSetID([]netip.Prefix{netip.PrefixFrom(l.ip("a"), 32)})
 	notB := desired.CIDRSetID([]netip.Prefix{netip.PrefixFrom(l.ip("b"), 32)})
-	s.IPSets[fromA] = netSet(netip.PrefixFrom(l.ip("a"), 32).String())
-	s.IPSets[notB] = netSet(netip.PrefixFrom(l.ip("b"), 32).String())
-	s.IPSets["n:http"] = desired.NewIPSet(desired.NamedPorts, desired.NamedPortMember(l.ip("c"), desired.ProtoTCP, 8080))
+	s.IPSets.Set(fromA, netSet(netip.PrefixFrom(l.ip("a"), 32).String()))
+	s.IPSets.Set(notB, netSet(netip.PrefixFrom(l.ip("b"), 32).String()))
+	s.IPSets.Set("n:http", desired.NewIPSet(desired.NamedPorts, desired.NamedPortMember(l.ip("c"), desired.ProtoTCP, 8080)))
 	s.Policies.Set(pol, desired.Policy{Inbound: []desired.Rule{
 		{Action: desired.Allow, Protocol: u8(desired.ProtoTCP),
 			Dst: desired.Match{Ports: []desired.PortRange{{Min: 80, Max: 80}}, NamedPortIPSetIDs: []string{"n:http"}}},
@@ -227,7 +226,7 @@ func TestPrivilegedSetChangeIdempotencyAndRemoval(t *testing.T) {
 
 	// "other" gets compliance=PCI: calc adds its IP to the selector's set.
 	s2 := pciState(l.ip("front"), l.ip("other"), l.ip("db"), l.iface("front"), l.iface("other"), l.iface("db"))
-	s2.IPSets[selPCIFrontend] = addrSet(l.ip("front").String(), l.ip("other").String())
+	s2.IPSets.Set(selPCIFrontend, addrSet(l.ip("front").String(), l.ip("other").String()))
 	before = l.dp.Writes()
 	l.apply(s2)
 	if got := l.dp.Writes() - before; got != 1 {
@@ -263,7 +262,7 @@ func TestPrivilegedSetKindChange(t *testing.T) {
 	pol := desired.PolicyID{Tier: "default", Name: "db", Kind: "GlobalNetworkPolicy"}
 	state := func(set desired.IPSet) *desired.State {
 		s := l.base()
-		s.IPSets[sel] = set
+		s.IPSets.Set(sel, set)
 		p, m := tcp(5432)
 		s.Policies.Set(pol, desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: p, Src: desired.Match{IPSetIDs: []string{sel}}, Dst: m}}})
 		s.Endpoints[l.iface("c")] = ep("c", l.wl["c"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}})
@@ -314,7 +313,7 @@ func TestPrivilegedLargeAddressSet(t *testing.T) {
 	ms = append(ms, desired.NetMember(netip.PrefixFrom(l.ip("a"), 32)))
 	pol := desired.PolicyID{Tier: "default", Name: "all", Kind: "GlobalNetworkPolicy"}
 	s := l.base()
-	s.IPSets[sel] = desired.NewIPSet(desired.Nets, ms...)
+	s.IPSets.Set(sel, desired.NewIPSet(desired.Nets, ms...))
 	p, m := tcp(8080)
 	s.Policies.Set(pol, desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: p, Src: desired.Match{IPSetIDs: []string{sel}}, Dst: m}}})
 	s.Endpoints[l.iface("b")] = ep("b", l.wl["b"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}})
@@ -344,8 +343,7 @@ func TestPrivilegedLargeAddressSet(t *testing.T) {
 		t.Fatalf("the kernel set lists %d separators, want %d", got, n)
 	}
 	s2 := *s
-	s2.IPSets = maps.Clone(s.IPSets)
-	s2.IPSets[sel] = desired.NewIPSet(desired.Nets, ms[:n]...) // a leaves
+	s2.IPSets.Set(sel, desired.NewIPSet(desired.Nets, ms[:n]...)) // a leaves
 	before := l.dp.Writes()
 	l.apply(&s2)
 	if got := l.dp.Writes() - before; got != 1 {
@@ -555,9 +553,9 @@ func TestPrivilegedKitchenSinkRoundTrip(t *testing.T) {
 	}
 	// Shrink and grow an interval set (merged neighbours), drop a policy.
 	ks2 := kitchenSink()
-	for id, set := range ks2.IPSets {
+	for id, set := range ks2.IPSets.All() {
 		if set.Type == desired.Nets && id != "c:all" {
-			ks2.IPSets[id] = netSet("10.0.0.0/8", "192.168.0.0/24", "172.16.0.0/12")
+			ks2.IPSets.Set(id, netSet("10.0.0.0/8", "192.168.0.0/24", "172.16.0.0/12"))
 		}
 	}
 	l.apply(ks2)
@@ -591,7 +589,7 @@ func TestPrivilegedIPv6(t *testing.T) {
 	s := l.base()
 	pol := desired.PolicyID{Tier: "default", Name: "v6", Kind: "GlobalNetworkPolicy"}
 	// Only a's IPv6 address is in the set: a reaches b over IPv6 only.
-	s.IPSets["s:a6"] = addrSet(l.wl["a"].IPs[1].String())
+	s.IPSets.Set("s:a6", addrSet(l.wl["a"].IPs[1].String()))
 	s.Policies.Set(pol, desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: u8(desired.ProtoTCP),
 		Src: desired.Match{IPSetIDs: []string{"s:a6"}}, Dst: desired.Match{Ports: []desired.PortRange{{Min: 80, Max: 80}}}}}})
 	s.Endpoints[l.iface("b")] = ep("b", l.wl["b"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}}, "allow")
@@ -619,7 +617,7 @@ func TestPrivilegedKernelErrorReported(t *testing.T) {
 	l.apply(mk())
 	l.nft("delete", "table", "inet", "brindle")
 	s2 := mk()
-	s2.IPSets[selPCIFrontend] = addrSet(l.ip("front").String(), l.ip("other").String())
+	s2.IPSets.Set(selPCIFrontend, addrSet(l.ip("front").String(), l.ip("other").String()))
 	err := l.dp.Apply(s2)
 	if err == nil || !strings.Contains(err.Error(), "kernel rejected new set elements") {
 		t.Fatalf("Apply against a deleted table: err = %v, want the kernel's rejection of the element add", err)

@@ -56,9 +56,9 @@ var pciPolicy = desired.PolicyID{Tier: "default", Name: "pci-db", Kind: "GlobalN
 func pciState(front, other, db netip.Addr, ifFront, ifOther, ifDB string) *desired.State {
 	tiers := []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pciPolicy}}}
 	return &desired.State{
-		IPSets: map[string]desired.IPSet{
+		IPSets: desired.MapOf(map[string]desired.IPSet{
 			selPCIFrontend: addrSet(front.String()),
-		},
+		}),
 		Policies: desired.MapOf(map[desired.PolicyID]desired.Policy{
 			pciPolicy: {Inbound: []desired.Rule{{
 				Action:   desired.Allow,
@@ -85,13 +85,13 @@ func kitchenSink() *desired.State {
 	nets := desired.CIDRSetID([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("192.168.0.0/24"), netip.MustParsePrefix("192.168.1.0/24")})
 	return &desired.State{
 		Config: desired.Config{InterfacePrefixes: []string{"cali", "tap"}, DefaultEndpointToHostAction: desired.EndpointToHostAccept},
-		IPSets: map[string]desired.IPSet{
+		IPSets: desired.MapOf(map[string]desired.IPSet{
 			"s:quarantined": addrSet("10.65.0.9", "fd00::9"),
 			"s:web":         addrSet("10.65.0.2", "10.65.0.3"),
 			nets:            netSet("10.0.0.0/8", "10.1.0.0/16", "192.168.0.0/24", "192.168.1.0/24"),
 			"c:all":         netSet("0.0.0.0/0"),
 			"n:http":        desired.NewIPSet(desired.NamedPorts, desired.NamedPortMember(netip.MustParseAddr("10.65.0.2"), 6, 8080)),
-		},
+		}),
 		Policies: desired.MapOf(map[desired.PolicyID]desired.Policy{
 			adminPol: {
 				Inbound:  []desired.Rule{{Action: desired.Deny, Src: desired.Match{IPSetIDs: []string{"s:quarantined"}}}, {Action: desired.Pass}},
