@@ -8,12 +8,10 @@ import (
 	"maps"
 	"net/http"
 	"net/netip"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/brindle-net/brindle/api"
 	"github.com/brindle-net/brindle/calc"
@@ -363,7 +361,7 @@ type loop struct {
 	rt        RouteDataplane
 	rtApplied route.Routes // the routes of the last successful route Apply
 	// rtEndpoints is the endpoints map rtApplied was computed from.
-	rtEndpoints unsafe.Pointer
+	rtEndpoints desired.Map[string, desired.Endpoint]
 	rtDone      chan struct{}
 	rtStop      context.CancelFunc
 	nftTick     *time.Ticker
@@ -767,7 +765,7 @@ func (l *loop) apply(ctx context.Context) error {
 	// still repair drift). An endpoints map that is the last applied one
 	// (calc hands out the same map when no endpoint changed: a remote
 	// label change) is not even looked at.
-	if eps := reflect.ValueOf(s.Endpoints).UnsafePointer(); l.rtApplied == nil || eps != l.rtEndpoints {
+	if eps := s.Endpoints; l.rtApplied == nil || !eps.Same(l.rtEndpoints) {
 		if rs := route.Routes(calc.Routes(&s)); l.rtApplied == nil || !routesEqual(rs, l.rtApplied) {
 			if err := l.rt.Apply(rs); err != nil {
 				m.applyErrors.WithLabelValues(dataplaneRoute).Inc()
@@ -787,11 +785,11 @@ func (l *loop) apply(ctx context.Context) error {
 	l.dirty = false
 	l.backoff = a.cfg.RetryMin
 	l.retryAt = time.Time{}
-	eps := make(map[string]string, len(s.Endpoints))
-	for iface, ep := range s.Endpoints {
+	eps := make(map[string]string, s.Endpoints.Len())
+	for iface, ep := range s.Endpoints.All() {
 		eps[ep.WorkloadID] = iface
 	}
-	m.localEndpoints.Set(float64(len(s.Endpoints)))
+	m.localEndpoints.Set(float64(s.Endpoints.Len()))
 	m.activePolicies.Set(float64(s.Policies.Len()))
 	m.activeProfiles.Set(float64(len(s.Profiles)))
 	m.ipSets.Set(float64(s.IPSets.Len()))
@@ -809,7 +807,7 @@ func (l *loop) apply(ctx context.Context) error {
 		}
 		st.Programmed = true
 		st.ProgrammedRevision = rev
-		st.LocalEndpoints, st.ActivePolicies, st.ActiveProfiles, st.IPSets = len(s.Endpoints), s.Policies.Len(), len(s.Profiles), s.IPSets.Len()
+		st.LocalEndpoints, st.ActivePolicies, st.ActiveProfiles, st.IPSets = s.Endpoints.Len(), s.Policies.Len(), len(s.Profiles), s.IPSets.Len()
 		st.Applies++
 		st.LastApplyError = ""
 		st.LastProgrammed = now
@@ -817,7 +815,7 @@ func (l *loop) apply(ctx context.Context) error {
 		maps.Copy(e, eps)
 	})
 	l.armSettle(now)
-	a.log.Debug("applied", "revision", rev, "endpoints", len(s.Endpoints), "policies", s.Policies.Len(),
+	a.log.Debug("applied", "revision", rev, "endpoints", s.Endpoints.Len(), "policies", s.Policies.Len(),
 		"ipsets", s.IPSets.Len(), "took", time.Since(start))
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -227,7 +226,7 @@ func TestLoopNothingBeforeInSync(t *testing.T) {
 		t.Fatalf("applies after in-sync: %d, want 1", n)
 	}
 	s := h.rec.last()
-	if got := slices.Sorted(maps.Keys(s.Endpoints)); !cmp.Equal(got, []string{"cali1"}) {
+	if got := slices.Sorted(s.Endpoints.Keys()); !cmp.Equal(got, []string{"cali1"}) {
 		t.Errorf("endpoints %v, want [cali1] (the remote endpoint is not local)", got)
 	}
 	h.rec.mu.Lock()
@@ -399,8 +398,8 @@ func TestLoopBatchesWhileApplying(t *testing.T) {
 	if n := h.rec.applies(); n != 3 {
 		t.Fatalf("applies: %d, want 3 (initial, revision 5, one for the five queued changes)", n)
 	}
-	if eps := h.rec.last().Endpoints; len(eps) != 3 {
-		t.Errorf("last applied state has %d endpoints, want 3", len(eps))
+	if eps := h.rec.last().Endpoints; eps.Len() != 3 {
+		t.Errorf("last applied state has %d endpoints, want 3", eps.Len())
 	}
 }
 
@@ -628,8 +627,8 @@ func TestLoopDatastoreNotReady(t *testing.T) {
 	// Deleting the ClusterInformation counts as ready.
 	h.push(del(KindClusterInformation, "", "default", 9))
 	h.waitProgrammed(9)
-	if eps := h.rec.last().Endpoints; len(eps) != 2 {
-		t.Errorf("after resuming: %d endpoints applied, want 2", len(eps))
+	if eps := h.rec.last().Endpoints; eps.Len() != 2 {
+		t.Errorf("after resuming: %d endpoints applied, want 2", eps.Len())
 	}
 	if got := gaugeValue(t, h.a.m.datastoreNotReady); got != 0 {
 		t.Errorf("brindle_datastore_not_ready = %v, want 0", got)

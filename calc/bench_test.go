@@ -272,8 +272,8 @@ func BenchmarkStartOfDay(b *testing.B) {
 		if p := h.Stop(); p > peak {
 			peak = p
 		}
-		if len(s.Endpoints) != benchLocalPerHost {
-			b.Fatalf("%d local endpoints, want %d", len(s.Endpoints), benchLocalPerHost)
+		if s.Endpoints.Len() != benchLocalPerHost {
+			b.Fatalf("%d local endpoints, want %d", s.Endpoints.Len(), benchLocalPerHost)
 		}
 		b.StartTimer()
 	}

@@ -338,8 +338,8 @@ func (c *Calc) config() desired.Config {
 // Routes returns the workload routes of a state: each local endpoint's
 // addresses by interface.
 func Routes(s *desired.State) map[string][]netip.Prefix {
-	out := make(map[string][]netip.Prefix, len(s.Endpoints))
-	for iface, ep := range s.Endpoints {
+	out := make(map[string][]netip.Prefix, s.Endpoints.Len())
+	for iface, ep := range s.Endpoints.All() {
 		if len(ep.IPs) > 0 {
 			out[iface] = slices.Clone(ep.IPs)
 		}

@@ -27,7 +27,7 @@ type interp struct {
 
 func newInterp(s *desired.State) *interp {
 	in := &interp{s: s, byIP: map[netip.Addr]desired.Endpoint{}}
-	for _, ep := range s.Endpoints {
+	for _, ep := range s.Endpoints.All() {
 		for _, p := range ep.IPs {
 			in.byIP[p.Addr()] = ep
 		}

@@ -21,8 +21,8 @@ func render(s *desired.State, describe func(id string) string) string {
 		return "{?" + id + "}"
 	}
 	fmt.Fprintf(&b, "config prefixes=%s endpoint-to-host=%v\n", strings.Join(s.Config.Prefixes(), ","), s.Config.DefaultEndpointToHostAction)
-	for _, iface := range slices.Sorted(maps.Keys(s.Endpoints)) {
-		ep := s.Endpoints[iface]
+	for _, iface := range slices.Sorted(s.Endpoints.Keys()) {
+		ep, _ := s.Endpoints.Get(iface)
 		var ips []string
 		for _, p := range ep.IPs {
 			ips = append(ips, p.String())

@@ -23,7 +23,7 @@ type published struct {
 	ipSets    desired.Map[string, desired.IPSet]
 	policies  desired.Map[desired.PolicyID, desired.Policy]
 	profiles  map[string]desired.Profile
-	endpoints map[string]desired.Endpoint
+	endpoints desired.Map[string, desired.Endpoint]
 
 	cfgDirty bool
 	// The keys changed since the last State: IP set IDs, policy keys
@@ -44,7 +44,6 @@ func newPublished() published {
 	return published{
 		next:      rand.Uint64() | 1,
 		profiles:  map[string]desired.Profile{},
-		endpoints: map[string]desired.Endpoint{},
 		cfgDirty:  true,
 		sets:      map[string]struct{}{},
 		pols:      map[string]struct{}{},
@@ -131,7 +130,7 @@ func (c *Calc) State() desired.State {
 		resetKeys(&p.profs)
 	}
 	if len(p.ifaces) > 0 {
-		p.endpoints = patch(p.endpoints, p.ifaces, &d.Endpoints, func(iface string) (desired.Endpoint, bool) {
+		p.endpoints = patchMap(p.endpoints, p.ifaces, &d.Endpoints, func(iface string) (desired.Endpoint, bool) {
 			eps := c.ifaces[iface]
 			if len(eps) != 1 {
 				return desired.Endpoint{}, false // none, or a conflict: the interface drops

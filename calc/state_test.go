@@ -114,7 +114,7 @@ func cloneState(s desired.State) desired.State {
 		IPSets:    desired.MapOf(map[string]desired.IPSet{}),
 		Policies:  desired.MapOf(map[desired.PolicyID]desired.Policy{}),
 		Profiles:  map[string]desired.Profile{},
-		Endpoints: map[string]desired.Endpoint{},
+		Endpoints: desired.MapOf(map[string]desired.Endpoint{}),
 	}
 	for k, v := range s.IPSets.All() {
 		out.IPSets.Set(k, v.Clone())
@@ -125,8 +125,8 @@ func cloneState(s desired.State) desired.State {
 	for k, v := range s.Profiles {
 		out.Profiles[k] = v.Clone()
 	}
-	for k, v := range s.Endpoints {
-		out.Endpoints[k] = v.Clone()
+	for k, v := range s.Endpoints.All() {
+		out.Endpoints.Set(k, v.Clone())
 	}
 	return out
 }
@@ -137,6 +137,8 @@ func sameMap(a, b any) bool {
 		return m.Same(b.(desired.Map[desired.PolicyID, desired.Policy]))
 	case desired.Map[string, desired.IPSet]:
 		return m.Same(b.(desired.Map[string, desired.IPSet]))
+	case desired.Map[string, desired.Endpoint]:
+		return m.Same(b.(desired.Map[string, desired.Endpoint]))
 	}
 	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
@@ -218,7 +220,7 @@ func TestStateSnapshotsStay(t *testing.T) {
 			keptSame(t, "IP set", maps.Collect(a.IPSets.All()), maps.Collect(b.IPSets.All()), desired.IPSet.Equal, sameIPSet)
 			keptSame(t, "policy", maps.Collect(a.Policies.All()), maps.Collect(b.Policies.All()), desired.Policy.Equal, samePolicy)
 			keptSame(t, "profile", a.Profiles, b.Profiles, desired.Profile.Equal, sameProfile)
-			keptSame(t, "endpoint", a.Endpoints, b.Endpoints, desired.Endpoint.Equal, sameEndpoint)
+			keptSame(t, "endpoint", maps.Collect(a.Endpoints.All()), maps.Collect(b.Endpoints.All()), desired.Endpoint.Equal, sameEndpoint)
 		})
 	}
 }
@@ -270,7 +272,7 @@ func TestStateRandomChanges(t *testing.T) {
 					deltaCovers(t, step, "IP set", maps.Collect(last.copy.IPSets.All()), maps.Collect(s.IPSets.All()), s.Delta.IPSets, desired.IPSet.Equal)
 					deltaCovers(t, step, "policy", maps.Collect(last.copy.Policies.All()), maps.Collect(s.Policies.All()), s.Delta.Policies, desired.Policy.Equal)
 					deltaCovers(t, step, "profile", last.copy.Profiles, s.Profiles, s.Delta.Profiles, desired.Profile.Equal)
-					deltaCovers(t, step, "endpoint", last.copy.Endpoints, s.Endpoints, s.Delta.Endpoints, desired.Endpoint.Equal)
+					deltaCovers(t, step, "endpoint", maps.Collect(last.copy.Endpoints.All()), maps.Collect(s.Endpoints.All()), s.Delta.Endpoints, desired.Endpoint.Equal)
 				} else if s.Delta != nil || s.Gen == 0 {
 					t.Fatalf("step %d: the first State has Gen %d and Delta %+v; want a Gen and no Delta", step, s.Gen, s.Delta)
 				}

@@ -16,7 +16,7 @@ type State struct {
 	IPSets    Map[string, IPSet]
 	Policies  Map[PolicyID, Policy]
 	Profiles  map[string]Profile
-	Endpoints map[string]Endpoint
+	Endpoints Map[string, Endpoint]
 
 	// Gen and Delta are hints for a consumer that keeps what it built
 	// from the state before; they are not part of the state's content

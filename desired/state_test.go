@@ -22,10 +22,10 @@ func validState() State {
 			Src:      Match{IPSetIDs: []string{"s:front"}, NotNetsIPSetID: "c:nets"},
 			Dst:      Match{Ports: []PortRange{{6379, 6379}}, NamedPortIPSetIDs: []string{"n:redis"}},
 		}}}}),
-		Endpoints: map[string]Endpoint{"cali1": {
+		Endpoints: MapOf(map[string]Endpoint{"cali1": {
 			Tiers:      []TierPolicies{{Name: "default", DefaultAction: Deny, IngressPolicies: []PolicyID{pol}}},
 			ProfileIDs: []string{"kns.prod", "missing-is-fine"},
-		}},
+		}}),
 	}
 }
 
@@ -49,11 +49,11 @@ func TestValidate(t *testing.T) {
 			s.Profiles = map[string]Profile{"p": {Outbound: []Rule{{Action: Allow, ICMP: &ICMPMatch{Type: 8}}}}}
 		}, "profile p outbound rule [0]: icmp matches need protocol"},
 		{"bad tier default", func(s *State) {
-			ep := s.Endpoints["cali1"]
+			ep, _ := s.Endpoints.Get("cali1")
 			ep.Tiers[0].DefaultAction = Allow
-			s.Endpoints["cali1"] = ep
+			s.Endpoints.Set("cali1", ep)
 		}, "default action Allow is not Deny or Pass"},
-		{"long interface", func(s *State) { s.Endpoints["cali0123456789abc"] = Endpoint{} }, "interface name must be 1-15 bytes"},
+		{"long interface", func(s *State) { s.Endpoints.Set("cali0123456789abc", Endpoint{}) }, "interface name must be 1-15 bytes"},
 		{"addr set with net", func(s *State) {
 			s.IPSets.Set("s:front", NewIPSet(Addrs, NetMember(netip.MustParsePrefix("10.0.0.0/8"))))
 		}, "an addrs set holds single addresses only"},

@@ -43,7 +43,7 @@ func (s *State) Validate() error {
 	for name := range s.Profiles {
 		s.checkProfile(name, add)
 	}
-	for iface := range s.Endpoints {
+	for iface := range s.Endpoints.All() {
 		s.checkEndpoint(iface, add)
 	}
 	return joinSorted(errs)
@@ -135,7 +135,7 @@ func (s *State) checkProfile(name string, add func(string, ...any)) {
 }
 
 func (s *State) checkEndpoint(iface string, add func(string, ...any)) {
-	ep, ok := s.Endpoints[iface]
+	ep, ok := s.Endpoints.Get(iface)
 	if !ok {
 		add("endpoint %q does not exist", iface)
 		return
@@ -296,5 +296,5 @@ func (s *State) Equal(o *State) bool {
 		s.IPSets.EqualFunc(o.IPSets, IPSet.Equal) &&
 		s.Policies.EqualFunc(o.Policies, Policy.Equal) &&
 		maps.EqualFunc(s.Profiles, o.Profiles, Profile.Equal) &&
-		maps.EqualFunc(s.Endpoints, o.Endpoints, Endpoint.Equal)
+		s.Endpoints.EqualFunc(o.Endpoints, Endpoint.Equal)
 }

@@ -2,7 +2,6 @@ package nft
 
 import (
 	"fmt"
-	"maps"
 	"net/netip"
 	"os/exec"
 	"testing"
@@ -22,7 +21,6 @@ import (
 func bigState(nPol, nSets, nEp int) *desired.State {
 	s := &desired.State{
 		Profiles:  map[string]desired.Profile{"kns.bench": allowAll},
-		Endpoints: make(map[string]desired.Endpoint, nEp),
 	}
 	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
 	ids := make([]desired.PolicyID, nPol)
@@ -53,12 +51,12 @@ func bigState(nPol, nSets, nEp int) *desired.State {
 	for e := range nEp {
 		pols := ids[e*per : (e+1)*per]
 		iface := fmt.Sprintf("cali%011x", e)
-		s.Endpoints[iface] = desired.Endpoint{
+		s.Endpoints.Set(iface, desired.Endpoint{
 			WorkloadID: fmt.Sprintf("bench/pod-%d", e),
 			IPs:        []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 200, byte(e >> 8), byte(e)}), 32)},
 			Tiers:      []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: pols, EgressPolicies: pols}},
 			ProfileIDs: []string{"kns.bench"},
-		}
+		})
 	}
 	return s
 }
@@ -261,7 +259,7 @@ func benchEndpointMove(b *testing.B, cfg Config, newClass bool) {
 		b.Fatal(err)
 	}
 	iface := fmt.Sprintf("cali%011x", 42)
-	full := s.Endpoints[iface]
+	full, _ := s.Endpoints.Get(iface)
 	less := full
 	less.Tiers = []desired.TierPolicies{full.Tiers[0]}
 	less.Tiers[0].IngressPolicies = full.Tiers[0].IngressPolicies[1:]
@@ -269,8 +267,7 @@ func benchEndpointMove(b *testing.B, cfg Config, newClass bool) {
 	// A changed collection is a new map (Apply skips a map it has seen).
 	put := func(e desired.Endpoint) {
 		n := *s
-		n.Endpoints = maps.Clone(s.Endpoints)
-		n.Endpoints[iface] = e
+		n.Endpoints.Set(iface, e)
 		s = &n
 		if err := dp.Apply(s); err != nil {
 			b.Fatal(err)
@@ -346,9 +343,9 @@ func BenchmarkPrivilegedNewConnectionGeneric1000Policies(b *testing.B) {
 			return []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: pols}}
 		}
 		for name, pols := range map[string][]desired.PolicyID{"b": bPols, "c": ids} {
-			e := s.Endpoints[l.iface(name)]
+			e, _ := s.Endpoints.Get(l.iface(name))
 			e.Tiers = tier(pols)
-			s.Endpoints[l.iface(name)] = e
+			s.Endpoints.Set(l.iface(name), e)
 		}
 		return s
 	}

@@ -25,8 +25,8 @@ func classState(l *lab, bPols, cPols []desired.PolicyID) *desired.State {
 	tier := func(pols []desired.PolicyID) []desired.TierPolicies {
 		return []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: pols}}
 	}
-	s.Endpoints[l.iface("b")] = ep("b", l.wl["b"].IPs, tier(bPols), "allow")
-	s.Endpoints[l.iface("c")] = ep("c", l.wl["c"].IPs, tier(cPols), "allow")
+	s.Endpoints.Set(l.iface("b"), ep("b", l.wl["b"].IPs, tier(bPols), "allow"))
+	s.Endpoints.Set(l.iface("c"), ep("c", l.wl["c"].IPs, tier(cPols), "allow"))
 	return s
 }
 
@@ -109,7 +109,7 @@ func TestPrivilegedClassDispatch(t *testing.T) {
 
 	// c's endpoint goes while its interface stays: fail closed both ways.
 	s := classState(l, []desired.PolicyID{allow80}, []desired.PolicyID{allow443})
-	delete(s.Endpoints, l.iface("c"))
+	s.Endpoints.Delete(l.iface("c"))
 	l.apply(s)
 	l.check(probe{"a", "c", "TCP", 443, false}, probe{"c", "a", "TCP", 80, false}, probe{"a", "b", "TCP", 80, true})
 
@@ -153,8 +153,8 @@ func TestPrivilegedClassExhaustion(t *testing.T) {
 	// a (the allow profile only), b, c and a fourth endpoint: four
 	// distinct ingress classes.
 	s := classState(l, []desired.PolicyID{allow80}, []desired.PolicyID{allow443})
-	s.Endpoints["calizz"] = ep("zz", nil, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny,
-		IngressPolicies: []desired.PolicyID{allow80, allow443}}}, "allow")
+	s.Endpoints.Set("calizz", ep("zz", nil, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny,
+		IngressPolicies: []desired.PolicyID{allow80, allow443}}}, "allow"))
 	err := l.dp.Apply(s)
 	if err == nil || !strings.Contains(err.Error(), "more than 3 distinct ingress classes") || !strings.Contains(err.Error(), "ClassMask") {
 		t.Fatalf("Apply of 4 ingress classes with room for 3: err = %v, want the class limit", err)
@@ -327,9 +327,9 @@ func TestPrivilegedRetainedPolicySetKindChange(t *testing.T) {
 		for _, p := range pols {
 			s.Policies.Set(p, fromSet(desired.Allow, "s:a"))
 		}
-		e := s.Endpoints[l.iface("b")]
+		e, _ := s.Endpoints.Get(l.iface("b"))
 		e.Tiers = []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: pols}}
-		s.Endpoints[l.iface("b")] = e
+		s.Endpoints.Set(l.iface("b"), e)
 		return s
 	}
 	single := netSet(netip.PrefixFrom(l.ip("a"), 32).String())

@@ -22,7 +22,7 @@ func TestClassSharingRetentionAndEviction(t *testing.T) {
 		s := &desired.State{
 			Policies:  desired.MapOf(map[desired.PolicyID]desired.Policy{}),
 			Profiles:  map[string]desired.Profile{"allow": allowAll},
-			Endpoints: map[string]desired.Endpoint{},
+			Endpoints: desired.MapOf(map[string]desired.Endpoint{}),
 		}
 		for _, n := range []string{"p1", "p2", "p3", "p4"} {
 			s.Policies.Set(pol(n), desired.Policy{Inbound: []desired.Rule{allowTCP(80)}})
@@ -32,7 +32,7 @@ func TestClassSharingRetentionAndEviction(t *testing.T) {
 			for _, p := range pols {
 				ids = append(ids, pol(p))
 			}
-			s.Endpoints[iface] = ep(iface, []netip.Addr{ip}, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: ids}}, "allow")
+			s.Endpoints.Set(iface, ep(iface, []netip.Addr{ip}, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: ids}}, "allow"))
 		}
 		return s
 	}

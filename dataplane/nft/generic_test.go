@@ -47,7 +47,7 @@ func oneEndpointState(sets map[string]desired.IPSet, pols map[desired.PolicyID]d
 		IPSets:    desired.MapOf(sets),
 		Policies:  desired.MapOf(pols),
 		Profiles:  map[string]desired.Profile{"kns": allowAll},
-		Endpoints: map[string]desired.Endpoint{"calia": ep("a", nil, tiers, "kns")},
+		Endpoints: desired.MapOf(map[string]desired.Endpoint{"calia": ep("a", nil, tiers, "kns")}),
 	}
 }
 
@@ -216,9 +216,9 @@ func TestGenericElemsTierOfPolicy(t *testing.T) {
 	a := desired.PolicyID{Tier: "a", Name: "x", Kind: "GlobalNetworkPolicy"}
 	w := newGenericWalk(t, Config{GenericFromStart: true})
 	s := oneEndpointState(map[string]desired.IPSet{}, map[desired.PolicyID]desired.Policy{a: {Inbound: []desired.Rule{allowTCP(80)}}}, nil)
-	e := s.Endpoints["calia"]
+	e, _ := s.Endpoints.Get("calia")
 	e.Tiers = []desired.TierPolicies{{Name: "z", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{a}}}
-	s.Endpoints["calia"] = e
+	s.Endpoints.Set("calia", e)
 	w.apply(s)
 	if c := w.b.eps["calia"].classes[0]; c.generic {
 		t.Error("a class whose tier z lists a policy of tier a is generic")
@@ -285,9 +285,9 @@ func TestPromoteInBatches(t *testing.T) {
 	}
 	state := func(lists map[string][]desired.PolicyID) *desired.State {
 		s := &desired.State{Policies: desired.MapOf(pols),
-			Profiles: map[string]desired.Profile{"kns": allowAll}, Endpoints: map[string]desired.Endpoint{}}
+			Profiles: map[string]desired.Profile{"kns": allowAll}, Endpoints: desired.MapOf(map[string]desired.Endpoint{})}
 		for iface, l := range lists {
-			s.Endpoints[iface] = ep(iface, nil, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: l}}, "kns")
+			s.Endpoints.Set(iface, ep(iface, nil, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: l}}, "kns"))
 		}
 		return s
 	}

@@ -87,10 +87,11 @@ type builder struct {
 // for a collection have the same contents there (maps are not modified
 // after build).
 type collections struct {
-	valid      bool
-	profs, eps unsafe.Pointer
-	sets       desired.Map[string, desired.IPSet]
-	pols       desired.Map[desired.PolicyID, desired.Policy]
+	valid bool
+	profs unsafe.Pointer
+	sets  desired.Map[string, desired.IPSet]
+	pols  desired.Map[desired.PolicyID, desired.Policy]
+	eps   desired.Map[string, desired.Endpoint]
 }
 
 func collectionsOf(s *desired.State) collections {
@@ -98,7 +99,7 @@ func collectionsOf(s *desired.State) collections {
 		sets:  s.IPSets,
 		pols:  s.Policies,
 		profs: reflect.ValueOf(s.Profiles).UnsafePointer(),
-		eps:   reflect.ValueOf(s.Endpoints).UnsafePointer(),
+		eps:   s.Endpoints,
 	}
 }
 
@@ -108,7 +109,7 @@ func (b *builder) same(s *desired.State) (sets, pols, profs, eps bool) {
 		return false, false, false, false
 	}
 	c := collectionsOf(s)
-	return c.sets.Same(b.last.sets), c.pols.Same(b.last.pols), c.profs == b.last.profs, c.eps == b.last.eps
+	return c.sets.Same(b.last.sets), c.pols.Same(b.last.pols), c.profs == b.last.profs, c.eps.Same(b.last.eps)
 }
 
 type scan struct {
@@ -609,7 +610,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		have  []bool
 	}
 	var changed []epChange
-	for iface, ep := range s.Endpoints {
+	for iface, ep := range s.Endpoints.All() {
 		if !walkEps {
 			break
 		}
@@ -626,7 +627,8 @@ func (b *builder) build(s *desired.State) (*model, error) {
 	}
 	slices.SortFunc(changed, func(x, y epChange) int { return strings.Compare(x.iface, y.iface) })
 	for _, ch := range changed {
-		iface, have, ep, e := ch.iface, ch.have, s.Endpoints[ch.iface], b.eps[ch.iface]
+		iface, have, e := ch.iface, ch.have, b.eps[ch.iface]
+		ep, _ := s.Endpoints.Get(iface)
 		n := &epEntry{ep: ep, haveProfile: have, gen: b.gen}
 		for i, ingress := range []bool{true, false} {
 			cl, err := b.acquireClass(ep, have, ingress)
@@ -955,7 +957,7 @@ func (b *builder) validate(s *desired.State) error {
 	checked := map[string]bool{}
 	for _, id := range removed {
 		for iface := range b.polIfaces[id] {
-			if ep, ok := s.Endpoints[iface]; ok && !checked[iface] && sameEndpoint(b.eps[iface].ep, ep) {
+			if ep, ok := s.Endpoints.Get(iface); ok && !checked[iface] && sameEndpoint(b.eps[iface].ep, ep) {
 				checked[iface] = true
 				add(s.ValidateEndpoint(iface))
 			}
@@ -970,7 +972,7 @@ func (b *builder) validate(s *desired.State) error {
 		}
 		add(s.ValidateProfile(name))
 	}
-	for iface, ep := range s.Endpoints {
+	for iface, ep := range s.Endpoints.All() {
 		if sameEps {
 			break
 		}

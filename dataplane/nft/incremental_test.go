@@ -58,15 +58,15 @@ func incrementalStepList() []step {
 	pciWide := pci()
 	pciWide.IPSets.Set(selPCIFrontend, netSet("10.65.0.1/32", "10.65.8.0/24", "fd00::1/128"))
 	noDB := pci()
-	delete(noDB.Endpoints, "calid")
+	noDB.Endpoints.Delete("calid")
 	noProfile := pci()
 	delete(noProfile.Profiles, "kns.default")
 	ks2 := kitchenSink()
 	ks2.Config.DefaultEndpointToHostAction = desired.EndpointToHostReturn
 	ks2.Policies.Delete(desired.PolicyID{Tier: "default", Name: "log-all", Namespace: "prod", Kind: "NetworkPolicy"})
-	ep := ks2.Endpoints["cali12345"]
+	ep, _ := ks2.Endpoints.Get("cali12345")
 	ep.Tiers = ep.Tiers[:1]
-	ks2.Endpoints["cali12345"] = ep
+	ks2.Endpoints.Set("cali12345", ep)
 	// A policy's protocol changes and nothing else: tier indexes over
 	// it are rebuilt although no endpoint changed.
 	ks3 := kitchenSink()
@@ -130,23 +130,21 @@ func incrementalStepList() []step {
 		delete(s.Profiles, "kns.prod")
 	})
 	add("shared: an endpoint removed", func(s *desired.State) {
-		s.Endpoints = maps.Clone(s.Endpoints)
-		delete(s.Endpoints, "cali12345")
+		s.Endpoints.Delete("cali12345")
 	})
 	add("shared: config changed", func(s *desired.State) {
 		s.Config.DefaultEndpointToHostAction = desired.EndpointToHostAccept
 	})
 	add("shared: a policy removed", func(s *desired.State) {
 		s.Policies.Delete(logAll)
-		s.Endpoints = maps.Clone(s.Endpoints)
-		for iface, ep := range s.Endpoints {
+		for iface, ep := range s.Endpoints.All() {
 			ep.Tiers = slices.Clone(ep.Tiers)
 			for i, tp := range ep.Tiers {
 				tp.IngressPolicies = slices.DeleteFunc(slices.Clone(tp.IngressPolicies), func(id desired.PolicyID) bool { return id == logAll })
 				tp.EgressPolicies = slices.DeleteFunc(slices.Clone(tp.EgressPolicies), func(id desired.PolicyID) bool { return id == logAll })
 				ep.Tiers[i] = tp
 			}
-			s.Endpoints[iface] = ep
+			s.Endpoints.Set(iface, ep)
 		}
 	})
 	add("shared: a set removed", func(s *desired.State) {
@@ -211,7 +209,7 @@ func withDelta(prev, next *desired.State, prevGen uint64) *desired.State {
 		IPSets:    twice(changedKeys(maps.Collect(prev.IPSets.All()), maps.Collect(next.IPSets.All()), desired.IPSet.Equal)),
 		Policies:  twice(changedKeys(maps.Collect(prev.Policies.All()), maps.Collect(next.Policies.All()), desired.Policy.Equal)),
 		Profiles:  twice(changedKeys(prev.Profiles, next.Profiles, desired.Profile.Equal)),
-		Endpoints: twice(changedKeys(prev.Endpoints, next.Endpoints, desired.Endpoint.Equal)),
+		Endpoints: twice(changedKeys(maps.Collect(prev.Endpoints.All()), maps.Collect(next.Endpoints.All()), desired.Endpoint.Equal)),
 	}
 	return &c
 }
@@ -365,7 +363,7 @@ func checkDelta(t *testing.T, name string, b *builder, prevSets map[string]*setS
 // shared), as calc.State hands out a changed collection.
 func withNewMaps(s *desired.State) *desired.State {
 	c := *s
-	c.IPSets, c.Policies, c.Profiles, c.Endpoints = desired.MapOf(maps.Collect(s.IPSets.All())), desired.MapOf(maps.Collect(s.Policies.All())), maps.Clone(s.Profiles), maps.Clone(s.Endpoints)
+	c.IPSets, c.Policies, c.Profiles, c.Endpoints = desired.MapOf(maps.Collect(s.IPSets.All())), desired.MapOf(maps.Collect(s.Policies.All())), maps.Clone(s.Profiles), desired.MapOf(maps.Collect(s.Endpoints.All()))
 	return &c
 }
 
@@ -392,15 +390,15 @@ func TestIncrementalValidate(t *testing.T) {
 		{"policy removed under an unchanged endpoint", func(s *desired.State) { s.Policies.Delete(pciPolicy) }},
 		{"policy removed under an unchanged endpoint, another endpoint changed", func(s *desired.State) {
 			s.Policies.Delete(pciPolicy)
-			e := s.Endpoints["calif"]
+			e, _ := s.Endpoints.Get("calif")
 			e.WorkloadID += "-moved"
-			s.Endpoints["calif"] = e
+			s.Endpoints.Set("calif", e)
 		}},
 		{"set removed under an unchanged policy, an endpoint changed", func(s *desired.State) {
 			s.IPSets.Delete(selPCIFrontend)
-			e := s.Endpoints["calif"]
+			e, _ := s.Endpoints.Get("calif")
 			e.WorkloadID += "-moved"
-			s.Endpoints["calif"] = e
+			s.Endpoints.Set("calif", e)
 		}},
 		{"bad member in a changed set", func(s *desired.State) {
 			s.IPSets.Set(selPCIFrontend, desired.NewIPSet(desired.Addrs, desired.NetMember(netip.MustParsePrefix("10.0.0.0/8"))))
@@ -409,9 +407,9 @@ func TestIncrementalValidate(t *testing.T) {
 			s.Policies.Set(pciPolicy, desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, ICMP: &desired.ICMPMatch{Type: 8}}}})
 		}},
 		{"bad tier in a changed endpoint", func(s *desired.State) {
-			e := s.Endpoints["calid"]
+			e, _ := s.Endpoints.Get("calid")
 			e.Tiers = []desired.TierPolicies{{Name: "x", DefaultAction: desired.Log}}
-			s.Endpoints["calid"] = e
+			s.Endpoints.Set("calid", e)
 		}},
 	}
 	for _, tt := range tests {

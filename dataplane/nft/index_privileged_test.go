@@ -42,7 +42,7 @@ func TestPrivilegedTierIndex(t *testing.T) {
 		add("p11", ruleTCP(desired.Deny, 81),
 			desired.Rule{Action: desired.Allow, Protocol: u8(desired.ProtoTCP), Dst: desired.Match{Ports: []desired.PortRange{{Min: 80, Max: 90}}}})
 		add("p12", desired.Rule{Action: desired.Allow, Protocol: u8(desired.ProtoUDP), Dst: desired.Match{Ports: []desired.PortRange{{Min: 53, Max: 53}}}})
-		s.Endpoints[l.iface("srv")] = ep("srv", srv.IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: ids}}, "allow")
+		s.Endpoints.Set(l.iface("srv"), ep("srv", srv.IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: ids}}, "allow"))
 		return s
 	}
 	l.apply(state(desired.PortRange{Min: 8000, Max: 8100}))
@@ -108,7 +108,7 @@ func TestPrivilegedTierIndex(t *testing.T) {
 
 	// No endpoint uses an index: none is left.
 	s := state(desired.PortRange{Min: 9000, Max: 9000})
-	delete(s.Endpoints, l.iface("srv"))
+	s.Endpoints.Delete(l.iface("srv"))
 	l.apply(s)
 	if got := l.nft("list", "table", "inet", "brindle"); strings.Contains(got, "xp-") || strings.Contains(got, "brindle-x") {
 		t.Errorf("index objects left with no endpoint:\n%s", got)
@@ -142,7 +142,7 @@ func TestPrivilegedLargeSetsAndMaps(t *testing.T) {
 		s.Policies.Set(id, desired.Policy{Inbound: []desired.Rule{r}})
 		ids = append(ids, id)
 	}
-	s.Endpoints[l.iface("srv")] = ep("srv", l.wl["srv"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: ids}}, "allow")
+	s.Endpoints.Set(l.iface("srv"), ep("srv", l.wl["srv"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: ids}}, "allow"))
 	l.apply(s)
 	l.check(probe{"client", "srv", "TCP", 10999, true})
 

@@ -72,7 +72,7 @@ func (l *lab) apply(s *desired.State) {
 	}
 	// With GenericFromStart the packets must go through the generic
 	// chains (an endpoint with a missing profile cannot).
-	if l.dp.cfg.GenericFromStart && len(s.Endpoints) > 0 && l.dp.GenericClasses() == 0 {
+	if l.dp.cfg.GenericFromStart && s.Endpoints.Len() > 0 && l.dp.GenericClasses() == 0 {
 		l.t.Fatalf("GenericFromStart: no class is generic")
 	}
 }

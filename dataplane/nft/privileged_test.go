@@ -22,10 +22,10 @@ func (l *lab) base() *desired.State {
 		IPSets:    desired.MapOf(map[string]desired.IPSet{}),
 		Policies:  desired.MapOf(map[desired.PolicyID]desired.Policy{}),
 		Profiles:  map[string]desired.Profile{"allow": allowAll},
-		Endpoints: map[string]desired.Endpoint{},
+		Endpoints: desired.MapOf(map[string]desired.Endpoint{}),
 	}
 	for name, w := range l.wl {
-		s.Endpoints[w.IfName] = ep(name, w.IPs, nil, "allow")
+		s.Endpoints.Set(w.IfName, ep(name, w.IPs, nil, "allow"))
 	}
 	return s
 }
@@ -119,11 +119,11 @@ func testTiersOrderDenyPassLog(t *testing.T, cfg Config) {
 	s.Policies.Set(p4, desired.Policy{Inbound: []desired.Rule{allowTCP(85)}})
 	admin := desired.TierPolicies{Name: "admin", DefaultAction: desired.Pass, IngressPolicies: []desired.PolicyID{p1, p2}}
 	def := desired.TierPolicies{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{p3, p4}}
-	s.Endpoints[l.iface("tiered")] = ep("tiered", l.wl["tiered"].IPs, []desired.TierPolicies{admin, def}, "allow")
-	s.Endpoints[l.iface("passing")] = ep("passing", l.wl["passing"].IPs, []desired.TierPolicies{admin}, "allow")
+	s.Endpoints.Set(l.iface("tiered"), ep("tiered", l.wl["tiered"].IPs, []desired.TierPolicies{admin, def}, "allow"))
+	s.Endpoints.Set(l.iface("passing"), ep("passing", l.wl["passing"].IPs, []desired.TierPolicies{admin}, "allow"))
 	s.Profiles["deny-80"] = desired.Profile{Inbound: []desired.Rule{ruleTCP(desired.Deny, 80)}}
-	s.Endpoints[l.iface("profiles")] = ep("profiles", l.wl["profiles"].IPs, nil, "deny-80", "allow")
-	s.Endpoints[l.iface("missing")] = ep("missing", l.wl["missing"].IPs, nil, "no-such-profile", "allow")
+	s.Endpoints.Set(l.iface("profiles"), ep("profiles", l.wl["profiles"].IPs, nil, "deny-80", "allow"))
+	s.Endpoints.Set(l.iface("missing"), ep("missing", l.wl["missing"].IPs, nil, "no-such-profile", "allow"))
 	l.apply(s)
 	l.check(
 		probe{"client", "tiered", "TCP", 80, false}, // admin passes by default, default tier denies by default
@@ -167,7 +167,7 @@ func testNamedPortsNetsICMPUDP(t *testing.T, cfg Config) {
 		{Action: desired.Allow, Protocol: u8(desired.ProtoICMP), ICMP: &desired.ICMPMatch{Type: 8},
 			Src: desired.Match{NotNetsIPSetID: notB}},
 	}})
-	s.Endpoints[l.iface("c")] = ep("c", c.IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}}, "allow")
+	s.Endpoints.Set(l.iface("c"), ep("c", c.IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}}, "allow"))
 	l.apply(s)
 	l.check(
 		probe{"a", "c", "TCP", 80, true},   // numeric port
@@ -194,7 +194,7 @@ func TestPrivilegedSCTP(t *testing.T) {
 	pol := desired.PolicyID{Tier: "default", Name: "sctp", Kind: "GlobalNetworkPolicy"}
 	s.Policies.Set(pol, desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: u8(desired.ProtoSCTP),
 		Dst: desired.Match{Ports: []desired.PortRange{{Min: 9000, Max: 9000}}}}}})
-	s.Endpoints[l.iface("b")] = ep("b", l.wl["b"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}})
+	s.Endpoints.Set(l.iface("b"), ep("b", l.wl["b"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}}))
 	l.apply(s)
 	ok, err := netnstest.Probe(l.wl["a"].NS, l.ip("b"), 9000, "SCTP", 0)
 	if err != nil || !ok {
@@ -236,7 +236,7 @@ func TestPrivilegedSetChangeIdempotencyAndRemoval(t *testing.T) {
 
 	// The db endpoint goes away while its interface stays: fail closed.
 	s3 := pciState(l.ip("front"), l.ip("other"), l.ip("db"), l.iface("front"), l.iface("other"), l.iface("db"))
-	delete(s3.Endpoints, l.iface("db"))
+	s3.Endpoints.Delete(l.iface("db"))
 	l.apply(s3)
 	l.check(
 		probe{"front", "db", "TCP", 6379, false},
@@ -265,7 +265,7 @@ func TestPrivilegedSetKindChange(t *testing.T) {
 		s.IPSets.Set(sel, set)
 		p, m := tcp(5432)
 		s.Policies.Set(pol, desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: p, Src: desired.Match{IPSetIDs: []string{sel}}, Dst: m}}})
-		s.Endpoints[l.iface("c")] = ep("c", l.wl["c"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}})
+		s.Endpoints.Set(l.iface("c"), ep("c", l.wl["c"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}}))
 		return s
 	}
 	hostsOnly := netSet(netip.PrefixFrom(l.ip("a"), 32).String())
@@ -316,7 +316,7 @@ func TestPrivilegedLargeAddressSet(t *testing.T) {
 	s.IPSets.Set(sel, desired.NewIPSet(desired.Nets, ms...))
 	p, m := tcp(8080)
 	s.Policies.Set(pol, desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: p, Src: desired.Match{IPSetIDs: []string{sel}}, Dst: m}}})
-	s.Endpoints[l.iface("b")] = ep("b", l.wl["b"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}})
+	s.Endpoints.Set(l.iface("b"), ep("b", l.wl["b"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}}))
 	l.wl["b"].ServeTCP(8080)
 	l.apply(s)
 	l.check(probe{"a", "b", "TCP", 8080, true})
@@ -592,7 +592,7 @@ func TestPrivilegedIPv6(t *testing.T) {
 	s.IPSets.Set("s:a6", addrSet(l.wl["a"].IPs[1].String()))
 	s.Policies.Set(pol, desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow, Protocol: u8(desired.ProtoTCP),
 		Src: desired.Match{IPSetIDs: []string{"s:a6"}}, Dst: desired.Match{Ports: []desired.PortRange{{Min: 80, Max: 80}}}}}})
-	s.Endpoints[l.iface("b")] = ep("b", l.wl["b"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}}, "allow")
+	s.Endpoints.Set(l.iface("b"), ep("b", l.wl["b"].IPs, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}}, "allow"))
 	l.apply(s)
 	l.check(
 		probe{"a", "b", "TCP6", 80, true},

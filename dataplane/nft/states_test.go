@@ -68,11 +68,11 @@ func pciState(front, other, db netip.Addr, ifFront, ifOther, ifDB string) *desir
 			}}},
 		}),
 		Profiles: map[string]desired.Profile{"kns.default": allowAll},
-		Endpoints: map[string]desired.Endpoint{
+		Endpoints: desired.MapOf(map[string]desired.Endpoint{
 			ifFront: ep("default/front", []netip.Addr{front}, nil, "kns.default"),
 			ifOther: ep("default/other", []netip.Addr{other}, nil, "kns.default"),
 			ifDB:    ep("default/db", []netip.Addr{db}, tiers, "kns.default"),
-		},
+		}),
 	}
 }
 
@@ -117,12 +117,12 @@ func kitchenSink() *desired.State {
 			"kns.prod":     allowAll,
 			"ksa.prod.web": {},
 		},
-		Endpoints: map[string]desired.Endpoint{
+		Endpoints: desired.MapOf(map[string]desired.Endpoint{
 			"cali12345": ep("prod/web-1/eth0", []netip.Addr{netip.MustParseAddr("10.65.0.2")}, []desired.TierPolicies{
 				{Name: "admin", DefaultAction: desired.Pass, IngressPolicies: []desired.PolicyID{adminPol}, EgressPolicies: []desired.PolicyID{adminPol}},
 				{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{logPol, webPol}, EgressPolicies: []desired.PolicyID{webPol}},
 			}, "kns.prod", "ksa.prod.web"),
 			"tap0aa": ep("openstack/vm-1", []netip.Addr{netip.MustParseAddr("10.65.1.5")}, nil, "missing-profile", "kns.prod"),
-		},
+		}),
 	}
 }
