@@ -791,7 +791,7 @@ func (l *loop) apply(ctx context.Context) error {
 	}
 	m.localEndpoints.Set(float64(s.Endpoints.Len()))
 	m.activePolicies.Set(float64(s.Policies.Len()))
-	m.activeProfiles.Set(float64(len(s.Profiles)))
+	m.activeProfiles.Set(float64(s.Profiles.Len()))
 	m.ipSets.Set(float64(s.IPSets.Len()))
 	m.programmed.Set(1)
 	now := time.Now()
@@ -807,7 +807,7 @@ func (l *loop) apply(ctx context.Context) error {
 		}
 		st.Programmed = true
 		st.ProgrammedRevision = rev
-		st.LocalEndpoints, st.ActivePolicies, st.ActiveProfiles, st.IPSets = s.Endpoints.Len(), s.Policies.Len(), len(s.Profiles), s.IPSets.Len()
+		st.LocalEndpoints, st.ActivePolicies, st.ActiveProfiles, st.IPSets = s.Endpoints.Len(), s.Policies.Len(), s.Profiles.Len(), s.IPSets.Len()
 		st.Applies++
 		st.LastApplyError = ""
 		st.LastProgrammed = now

@@ -82,7 +82,7 @@ tiers:
 		}
 	}
 	for _, name := range ep.ProfileIDs {
-		p, ok := in.s.Profiles[name]
+		p, ok := in.s.Profiles.Get(name)
 		if !ok {
 			return false // missing profile: deny-all
 		}

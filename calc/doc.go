@@ -31,11 +31,12 @@
 // State returns a snapshot of the whole desired state. Its cost follows
 // what changed since the previous call, not the size of the state: calc
 // records which IP sets, policies, profiles and endpoints changed, rebuilds
-// only those, and makes a collection in which something changed by copying
-// the previous State's map (maps.Clone: no rehashing) and patching it. A
-// collection with no change is the previous State's map itself, and an
-// object rebuilt equal keeps its identity (the same member map, rule and
-// endpoint slices), which is how consumers recognise unchanged objects.
+// only those, and makes a collection in which something changed as an
+// edit of the previous State's desired.Map (a sharded map: the edit copies
+// the shards it changes). A collection with no change is the previous
+// State's map itself, and an object rebuilt equal keeps its identity (the
+// same member map, rule and endpoint slices), which is how consumers
+// recognise unchanged objects.
 // Snapshots therefore share structure: neither calc nor the caller may
 // modify anything reachable from a returned State (the desired types'
 // Clone methods give private copies). An IP set changed after a State

@@ -2,7 +2,6 @@ package calc
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -40,8 +39,8 @@ func render(s *desired.State, describe func(id string) string) string {
 		renderRules(&b, "in ", p.Inbound, name)
 		renderRules(&b, "out", p.Outbound, name)
 	}
-	for _, n := range slices.Sorted(maps.Keys(s.Profiles)) {
-		p := s.Profiles[n]
+	for _, n := range slices.Sorted(s.Profiles.Keys()) {
+		p, _ := s.Profiles.Get(n)
 		fmt.Fprintf(&b, "profile %s\n", n)
 		renderRules(&b, "in ", p.Inbound, name)
 		renderRules(&b, "out", p.Outbound, name)

@@ -1,7 +1,6 @@
 package calc
 
 import (
-	"maps"
 	"math/rand/v2"
 	"reflect"
 
@@ -12,17 +11,16 @@ import (
 //
 // Every value reachable from a State handed out is immutable from then on:
 // calc writes a changed object anew (a new member map, rule slices or
-// endpoint), and State builds a changed collection as a clone of the
-// handed-out map (maps.Clone copies the table without rehashing) patched
-// with the changed keys. An unchanged collection is the same map as in the
-// previous State, so State costs a copy of each collection that changed
-// plus the rebuild of each object that changed, never a pass over every
-// object.
+// endpoint), and State builds a changed collection as an edit of the
+// handed-out desired.Map, which copies only the shards holding a changed
+// key. An unchanged collection is the Same map as in the previous State,
+// so State costs a shard copy per changed key plus the rebuild of each
+// object that changed, never a pass over every object.
 type published struct {
 	cfg       desired.Config
 	ipSets    desired.Map[string, desired.IPSet]
 	policies  desired.Map[desired.PolicyID, desired.Policy]
-	profiles  map[string]desired.Profile
+	profiles  desired.Map[string, desired.Profile]
 	endpoints desired.Map[string, desired.Endpoint]
 
 	cfgDirty bool
@@ -42,14 +40,13 @@ type published struct {
 
 func newPublished() published {
 	return published{
-		next:      rand.Uint64() | 1,
-		profiles:  map[string]desired.Profile{},
-		cfgDirty:  true,
-		sets:      map[string]struct{}{},
-		pols:      map[string]struct{}{},
-		profs:     map[string]struct{}{},
-		ifaces:    map[string]struct{}{},
-		polIDs:    map[string]desired.PolicyID{},
+		next:     rand.Uint64() | 1,
+		cfgDirty: true,
+		sets:     map[string]struct{}{},
+		pols:     map[string]struct{}{},
+		profs:    map[string]struct{}{},
+		ifaces:   map[string]struct{}{},
+		polIDs:   map[string]desired.PolicyID{},
 	}
 }
 
@@ -75,8 +72,8 @@ func (c *Calc) endpointChanged(ep *localEP) {
 
 // State returns the whole current desired state. It costs a look at each
 // object changed since the last call (and a rebuild of those that need
-// one) plus a copy of each collection in which an object really changed;
-// a collection with no change is the same map as in the previous State.
+// one) plus a copy of the shards in which an object really changed; a
+// collection with no change is the Same map as in the previous State.
 // The State shares its maps, rule slices, IP set member maps and endpoints
 // with the States returned before; calc never modifies them, and callers
 // must not either (the desired types' Clone methods give private copies).
@@ -121,7 +118,7 @@ func (c *Calc) State() desired.State {
 		resetKeys(&p.pols)
 	}
 	if len(p.profs) > 0 {
-		p.profiles = patch(p.profiles, p.profs, &d.Profiles, func(name string) (desired.Profile, bool) {
+		p.profiles = patchMap(p.profiles, p.profs, &d.Profiles, func(name string) (desired.Profile, bool) {
 			if pr := c.profiles[name]; pr != nil && pr.uses > 0 && pr.p != nil {
 				return pr.out, true
 			}
@@ -162,34 +159,21 @@ func (c *Calc) State() desired.State {
 	}
 }
 
-// patch returns base with the current values of keys (get: ok false when
-// absent): base itself when every value is the same object as base's (same
-// reports that), else a clone of base with the differences applied. base
-// is never written: it may be part of a State handed out. The keys whose
-// value changed are appended to changed (the State's Delta).
-func patch[K comparable, V any](base map[K]V, keys map[K]struct{}, changed *[]K, get func(K) (V, bool), same func(a, b V) bool) map[K]V {
-	var out map[K]V
-	eachChange(func(k K) (V, bool) { v, ok := base[k]; return v, ok }, keys, changed, get, same, func(k K, v V, ok bool) {
-		if out == nil {
-			out = maps.Clone(base)
-		}
-		if ok {
-			out[k] = v
-		} else {
-			delete(out, k)
-		}
-	})
-	if out == nil {
-		return base
-	}
-	return out
-}
-
-// patchMap is patch for a desired.Map: the result copies only the shards
-// of base with a change.
+// patchMap returns base with the current values of keys (get: ok false
+// when absent): base itself when every value is the same object as
+// base's (same reports that), else an edit of base with the differences
+// applied, which copies only the shards with a change. base is never
+// written: it may be part of a State handed out. The keys whose value
+// changed are appended to changed (the State's Delta).
 func patchMap[K comparable, V any](base desired.Map[K, V], keys map[K]struct{}, changed *[]K, get func(K) (V, bool), same func(a, b V) bool) desired.Map[K, V] {
 	var e *desired.MapEdit[K, V]
-	eachChange(base.Get, keys, changed, get, same, func(k K, v V, ok bool) {
+	for k := range keys {
+		v, ok := get(k)
+		old, had := base.Get(k)
+		if ok == had && (!ok || same(old, v)) {
+			continue
+		}
+		*changed = append(*changed, k)
 		if e == nil {
 			e = base.Edit()
 		}
@@ -198,25 +182,11 @@ func patchMap[K comparable, V any](base desired.Map[K, V], keys map[K]struct{}, 
 		} else {
 			e.Delete(k)
 		}
-	})
+	}
 	if e == nil {
 		return base
 	}
 	return e.Map()
-}
-
-// eachChange calls change for each of keys whose current value (get)
-// is not the same as its value in base (old), and appends it to changed.
-func eachChange[K comparable, V any](old func(K) (V, bool), keys map[K]struct{}, changed *[]K, get func(K) (V, bool), same func(a, b V) bool, change func(k K, v V, ok bool)) {
-	for k := range keys {
-		v, ok := get(k)
-		was, had := old(k)
-		if ok == had && (!ok || same(was, v)) {
-			continue
-		}
-		*changed = append(*changed, k)
-		change(k, v, ok)
-	}
 }
 
 // sameIPSet, samePolicy, sameProfile and sameEndpoint report whether two

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"reflect"
 	"slices"
 	"testing"
 
@@ -109,38 +108,13 @@ func freshState(t *testing.T, keys []string, versions map[string][]Update, cur m
 
 // cloneState deep-copies a State.
 func cloneState(s desired.State) desired.State {
-	out := desired.State{
+	return desired.State{
 		Config:    desired.Config{InterfacePrefixes: slices.Clone(s.Config.InterfacePrefixes), DefaultEndpointToHostAction: s.Config.DefaultEndpointToHostAction},
-		IPSets:    desired.MapOf(map[string]desired.IPSet{}),
-		Policies:  desired.MapOf(map[desired.PolicyID]desired.Policy{}),
-		Profiles:  map[string]desired.Profile{},
-		Endpoints: desired.MapOf(map[string]desired.Endpoint{}),
+		IPSets:    s.IPSets.Clone(desired.IPSet.Clone),
+		Policies:  s.Policies.Clone(desired.Policy.Clone),
+		Profiles:  s.Profiles.Clone(desired.Profile.Clone),
+		Endpoints: s.Endpoints.Clone(desired.Endpoint.Clone),
 	}
-	for k, v := range s.IPSets.All() {
-		out.IPSets.Set(k, v.Clone())
-	}
-	for k, v := range s.Policies.All() {
-		out.Policies.Set(k, v.Clone())
-	}
-	for k, v := range s.Profiles {
-		out.Profiles[k] = v.Clone()
-	}
-	for k, v := range s.Endpoints.All() {
-		out.Endpoints.Set(k, v.Clone())
-	}
-	return out
-}
-
-func sameMap(a, b any) bool {
-	switch m := a.(type) {
-	case desired.Map[desired.PolicyID, desired.Policy]:
-		return m.Same(b.(desired.Map[desired.PolicyID, desired.Policy]))
-	case desired.Map[string, desired.IPSet]:
-		return m.Same(b.(desired.Map[string, desired.IPSet]))
-	case desired.Map[string, desired.Endpoint]:
-		return m.Same(b.(desired.Map[string, desired.Endpoint]))
-	}
-	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // TestStateSnapshotsStay takes State A, applies a change, takes State B:
@@ -203,12 +177,12 @@ func TestStateSnapshotsStay(t *testing.T) {
 			if !b.Equal(&want) {
 				t.Error("State B is not the state of its objects")
 			}
-			colls := map[string][2]any{
-				"IPSets": {a.IPSets, b.IPSets}, "Policies": {a.Policies, b.Policies},
-				"Profiles": {a.Profiles, b.Profiles}, "Endpoints": {a.Endpoints, b.Endpoints},
+			shared := map[string]bool{
+				"IPSets": a.IPSets.Same(b.IPSets), "Policies": a.Policies.Same(b.Policies),
+				"Profiles": a.Profiles.Same(b.Profiles), "Endpoints": a.Endpoints.Same(b.Endpoints),
 			}
-			for name, m := range colls {
-				if got, want := sameMap(m[0], m[1]), slices.Contains(tc.same, name); got != want {
+			for name, got := range shared {
+				if want := slices.Contains(tc.same, name); got != want {
 					t.Errorf("%s shared with State A: %v, want %v", name, got, want)
 				}
 			}
@@ -217,10 +191,10 @@ func TestStateSnapshotsStay(t *testing.T) {
 			}
 			// What did not change is the same object, as consumers
 			// recognise it.
-			keptSame(t, "IP set", maps.Collect(a.IPSets.All()), maps.Collect(b.IPSets.All()), desired.IPSet.Equal, sameIPSet)
-			keptSame(t, "policy", maps.Collect(a.Policies.All()), maps.Collect(b.Policies.All()), desired.Policy.Equal, samePolicy)
+			keptSame(t, "IP set", a.IPSets, b.IPSets, desired.IPSet.Equal, sameIPSet)
+			keptSame(t, "policy", a.Policies, b.Policies, desired.Policy.Equal, samePolicy)
 			keptSame(t, "profile", a.Profiles, b.Profiles, desired.Profile.Equal, sameProfile)
-			keptSame(t, "endpoint", maps.Collect(a.Endpoints.All()), maps.Collect(b.Endpoints.All()), desired.Endpoint.Equal, sameEndpoint)
+			keptSame(t, "endpoint", a.Endpoints, b.Endpoints, desired.Endpoint.Equal, sameEndpoint)
 		})
 	}
 }
@@ -269,10 +243,10 @@ func TestStateRandomChanges(t *testing.T) {
 					if s.Delta == nil || s.Delta.Since != last.s.Gen || s.Gen <= last.s.Gen {
 						t.Fatalf("step %d: Gen %d, Delta %+v; want a Delta since %d and a later Gen", step, s.Gen, s.Delta, last.s.Gen)
 					}
-					deltaCovers(t, step, "IP set", maps.Collect(last.copy.IPSets.All()), maps.Collect(s.IPSets.All()), s.Delta.IPSets, desired.IPSet.Equal)
-					deltaCovers(t, step, "policy", maps.Collect(last.copy.Policies.All()), maps.Collect(s.Policies.All()), s.Delta.Policies, desired.Policy.Equal)
+					deltaCovers(t, step, "IP set", last.copy.IPSets, s.IPSets, s.Delta.IPSets, desired.IPSet.Equal)
+					deltaCovers(t, step, "policy", last.copy.Policies, s.Policies, s.Delta.Policies, desired.Policy.Equal)
 					deltaCovers(t, step, "profile", last.copy.Profiles, s.Profiles, s.Delta.Profiles, desired.Profile.Equal)
-					deltaCovers(t, step, "endpoint", maps.Collect(last.copy.Endpoints.All()), maps.Collect(s.Endpoints.All()), s.Delta.Endpoints, desired.Endpoint.Equal)
+					deltaCovers(t, step, "endpoint", last.copy.Endpoints, s.Endpoints, s.Delta.Endpoints, desired.Endpoint.Equal)
 				} else if s.Delta != nil || s.Gen == 0 {
 					t.Fatalf("step %d: the first State has Gen %d and Delta %+v; want a Gen and no Delta", step, s.Gen, s.Delta)
 				}
@@ -287,19 +261,19 @@ func TestStateRandomChanges(t *testing.T) {
 
 // deltaCovers reports every key whose value was added, removed or changed
 // between before and after that the delta does not name.
-func deltaCovers[K comparable, V any](t *testing.T, step int, what string, before, after map[K]V, delta []K, equal func(V, V) bool) {
+func deltaCovers[K comparable, V any](t *testing.T, step int, what string, before, after desired.Map[K, V], delta []K, equal func(V, V) bool) {
 	t.Helper()
 	named := map[K]bool{}
 	for _, k := range delta {
 		named[k] = true
 	}
-	for _, k := range slices.Collect(maps.Keys(before)) {
-		if y, ok := after[k]; (!ok || !equal(before[k], y)) && !named[k] {
+	for k, x := range before.All() {
+		if y, ok := after.Get(k); (!ok || !equal(x, y)) && !named[k] {
 			t.Errorf("step %d: %s %v changed or went, and the Delta does not say so", step, what, k)
 		}
 	}
-	for k := range after {
-		if _, ok := before[k]; !ok && !named[k] {
+	for k := range after.Keys() {
+		if !before.Has(k) && !named[k] {
 			t.Errorf("step %d: %s %v is new, and the Delta does not say so", step, what, k)
 		}
 	}
@@ -308,10 +282,10 @@ func deltaCovers[K comparable, V any](t *testing.T, step int, what string, befor
 // keptSame reports every object of before that after holds equal but not
 // as the same object (same), which consumers could then not recognise as
 // unchanged.
-func keptSame[K comparable, V any](t *testing.T, what string, before, after map[K]V, equal, same func(V, V) bool) {
+func keptSame[K comparable, V any](t *testing.T, what string, before, after desired.Map[K, V], equal, same func(V, V) bool) {
 	t.Helper()
-	for k, x := range before {
-		if y, ok := after[k]; ok && equal(x, y) && !same(x, y) {
+	for k, x := range before.All() {
+		if y, ok := after.Get(k); ok && equal(x, y) && !same(x, y) {
 			t.Errorf("%s %v is equal but not the same object", what, k)
 		}
 	}

@@ -10,12 +10,14 @@ import (
 	"strings"
 )
 
-// State is the whole desired policy dataplane of one host.
+// State is the whole desired policy dataplane of one host. Its
+// collections are Maps, so that a producer can hand out a State with a few
+// objects changed without copying every object of a collection.
 type State struct {
 	Config    Config
 	IPSets    Map[string, IPSet]
 	Policies  Map[PolicyID, Policy]
-	Profiles  map[string]Profile
+	Profiles  Map[string, Profile]
 	Endpoints Map[string, Endpoint]
 
 	// Gen and Delta are hints for a consumer that keeps what it built

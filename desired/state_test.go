@@ -46,7 +46,7 @@ func TestValidate(t *testing.T) {
 			p.Inbound[0].Protocol = u8(ProtoICMP)
 		}, "ports need protocol"},
 		{"icmp without protocol", func(s *State) {
-			s.Profiles = map[string]Profile{"p": {Outbound: []Rule{{Action: Allow, ICMP: &ICMPMatch{Type: 8}}}}}
+			s.Profiles = MapOf(map[string]Profile{"p": {Outbound: []Rule{{Action: Allow, ICMP: &ICMPMatch{Type: 8}}}}})
 		}, "profile p outbound rule [0]: icmp matches need protocol"},
 		{"bad tier default", func(s *State) {
 			ep, _ := s.Endpoints.Get("cali1")
@@ -61,7 +61,7 @@ func TestValidate(t *testing.T) {
 			s.IPSets.Set("c:nets", NewIPSet(Nets, Member{Prefix: netip.MustParsePrefix("10.1.2.3/16")}))
 		}, "prefix is not masked"},
 		{"bad action", func(s *State) {
-			s.Profiles = map[string]Profile{"p": {Inbound: []Rule{{}}}}
+			s.Profiles = MapOf(map[string]Profile{"p": {Inbound: []Rule{{}}}})
 		}, "bad action Action(0)"},
 	}
 	for _, tt := range tests {

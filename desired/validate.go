@@ -3,7 +3,6 @@ package desired
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 )
@@ -40,7 +39,7 @@ func (s *State) Validate() error {
 	for id := range s.Policies.Keys() {
 		s.checkPolicy(id, add)
 	}
-	for name := range s.Profiles {
+	for name := range s.Profiles.All() {
 		s.checkProfile(name, add)
 	}
 	for iface := range s.Endpoints.All() {
@@ -125,7 +124,7 @@ func (s *State) checkPolicy(id PolicyID, add func(string, ...any)) {
 }
 
 func (s *State) checkProfile(name string, add func(string, ...any)) {
-	p, ok := s.Profiles[name]
+	p, ok := s.Profiles.Get(name)
 	if !ok {
 		add("profile %s does not exist", name)
 		return
@@ -295,6 +294,6 @@ func (s *State) Equal(o *State) bool {
 	return s.Config.Equal(o.Config) &&
 		s.IPSets.EqualFunc(o.IPSets, IPSet.Equal) &&
 		s.Policies.EqualFunc(o.Policies, Policy.Equal) &&
-		maps.EqualFunc(s.Profiles, o.Profiles, Profile.Equal) &&
+		s.Profiles.EqualFunc(o.Profiles, Profile.Equal) &&
 		s.Endpoints.EqualFunc(o.Endpoints, Endpoint.Equal)
 }

@@ -20,7 +20,7 @@ import (
 // directions.
 func bigState(nPol, nSets, nEp int) *desired.State {
 	s := &desired.State{
-		Profiles:  map[string]desired.Profile{"kns.bench": allowAll},
+		Profiles: desired.MapOf(map[string]desired.Profile{"kns.bench": allowAll}),
 	}
 	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
 	ids := make([]desired.PolicyID, nPol)

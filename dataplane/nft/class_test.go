@@ -21,7 +21,7 @@ func TestClassSharingRetentionAndEviction(t *testing.T) {
 	state := func(eps map[string][]string) *desired.State {
 		s := &desired.State{
 			Policies:  desired.MapOf(map[desired.PolicyID]desired.Policy{}),
-			Profiles:  map[string]desired.Profile{"allow": allowAll},
+			Profiles:  desired.MapOf(map[string]desired.Profile{"allow": allowAll}),
 			Endpoints: desired.MapOf(map[string]desired.Endpoint{}),
 		}
 		for _, n := range []string{"p1", "p2", "p3", "p4"} {

@@ -57,10 +57,10 @@ func (d *Dataplane) Close() error {
 // transaction that touches only what differs from what the kernel holds.
 // Applying an unchanged state sends nothing. The first Apply reads the
 // kernel back and also removes whatever is in our table and not desired.
-// An invalid state is rejected before anything is sent. Neither s's maps
-// nor anything reachable from them may be modified afterwards: a changed
-// collection is passed as a new map, and a map that is the last Apply's
-// is taken as unchanged without a look.
+// An invalid state is rejected before anything is sent. Nothing reachable
+// from s's maps may be modified afterwards (a desired.Map itself never
+// is): a map that is the Same as the last Apply's is taken as unchanged
+// without a look.
 func (d *Dataplane) Apply(s *desired.State) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()

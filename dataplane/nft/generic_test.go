@@ -46,7 +46,7 @@ func oneEndpointState(sets map[string]desired.IPSet, pols map[desired.PolicyID]d
 	return &desired.State{
 		IPSets:    desired.MapOf(sets),
 		Policies:  desired.MapOf(pols),
-		Profiles:  map[string]desired.Profile{"kns": allowAll},
+		Profiles:  desired.MapOf(map[string]desired.Profile{"kns": allowAll}),
 		Endpoints: desired.MapOf(map[string]desired.Endpoint{"calia": ep("a", nil, tiers, "kns")}),
 	}
 }
@@ -285,7 +285,7 @@ func TestPromoteInBatches(t *testing.T) {
 	}
 	state := func(lists map[string][]desired.PolicyID) *desired.State {
 		s := &desired.State{Policies: desired.MapOf(pols),
-			Profiles: map[string]desired.Profile{"kns": allowAll}, Endpoints: desired.MapOf(map[string]desired.Endpoint{})}
+			Profiles: desired.MapOf(map[string]desired.Profile{"kns": allowAll}), Endpoints: desired.MapOf(map[string]desired.Endpoint{})}
 		for iface, l := range lists {
 			s.Endpoints.Set(iface, ep(iface, nil, []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: l}}, "kns"))
 		}

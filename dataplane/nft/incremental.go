@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"unsafe"
 
 	"github.com/brindle-net/brindle/desired"
 )
@@ -83,14 +82,14 @@ type builder struct {
 	polIfaces map[desired.PolicyID]map[string]struct{}
 }
 
-// collections identifies a state's maps. Two states with the same map
-// for a collection have the same contents there (maps are not modified
-// after build).
+// collections identifies a state's maps. Two states with the Same map
+// for a collection have the same contents there (a desired.Map is never
+// modified once built).
 type collections struct {
 	valid bool
-	profs unsafe.Pointer
 	sets  desired.Map[string, desired.IPSet]
 	pols  desired.Map[desired.PolicyID, desired.Policy]
+	profs desired.Map[string, desired.Profile]
 	eps   desired.Map[string, desired.Endpoint]
 }
 
@@ -98,7 +97,7 @@ func collectionsOf(s *desired.State) collections {
 	return collections{valid: true,
 		sets:  s.IPSets,
 		pols:  s.Policies,
-		profs: reflect.ValueOf(s.Profiles).UnsafePointer(),
+		profs: s.Profiles,
 		eps:   s.Endpoints,
 	}
 }
@@ -109,7 +108,7 @@ func (b *builder) same(s *desired.State) (sets, pols, profs, eps bool) {
 		return false, false, false, false
 	}
 	c := collectionsOf(s)
-	return c.sets.Same(b.last.sets), c.pols.Same(b.last.pols), c.profs == b.last.profs, c.eps.Same(b.last.eps)
+	return c.sets.Same(b.last.sets), c.pols.Same(b.last.pols), c.profs.Same(b.last.profs), c.eps.Same(b.last.eps)
 }
 
 type scan struct {
@@ -545,7 +544,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		}
 	}
 	walkProfs := !sameProfs || reshaped
-	for name, p := range s.Profiles {
+	for name, p := range s.Profiles.All() {
 		if !walkProfs {
 			break
 		}
@@ -616,7 +615,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		}
 		have := make([]bool, len(ep.ProfileIDs))
 		for i, p := range ep.ProfileIDs {
-			_, have[i] = s.Profiles[p]
+			have[i] = s.Profiles.Has(p)
 		}
 		e := b.eps[iface]
 		if e != nil && sameEndpoint(e.ep, ep) && slices.Equal(e.haveProfile, have) && !b.footprintChanged(ep) {
@@ -963,7 +962,7 @@ func (b *builder) validate(s *desired.State) error {
 			}
 		}
 	}
-	for name, p := range s.Profiles {
+	for name, p := range s.Profiles.All() {
 		if sameProfs && len(bad) == 0 {
 			break
 		}

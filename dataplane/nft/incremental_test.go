@@ -60,7 +60,7 @@ func incrementalStepList() []step {
 	noDB := pci()
 	noDB.Endpoints.Delete("calid")
 	noProfile := pci()
-	delete(noProfile.Profiles, "kns.default")
+	noProfile.Profiles.Delete("kns.default")
 	ks2 := kitchenSink()
 	ks2.Config.DefaultEndpointToHostAction = desired.EndpointToHostReturn
 	ks2.Policies.Delete(desired.PolicyID{Tier: "default", Name: "log-all", Namespace: "prod", Kind: "NetworkPolicy"})
@@ -126,8 +126,7 @@ func incrementalStepList() []step {
 		s.Policies.Set(web, p)
 	})
 	add("shared: a profile removed", func(s *desired.State) {
-		s.Profiles = maps.Clone(s.Profiles)
-		delete(s.Profiles, "kns.prod")
+		s.Profiles.Delete("kns.prod")
 	})
 	add("shared: an endpoint removed", func(s *desired.State) {
 		s.Endpoints.Delete("cali12345")
@@ -176,7 +175,7 @@ func setUsed(s *desired.State, id string) bool {
 			return true
 		}
 	}
-	for _, p := range s.Profiles {
+	for _, p := range s.Profiles.All() {
 		if uses(p.Inbound) || uses(p.Outbound) {
 			return true
 		}
@@ -206,25 +205,25 @@ func withDelta(prev, next *desired.State, prevGen uint64) *desired.State {
 	// Every key is named twice: a Delta names at least what changed, and
 	// a key named again must not be handled twice.
 	c.Delta = &desired.Delta{Since: prevGen,
-		IPSets:    twice(changedKeys(maps.Collect(prev.IPSets.All()), maps.Collect(next.IPSets.All()), desired.IPSet.Equal)),
-		Policies:  twice(changedKeys(maps.Collect(prev.Policies.All()), maps.Collect(next.Policies.All()), desired.Policy.Equal)),
+		IPSets:    twice(changedKeys(prev.IPSets, next.IPSets, desired.IPSet.Equal)),
+		Policies:  twice(changedKeys(prev.Policies, next.Policies, desired.Policy.Equal)),
 		Profiles:  twice(changedKeys(prev.Profiles, next.Profiles, desired.Profile.Equal)),
-		Endpoints: twice(changedKeys(maps.Collect(prev.Endpoints.All()), maps.Collect(next.Endpoints.All()), desired.Endpoint.Equal)),
+		Endpoints: twice(changedKeys(prev.Endpoints, next.Endpoints, desired.Endpoint.Equal)),
 	}
 	return &c
 }
 
 func twice[K any](ks []K) []K { return append(ks, ks...) }
 
-func changedKeys[K comparable, V any](a, b map[K]V, equal func(V, V) bool) []K {
+func changedKeys[K comparable, V any](a, b desired.Map[K, V], equal func(V, V) bool) []K {
 	var out []K
-	for k, x := range a {
-		if y, ok := b[k]; !ok || !equal(x, y) {
+	for k, x := range a.All() {
+		if y, ok := b.Get(k); !ok || !equal(x, y) {
 			out = append(out, k)
 		}
 	}
-	for k := range b {
-		if _, ok := a[k]; !ok {
+	for k := range b.Keys() {
+		if !a.Has(k) {
 			out = append(out, k)
 		}
 	}
@@ -363,8 +362,13 @@ func checkDelta(t *testing.T, name string, b *builder, prevSets map[string]*setS
 // shared), as calc.State hands out a changed collection.
 func withNewMaps(s *desired.State) *desired.State {
 	c := *s
-	c.IPSets, c.Policies, c.Profiles, c.Endpoints = desired.MapOf(maps.Collect(s.IPSets.All())), desired.MapOf(maps.Collect(s.Policies.All())), maps.Clone(s.Profiles), desired.MapOf(maps.Collect(s.Endpoints.All()))
+	c.IPSets, c.Policies, c.Profiles, c.Endpoints = newMap(s.IPSets), newMap(s.Policies), newMap(s.Profiles), newMap(s.Endpoints)
 	return &c
+}
+
+// newMap returns a Map with m's entries that is not the Same as m.
+func newMap[K comparable, V any](m desired.Map[K, V]) desired.Map[K, V] {
+	return desired.MapOf(maps.Collect(m.All()))
 }
 
 // derive returns a State that shares prev's maps except those change

@@ -21,7 +21,7 @@ func (l *lab) base() *desired.State {
 	s := &desired.State{
 		IPSets:    desired.MapOf(map[string]desired.IPSet{}),
 		Policies:  desired.MapOf(map[desired.PolicyID]desired.Policy{}),
-		Profiles:  map[string]desired.Profile{"allow": allowAll},
+		Profiles:  desired.MapOf(map[string]desired.Profile{"allow": allowAll}),
 		Endpoints: desired.MapOf(map[string]desired.Endpoint{}),
 	}
 	for name, w := range l.wl {
@@ -121,7 +121,7 @@ func testTiersOrderDenyPassLog(t *testing.T, cfg Config) {
 	def := desired.TierPolicies{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{p3, p4}}
 	s.Endpoints.Set(l.iface("tiered"), ep("tiered", l.wl["tiered"].IPs, []desired.TierPolicies{admin, def}, "allow"))
 	s.Endpoints.Set(l.iface("passing"), ep("passing", l.wl["passing"].IPs, []desired.TierPolicies{admin}, "allow"))
-	s.Profiles["deny-80"] = desired.Profile{Inbound: []desired.Rule{ruleTCP(desired.Deny, 80)}}
+	s.Profiles.Set("deny-80", desired.Profile{Inbound: []desired.Rule{ruleTCP(desired.Deny, 80)}})
 	s.Endpoints.Set(l.iface("profiles"), ep("profiles", l.wl["profiles"].IPs, nil, "deny-80", "allow"))
 	s.Endpoints.Set(l.iface("missing"), ep("missing", l.wl["missing"].IPs, nil, "no-such-profile", "allow"))
 	l.apply(s)
@@ -498,7 +498,7 @@ func TestPrivilegedWorkloadToHost(t *testing.T) {
 	// Egress policy still applies before the host action.
 	s = l.base()
 	s.Config.DefaultEndpointToHostAction = desired.EndpointToHostAccept
-	s.Profiles["allow"] = desired.Profile{Inbound: allowAll.Inbound, Outbound: []desired.Rule{ruleTCP(desired.Deny, 7000), {Action: desired.Allow}}}
+	s.Profiles.Set("allow", desired.Profile{Inbound: allowAll.Inbound, Outbound: []desired.Rule{ruleTCP(desired.Deny, 7000), {Action: desired.Allow}}})
 	l.apply(s)
 	hostProbe(false)
 }

@@ -67,7 +67,7 @@ func pciState(front, other, db netip.Addr, ifFront, ifOther, ifDB string) *desir
 				Dst:      desired.Match{Ports: []desired.PortRange{{Min: 6379, Max: 6379}}},
 			}}},
 		}),
-		Profiles: map[string]desired.Profile{"kns.default": allowAll},
+		Profiles: desired.MapOf(map[string]desired.Profile{"kns.default": allowAll}),
 		Endpoints: desired.MapOf(map[string]desired.Endpoint{
 			ifFront: ep("default/front", []netip.Addr{front}, nil, "kns.default"),
 			ifOther: ep("default/other", []netip.Addr{other}, nil, "kns.default"),
@@ -113,10 +113,10 @@ func kitchenSink() *desired.State {
 				Outbound: []desired.Rule{{Action: desired.Allow, Dst: desired.Match{IPSetIDs: []string{"s:web"}}}},
 			},
 		}),
-		Profiles: map[string]desired.Profile{
+		Profiles: desired.MapOf(map[string]desired.Profile{
 			"kns.prod":     allowAll,
 			"ksa.prod.web": {},
-		},
+		}),
 		Endpoints: desired.MapOf(map[string]desired.Endpoint{
 			"cali12345": ep("prod/web-1/eth0", []netip.Addr{netip.MustParseAddr("10.65.0.2")}, []desired.TierPolicies{
 				{Name: "admin", DefaultAction: desired.Pass, IngressPolicies: []desired.PolicyID{adminPol}, EgressPolicies: []desired.PolicyID{adminPol}},
