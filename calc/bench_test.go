@@ -281,7 +281,7 @@ func BenchmarkStartOfDay(b *testing.B) {
 	s := c.State()
 	members := 0
 	for _, set := range s.IPSets.All() {
-		members += len(set.Members)
+		members += set.Members.Len()
 	}
 	b.ReportMetric(cpu.Seconds()/float64(n), "cpu-s/op")
 	b.ReportMetric(float64(peak-base)/(1<<20), "peak-heap-MB")

@@ -129,10 +129,10 @@ func (in *interp) match(r desired.Rule, pk policy.Packet) bool {
 func (in *interp) contains(id string, a netip.Addr, proto uint8, port uint16) bool {
 	set, _ := in.s.IPSets.Get(id)
 	if set.Type == desired.NamedPorts {
-		_, ok := set.Members[desired.NamedPortMember(a, proto, port)]
+		ok := set.Members.Has(desired.NamedPortMember(a, proto, port))
 		return ok
 	}
-	for m := range set.Members {
+	for m := range set.Members.Keys() {
 		if m.Prefix.Contains(a) {
 			return true
 		}

@@ -3,7 +3,6 @@ package calc
 import (
 	"crypto/sha256"
 	"encoding/base64"
-	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -126,34 +125,25 @@ type ipSet struct {
 	ref  setRef
 	typ  desired.IPSetType
 	refs int
-	// members is the set as desired state. Once a State has handed it out
-	// (shared), it is never written again: the next change writes a clone
-	// (maps.Clone copies the table wholesale, far cheaper than rebuilding).
-	members map[desired.Member]struct{}
-	shared  bool
+	// members is the set as desired state, an edit of the Map the last
+	// snapshot handed out: a change copies only the shard it writes (a
+	// selector's set can hold thousands of members).
+	members desired.MapEdit[desired.Member, struct{}]
 	// extra counts, for a member more than one entity gives, the entities
 	// beyond the first; most members have none.
 	extra map[desired.Member]int32
 }
 
 func newIPSet(r setRef, typ desired.IPSetType) *ipSet {
-	return &ipSet{ref: r, typ: typ, refs: 1, members: map[desired.Member]struct{}{}}
-}
-
-func (s *ipSet) writable() {
-	if s.shared {
-		s.members = maps.Clone(s.members)
-		s.shared = false
-	}
+	return &ipSet{ref: r, typ: typ, refs: 1}
 }
 
 // add counts one more (delta 1) or one fewer (delta -1) entity giving m,
 // and reports whether the members changed.
 func (s *ipSet) add(m desired.Member, delta int32) bool {
 	if delta > 0 {
-		if _, ok := s.members[m]; !ok {
-			s.writable()
-			s.members[m] = struct{}{}
+		if !s.members.Has(m) {
+			s.members.Set(m, struct{}{})
 			return true
 		}
 		if s.extra == nil {
@@ -170,19 +160,17 @@ func (s *ipSet) add(m desired.Member, delta int32) bool {
 		}
 		return false
 	}
-	if _, ok := s.members[m]; ok {
-		s.writable()
-		delete(s.members, m)
+	if s.members.Has(m) {
+		s.members.Delete(m)
 		return true
 	}
 	return false
 }
 
-// snapshot returns the set as desired state; the map is shared with the
-// caller from then on.
+// snapshot returns the set as desired state; the Map is the caller's
+// from then on (the edit goes on from it, copy-on-write).
 func (s *ipSet) snapshot() desired.IPSet {
-	s.shared = true
-	return desired.IPSet{Type: s.typ, Members: s.members}
+	return desired.IPSet{Type: s.typ, Members: s.members.Map()}
 }
 
 // selUse is a selector held in the global index and the sets built on it.

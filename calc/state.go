@@ -2,7 +2,6 @@ package calc
 
 import (
 	"math/rand/v2"
-	"reflect"
 
 	"github.com/brindle-net/brindle/desired"
 )
@@ -193,7 +192,7 @@ func patchMap[K comparable, V any](base desired.Map[K, V], keys map[K]struct{}, 
 // values are the same object (the same member map or backing arrays), as
 // consumers recognise unchanged objects.
 func sameIPSet(a, b desired.IPSet) bool {
-	return a.Type == b.Type && reflect.ValueOf(a.Members).UnsafePointer() == reflect.ValueOf(b.Members).UnsafePointer()
+	return a.Type == b.Type && a.Members.Same(b.Members)
 }
 
 func samePolicy(a, b desired.Policy) bool {

@@ -1,13 +1,13 @@
 package desired
 
 import (
-	"maps"
 	"slices"
 )
 
-// Clone returns a deep copy of the set.
+// Clone returns a copy of the set. Its Members Map is shared: a Map is
+// never modified (Set and Delete on a copy leave the original alone).
 func (s IPSet) Clone() IPSet {
-	return IPSet{Type: s.Type, Members: maps.Clone(s.Members)}
+	return s
 }
 
 // Clone returns a deep copy of the policy.

@@ -4,12 +4,18 @@ import (
 	"hash/maphash"
 	"iter"
 	"maps"
+	"reflect"
+	"slices"
 )
 
-// mapShards is the number of shards of a Map. A change to one key of a
-// 5,000-entry Map copies one shard (~20 entries) and the shard table
-// (256 pointers) instead of the whole map.
-const mapShards = 256
+// A Map has a power of two shards, at most maxShards, about shardSize
+// entries each: a change to one key of a 5,000-entry Map copies one shard
+// (~20 entries) and the shard table (256 pointers) instead of the whole
+// map, and a small Map (most IP sets) is one plain map.
+const (
+	maxShards = 256
+	shardSize = 16
+)
 
 // mapSeed places keys in shards; every Map in the process uses it, so that
 // a Map and its edits agree on where a key is.
@@ -18,8 +24,8 @@ var mapSeed = maphash.MakeSeed()
 // Map is an immutable map that a changed copy shares in part: its entries
 // are spread over shards by key hash, and an edit copies only the shards it
 // changes. It is how a State's producer hands out a new state with a few
-// policies changed without copying every policy (the copy of a whole map
-// per change was most of what the agent allocated; see
+// objects changed without copying every object (the copy of whole maps per
+// change was most of what the agent allocated; see
 // docs/benchmarks-agent.md).
 //
 // The zero Map is empty and ready to use. A Map value is never written
@@ -27,7 +33,7 @@ var mapSeed = maphash.MakeSeed()
 // one, so copies of the value made earlier keep their contents. Equal maps
 // need not be the same; Same reports whether two Maps are the same value.
 type Map[K comparable, V any] struct {
-	shards *[mapShards]map[K]V
+	shards []map[K]V // len 0 (empty) or a power of two
 	n      int
 }
 
@@ -40,17 +46,30 @@ func MapOf[K comparable, V any](m map[K]V) Map[K, V] {
 	return e.Map()
 }
 
-func shardOf[K comparable](k K) int {
-	return int(maphash.Comparable(mapSeed, k) % mapShards)
+// shardOf returns k's shard among n (a power of two).
+func shardOf[K comparable](k K, n int) int {
+	if n == 1 {
+		return 0
+	}
+	return int(maphash.Comparable(mapSeed, k) & uint64(n-1))
+}
+
+// shardsFor returns the shard count for n entries.
+func shardsFor(n int) int {
+	c := 1
+	for c < maxShards && c*shardSize < n {
+		c *= 2
+	}
+	return c
 }
 
 // Get returns the value of k and whether k is present.
 func (m Map[K, V]) Get(k K) (V, bool) {
-	if m.shards == nil {
+	if len(m.shards) == 0 {
 		var zero V
 		return zero, false
 	}
-	v, ok := m.shards[shardOf(k)][k]
+	v, ok := m.shards[shardOf(k, len(m.shards))][k]
 	return v, ok
 }
 
@@ -66,9 +85,6 @@ func (m Map[K, V]) Len() int { return m.n }
 // All yields every entry, in no particular order.
 func (m Map[K, V]) All() iter.Seq2[K, V] {
 	return func(yield func(K, V) bool) {
-		if m.shards == nil {
-			return
-		}
 		for _, sh := range m.shards {
 			for k, v := range sh {
 				if !yield(k, v) {
@@ -93,7 +109,46 @@ func (m Map[K, V]) Keys() iter.Seq[K] {
 // Same reports whether m and o are the same value (the same shards), which
 // implies equal contents. Two empty Maps are the same.
 func (m Map[K, V]) Same(o Map[K, V]) bool {
-	return m.shards == o.shards
+	return len(m.shards) == len(o.shards) && (len(m.shards) == 0 || &m.shards[0] == &o.shards[0])
+}
+
+// KeyChanges yields each key present in only one of m and old: true for
+// a key m added, false for one it removed. Shards m shares with old are
+// skipped, so an edit's changes cost the shards it copied, not the size of
+// the Map.
+func (m Map[K, V]) KeyChanges(old Map[K, V]) iter.Seq2[K, bool] {
+	return func(yield func(K, bool) bool) {
+		if m.Same(old) {
+			return
+		}
+		if len(m.shards) != len(old.shards) {
+			diffKeys(m.All(), old.Has, true, yield)
+			diffKeys(old.All(), m.Has, false, yield)
+			return
+		}
+		for i, sh := range m.shards {
+			was := old.shards[i]
+			if reflect.ValueOf(sh).UnsafePointer() == reflect.ValueOf(was).UnsafePointer() {
+				continue
+			}
+			has := func(k K) bool { _, ok := sh[k]; return ok }
+			had := func(k K) bool { _, ok := was[k]; return ok }
+			if !diffKeys(maps.All(sh), had, true, yield) || !diffKeys(maps.All(was), has, false, yield) {
+				return
+			}
+		}
+	}
+}
+
+// diffKeys yields (k, added) for each key of from that in lacks; it
+// reports false when yield asked to stop.
+func diffKeys[K comparable, V any](from iter.Seq2[K, V], in func(K) bool, added bool, yield func(K, bool) bool) bool {
+	for k := range from {
+		if !in(k) && !yield(k, added) {
+			return false
+		}
+	}
+	return true
 }
 
 // Clone returns a Map whose values are copied with clone.
@@ -147,31 +202,36 @@ func (m Map[K, V]) Edit() *MapEdit[K, V] {
 // MapEdit builds a Map from another one. The zero MapEdit starts from an
 // empty Map.
 type MapEdit[K comparable, V any] struct {
-	base   *[mapShards]map[K]V // the shards edited from; never written
-	shards *[mapShards]map[K]V // nil until the first change
-	owned  [mapShards]bool     // shards[i] is this edit's own copy
+	base   []map[K]V // the shards edited from; never written
+	shards []map[K]V // nil until the first change
+	owned  []bool    // shards[i] is this edit's own copy
 	n      int
 }
 
 // shard returns k's shard, made the edit's own to write.
 func (e *MapEdit[K, V]) shard(k K) map[K]V {
 	if e.shards == nil {
-		e.shards = new([mapShards]map[K]V)
-		if e.base != nil {
-			*e.shards = *e.base
+		if len(e.base) == 0 {
+			e.shards = []map[K]V{{}}
+			e.owned = []bool{true}
+		} else {
+			e.shards = slices.Clone(e.base)
+			e.owned = make([]bool, len(e.base))
 		}
 	}
-	i := shardOf(k)
+	i := shardOf(k, len(e.shards))
 	if !e.owned[i] {
-		if old := e.shards[i]; old != nil {
-			e.shards[i] = maps.Clone(old)
-		} else {
-			e.shards[i] = map[K]V{}
-		}
+		e.shards[i] = maps.Clone(e.shards[i])
 		e.owned[i] = true
 	}
 	return e.shards[i]
 }
+
+// Has reports whether the edited Map has k.
+func (e *MapEdit[K, V]) Has(k K) bool { return e.has(k) }
+
+// Len returns the number of entries of the edited Map.
+func (e *MapEdit[K, V]) Len() int { return e.n }
 
 // Set sets k to v.
 func (e *MapEdit[K, V]) Set(k K, v V) {
@@ -196,20 +256,44 @@ func (e *MapEdit[K, V]) has(k K) bool {
 	if sh == nil {
 		sh = e.base
 	}
-	if sh == nil {
+	if len(sh) == 0 {
 		return false
 	}
-	_, ok := sh[shardOf(k)][k]
+	_, ok := sh[shardOf(k, len(sh))][k]
 	return ok
 }
 
 // Map returns the edited Map. The edit may go on; later changes copy
-// their shards again and do not reach the Map returned.
+// their shards again and do not reach the Map returned. A Map that grew
+// past its shards' size (or shrank well below it) is spread over a new
+// shard count, which copies it whole: its size doubled or halved since
+// that last happened.
 func (e *MapEdit[K, V]) Map() Map[K, V] {
 	if e.shards == nil {
 		return Map[K, V]{shards: e.base, n: e.n}
 	}
+	if want := shardsFor(e.n); want > len(e.shards) || want*4 <= len(e.shards) {
+		e.reshard(want)
+	}
 	m := Map[K, V]{shards: e.shards, n: e.n}
-	e.base, e.shards, e.owned = e.shards, nil, [mapShards]bool{}
+	if e.n == 0 {
+		m.shards = nil
+	}
+	e.base, e.shards, e.owned = m.shards, nil, nil
 	return m
+}
+
+// reshard spreads the edit's entries over n shards.
+func (e *MapEdit[K, V]) reshard(n int) {
+	shards := make([]map[K]V, n)
+	for i := range shards {
+		shards[i] = make(map[K]V, e.n/n+1)
+	}
+	for _, sh := range e.shards {
+		for k, v := range sh {
+			shards[shardOf(k, n)][k] = v
+		}
+	}
+	e.shards = shards
+	e.owned = nil // not used again: Map follows
 }

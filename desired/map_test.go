@@ -8,8 +8,9 @@ import (
 
 // TestMapRandomEdits applies random Sets and Deletes, through Map's own
 // methods and through edits, to a Map and a plain map side by side: the
-// Map must hold what the plain map holds after every step, and every Map
-// value taken earlier must keep its contents.
+// Map must hold what the plain map holds after every step, KeyChanges
+// must name the keys added and removed by the step, and every Map value
+// taken earlier must keep its contents.
 func TestMapRandomEdits(t *testing.T) {
 	for seed := range uint64(10) {
 		rng := rand.New(rand.NewPCG(seed, 0x3a9))
@@ -20,6 +21,7 @@ func TestMapRandomEdits(t *testing.T) {
 			want map[int]string
 		}
 		var snaps []snap
+		prev, prevWant := m, map[int]string{}
 		for step := range 200 {
 			switch rng.IntN(3) {
 			case 0: // one change through the Map
@@ -58,6 +60,22 @@ func TestMapRandomEdits(t *testing.T) {
 					t.Fatalf("seed %d step %d: Get(%d) = %q, %v; want %q", seed, step, k, got, ok, v)
 				}
 			}
+			// KeyChanges names exactly the keys added and removed.
+			wantChanges := map[int]bool{}
+			for k := range want {
+				if _, ok := prevWant[k]; !ok {
+					wantChanges[k] = true
+				}
+			}
+			for k := range prevWant {
+				if _, ok := want[k]; !ok {
+					wantChanges[k] = false
+				}
+			}
+			if got := maps.Collect(m.KeyChanges(prev)); !maps.Equal(got, wantChanges) {
+				t.Fatalf("seed %d step %d: KeyChanges %v, want %v", seed, step, got, wantChanges)
+			}
+			prev, prevWant = m, maps.Clone(want)
 			snaps = append(snaps, snap{m, maps.Clone(want)})
 			for i, s := range snaps {
 				if got := maps.Collect(s.m.All()); !maps.Equal(got, s.want) || s.m.Len() != len(s.want) {
@@ -72,8 +90,8 @@ func TestMapRandomEdits(t *testing.T) {
 }
 
 // TestMapSharesUnchangedShards: an edit of one key copies that key's
-// shard only, so Same tells an unchanged Map, and a Map's zero value and
-// MapOf(nil) are empty.
+// shard only, so Same tells an unchanged Map; a Map's zero value and
+// MapOf(nil) are empty; the shard count follows the size.
 func TestMapSharesUnchangedShards(t *testing.T) {
 	src := map[int]int{}
 	for i := range 1000 {
@@ -89,7 +107,10 @@ func TestMapSharesUnchangedShards(t *testing.T) {
 		t.Fatalf("Set on a copy changed the original: a[7] = %d", v)
 	}
 	shared, full := 0, 0
-	for i := range mapShards {
+	if len(a.shards) != shardsFor(1000) || len(a.shards) < 2 {
+		t.Fatalf("1000 entries in %d shards, want %d", len(a.shards), shardsFor(1000))
+	}
+	for i := range a.shards {
 		if len(a.shards[i]) > 0 {
 			full++
 			if sameShard(a.shards[i], b.shards[i]) {
@@ -99,6 +120,23 @@ func TestMapSharesUnchangedShards(t *testing.T) {
 	}
 	if shared != full-1 {
 		t.Fatalf("%d of %d non-empty shards shared after one Set, want %d", shared, full, full-1)
+	}
+	// Growing and shrinking spreads the entries over more or fewer
+	// shards, keeping them all.
+	g := a
+	for i := 1000; i < 10000; i++ {
+		g.Set(i, i)
+	}
+	if len(g.shards) != maxShards || g.Len() != 10000 || len(a.shards) != shardsFor(1000) {
+		t.Fatalf("grown to %d entries in %d shards (the original has %d)", g.Len(), len(g.shards), len(a.shards))
+	}
+	e := g.Edit()
+	for i := 10; i < 10000; i++ {
+		e.Delete(i)
+	}
+	small := e.Map()
+	if len(small.shards) != 1 || !maps.Equal(maps.Collect(small.All()), map[int]int{0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 8: 8, 9: 9}) {
+		t.Fatalf("shrunk to %v in %d shards", maps.Collect(small.All()), len(small.shards))
 	}
 	c := a.Edit().Map()
 	if !c.Same(a) {

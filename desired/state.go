@@ -146,36 +146,28 @@ func NamedPortMember(a netip.Addr, proto uint8, port uint16) Member {
 // IPSet is a named set of members.
 type IPSet struct {
 	Type    IPSetType
-	Members map[Member]struct{}
+	Members Map[Member, struct{}]
 }
 
 // NewIPSet builds an IPSet from a list of members.
 func NewIPSet(t IPSetType, members ...Member) IPSet {
-	m := make(map[Member]struct{}, len(members))
+	var e MapEdit[Member, struct{}]
 	for _, x := range members {
-		m[x] = struct{}{}
+		e.Set(x, struct{}{})
 	}
-	return IPSet{Type: t, Members: m}
+	return IPSet{Type: t, Members: e.Map()}
 }
 
 // Equal reports whether two sets have the same type and members.
 func (s IPSet) Equal(o IPSet) bool {
-	if s.Type != o.Type || len(s.Members) != len(o.Members) {
-		return false
-	}
-	for m := range s.Members {
-		if _, ok := o.Members[m]; !ok {
-			return false
-		}
-	}
-	return true
+	return s.Type == o.Type && s.Members.EqualFunc(o.Members, func(struct{}, struct{}) bool { return true })
 }
 
 // SortedMembers returns the members in a stable order (by address, then
 // prefix length, protocol, port).
 func (s IPSet) SortedMembers() []Member {
-	out := make([]Member, 0, len(s.Members))
-	for m := range s.Members {
+	out := make([]Member, 0, s.Members.Len())
+	for m := range s.Members.Keys() {
 		out = append(out, m)
 	}
 	slices.SortFunc(out, CompareMembers)

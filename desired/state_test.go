@@ -93,7 +93,8 @@ func TestEqual(t *testing.T) {
 	}
 	c := validState()
 	front, _ := c.IPSets.Get("s:front")
-	front.Members[AddrMember(netip.MustParseAddr("10.0.0.9"))] = struct{}{}
+	front.Members.Set(AddrMember(netip.MustParseAddr("10.0.0.9")), struct{}{})
+	c.IPSets.Set("s:front", front)
 	if a.Equal(&c) {
 		t.Fatal("states with different set members compare equal")
 	}

@@ -105,7 +105,7 @@ func (s *State) checkIPSet(id string, add func(string, ...any)) {
 	if id == "" {
 		add("ip set with an empty ID")
 	}
-	for m := range set.Members {
+	for m := range set.Members.Keys() {
 		if err := checkMember(set.Type, m); err != nil {
 			add("ip set %q: member %v: %w", id, m, err)
 			return

@@ -70,9 +70,9 @@ func toggleMember(s *desired.State, i int) *desired.State {
 	set, _ := s.IPSets.Get(id)
 	set = set.Clone()
 	if i%2 == 0 {
-		set.Members[extra] = struct{}{}
+		set.Members.Set(extra, struct{}{})
 	} else {
-		delete(set.Members, extra)
+		set.Members.Delete(extra)
 	}
 	n := *s
 	n.IPSets.Set(id, set)

@@ -3,7 +3,6 @@ package nft
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 
@@ -371,15 +370,8 @@ func (b *builder) patchSet(id string, e *setEntry, set desired.IPSet) bool {
 			spec.elems[el.mapKey()] = el
 		}
 	}
-	for m := range e.set.Members {
-		if _, ok := set.Members[m]; !ok {
-			change(m, true)
-		}
-	}
-	for m := range set.Members {
-		if _, ok := e.set.Members[m]; !ok {
-			change(m, false)
-		}
+	for m, added := range set.Members.KeyChanges(e.set.Members) {
+		change(m, !added)
 	}
 	e.set, e.gen = set, b.gen
 	return true
@@ -841,7 +833,7 @@ func sameRules(a, b []desired.Rule) bool {
 // sameIPSet reports whether two sets are the same: the same members map,
 // or equal.
 func sameIPSet(a, b desired.IPSet) bool {
-	if a.Type == b.Type && reflect.ValueOf(a.Members).UnsafePointer() == reflect.ValueOf(b.Members).UnsafePointer() {
+	if a.Type == b.Type && a.Members.Same(b.Members) {
 		return true
 	}
 	return a.Equal(b)

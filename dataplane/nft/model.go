@@ -113,10 +113,10 @@ func buildSets(id string, set desired.IPSet) (v4, v6 *setSpec, fams uint8) {
 		return alen
 	}
 	var p4, p6 []netip.Prefix
-	e4, e6 := make([]elem, 0, n4), make([]elem, 0, len(set.Members)-n4)
+	e4, e6 := make([]elem, 0, n4), make([]elem, 0, set.Members.Len()-n4)
 	b4 := make([]byte, 0, n4*keyLen(t4, 4))
-	b6 := make([]byte, 0, (len(set.Members)-n4)*keyLen(t6, 16))
-	for m := range set.Members {
+	b6 := make([]byte, 0, (set.Members.Len()-n4)*keyLen(t6, 16))
+	for m := range set.Members.Keys() {
 		buf, es, ps, t := &b6, &e6, &p6, t6
 		if m.Prefix.Addr().Is4() {
 			buf, es, ps, t = &b4, &e4, &p4, t4
@@ -147,7 +147,7 @@ func buildSets(id string, set desired.IPSet) (v4, v6 *setSpec, fams uint8) {
 // a family with members, wide4 and wide6 for a Nets family with a member
 // wider than one address) and how many are IPv4.
 func memberFams(set desired.IPSet) (fams uint8, n4 int) {
-	for m := range set.Members {
+	for m := range set.Members.Keys() {
 		p := m.Prefix
 		is4 := p.Addr().Is4()
 		wide := set.Type == desired.Nets && !p.IsSingleIP()
