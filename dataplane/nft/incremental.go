@@ -601,9 +601,22 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		have  []bool
 	}
 	var changed []epChange
-	for iface, ep := range s.Endpoints.All() {
+	// With the profiles and footprints unchanged, only the endpoints the
+	// Delta names can have changed (a local label change: one of 250).
+	ifaces, gone, byDelta := s.Endpoints.Keys(), []string(nil), false
+	if d := b.deltaOf(s); d != nil && sameProfs && len(b.fpChanged) == 0 {
+		ifaces, byDelta = slices.Values(unique(d.Endpoints)), true
+	}
+	for iface := range ifaces {
 		if !walkEps {
 			break
+		}
+		ep, ok := s.Endpoints.Get(iface)
+		if !ok { // a Delta's endpoint that went
+			if b.eps[iface] != nil {
+				gone = append(gone, iface)
+			}
+			continue
 		}
 		have := make([]bool, len(ep.ProfileIDs))
 		for i, p := range ep.ProfileIDs {
@@ -643,11 +656,15 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		b.indexEndpoint(iface, n.ep, true)
 		b.eps[iface] = n
 	}
-	for iface, e := range b.eps {
-		if !walkEps {
-			break
+	if walkEps && !byDelta {
+		for iface, e := range b.eps {
+			if e.gen != b.gen {
+				gone = append(gone, iface)
+			}
 		}
-		if e.gen != b.gen {
+	}
+	for _, iface := range gone {
+		if e := b.eps[iface]; e != nil {
 			b.releaseClass(e.classes[0])
 			b.releaseClass(e.classes[1])
 			b.setElemInPlace(mapToWL, e.vmap[0], true)
