@@ -25,8 +25,10 @@ func BenchmarkChangeDetection5000Policies(b *testing.B) {
 		if _, err := bl.build(s); err != nil {
 			b.Fatal(err)
 		}
-		if len(bl.dSets) != 1 || len(bl.dChains) != 0 {
-			b.Fatalf("change recorded %d sets, %d chains; want 1, 0", len(bl.dSets), len(bl.dChains))
+		// The set changes in place: one element journaled, nothing
+		// replaced.
+		if len(bl.dSets) != 0 || len(bl.dChains) != 0 || len(bl.dElems) != 1 {
+			b.Fatalf("change recorded %d sets, %d chains, %d element journals; want 0, 0, 1", len(bl.dSets), len(bl.dChains), len(bl.dElems))
 		}
 	}
 }
