@@ -644,6 +644,7 @@ func (b *builder) promote() bool {
 	}
 	b.layGeneric(true)
 	b.layGeneric(false)
+	b.layDirty = false // laid out with every policy and profile, in order
 	for _, l := range b.lay {
 		l.free, l.freed = append(l.free, l.freed...), nil
 	}
