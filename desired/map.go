@@ -112,18 +112,17 @@ func (m Map[K, V]) Same(o Map[K, V]) bool {
 	return len(m.shards) == len(o.shards) && (len(m.shards) == 0 || &m.shards[0] == &o.shards[0])
 }
 
-// KeyChanges yields each key present in only one of m and old: true for
-// a key m added, false for one it removed. Shards m shares with old are
-// skipped, so an edit's changes cost the shards it copied, not the size of
-// the Map.
-func (m Map[K, V]) KeyChanges(old Map[K, V]) iter.Seq2[K, bool] {
-	return func(yield func(K, bool) bool) {
+// Diff yields each key present in only one of m and old and, when eq is
+// not nil, each key in both whose values eq says differ. Shards m shares
+// with old are skipped, so the changes of an edit cost the shards it
+// copied, not the size of the Map.
+func (m Map[K, V]) Diff(old Map[K, V], eq func(a, b V) bool) iter.Seq[K] {
+	return func(yield func(K) bool) {
 		if m.Same(old) {
 			return
 		}
-		if len(m.shards) != len(old.shards) {
-			diffKeys(m.All(), old.Has, true, yield)
-			diffKeys(old.All(), m.Has, false, yield)
+		if len(m.shards) != len(old.shards) { // resharded: compare whole
+			_ = diffEntries(m.All(), old.Get, eq, yield) && diffEntries(old.All(), m.Get, nil, yield)
 			return
 		}
 		for i, sh := range m.shards {
@@ -131,24 +130,28 @@ func (m Map[K, V]) KeyChanges(old Map[K, V]) iter.Seq2[K, bool] {
 			if reflect.ValueOf(sh).UnsafePointer() == reflect.ValueOf(was).UnsafePointer() {
 				continue
 			}
-			has := func(k K) bool { _, ok := sh[k]; return ok }
-			had := func(k K) bool { _, ok := was[k]; return ok }
-			if !diffKeys(maps.All(sh), had, true, yield) || !diffKeys(maps.All(was), has, false, yield) {
+			if !diffEntries(maps.All(sh), lookup(was), eq, yield) || !diffEntries(maps.All(was), lookup(sh), nil, yield) {
 				return
 			}
 		}
 	}
 }
 
-// diffKeys yields (k, added) for each key of from that in lacks; it
-// reports false when yield asked to stop.
-func diffKeys[K comparable, V any](from iter.Seq2[K, V], in func(K) bool, added bool, yield func(K, bool) bool) bool {
-	for k := range from {
-		if !in(k) && !yield(k, added) {
+// diffEntries yields each key of from that other lacks or (eq not nil)
+// holds with a value eq says differs; it reports false when yield asked
+// to stop.
+func diffEntries[K comparable, V any](from iter.Seq2[K, V], other func(K) (V, bool), eq func(a, b V) bool, yield func(K) bool) bool {
+	for k, v := range from {
+		w, ok := other(k)
+		if (!ok || (eq != nil && !eq(v, w))) && !yield(k) {
 			return false
 		}
 	}
 	return true
+}
+
+func lookup[K comparable, V any](m map[K]V) func(K) (V, bool) {
+	return func(k K) (V, bool) { v, ok := m[k]; return v, ok }
 }
 
 // Clone returns a Map whose values are copied with clone.

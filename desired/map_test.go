@@ -1,6 +1,8 @@
 package desired
 
 import (
+	"fmt"
+	"iter"
 	"maps"
 	"math/rand/v2"
 	"testing"
@@ -8,9 +10,9 @@ import (
 
 // TestMapRandomEdits applies random Sets and Deletes, through Map's own
 // methods and through edits, to a Map and a plain map side by side: the
-// Map must hold what the plain map holds after every step, KeyChanges
-// must name the keys added and removed by the step, and every Map value
-// taken earlier must keep its contents.
+// Map must hold what the plain map holds after every step, Diff must name
+// the keys the step added, removed and (with an eq) changed, each once,
+// and every Map value taken earlier must keep its contents.
 func TestMapRandomEdits(t *testing.T) {
 	for seed := range uint64(10) {
 		rng := rand.New(rand.NewPCG(seed, 0x3a9))
@@ -60,20 +62,26 @@ func TestMapRandomEdits(t *testing.T) {
 					t.Fatalf("seed %d step %d: Get(%d) = %q, %v; want %q", seed, step, k, got, ok, v)
 				}
 			}
-			// KeyChanges names exactly the keys added and removed.
-			wantChanges := map[int]bool{}
-			for k := range want {
-				if _, ok := prevWant[k]; !ok {
-					wantChanges[k] = true
+			// Diff names exactly the keys added and removed, and with an
+			// eq those whose value changed.
+			added, changed := map[int]bool{}, map[int]bool{}
+			for k, v := range want {
+				if w, ok := prevWant[k]; !ok {
+					added[k], changed[k] = true, true
+				} else if w != v {
+					changed[k] = true
 				}
 			}
 			for k := range prevWant {
 				if _, ok := want[k]; !ok {
-					wantChanges[k] = false
+					added[k], changed[k] = true, true
 				}
 			}
-			if got := maps.Collect(m.KeyChanges(prev)); !maps.Equal(got, wantChanges) {
-				t.Fatalf("seed %d step %d: KeyChanges %v, want %v", seed, step, got, wantChanges)
+			if got := setOf(m.Diff(prev, nil)); !maps.Equal(got, added) {
+				t.Fatalf("seed %d step %d: Diff %v, want %v", seed, step, got, added)
+			}
+			if got := setOf(m.Diff(prev, func(a, b string) bool { return a == b })); !maps.Equal(got, changed) {
+				t.Fatalf("seed %d step %d: Diff with values %v, want %v", seed, step, got, changed)
 			}
 			prev, prevWant = m, maps.Clone(want)
 			snaps = append(snaps, snap{m, maps.Clone(want)})
@@ -167,4 +175,16 @@ func sameShard(a, b map[int]int) bool {
 		return same
 	}
 	return true
+}
+
+// setOf collects keys, failing on a repeat.
+func setOf(keys iter.Seq[int]) map[int]bool {
+	out := map[int]bool{}
+	for k := range keys {
+		if out[k] {
+			panic(fmt.Sprintf("key %d yielded twice", k))
+		}
+		out[k] = true
+	}
+	return out
 }

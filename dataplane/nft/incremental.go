@@ -343,7 +343,8 @@ func (b *builder) dropChain(name string) {
 }
 
 // patchSet changes e's kernel sets to hold set's members in place, by the
-// members added and removed since e.set, and reports whether it could: it
+// members added and removed since e.set (Map.Diff: the member shards the
+// two share are skipped), and reports whether it could: it
 // cannot when set's type or family bits differ from e's (the rules using
 // it may change; buildSets makes new kernel sets), or a family is an
 // interval set (merged whole). A rebuild would allocate every element of
@@ -370,8 +371,8 @@ func (b *builder) patchSet(id string, e *setEntry, set desired.IPSet) bool {
 			spec.elems[el.mapKey()] = el
 		}
 	}
-	for m, added := range set.Members.KeyChanges(e.set.Members) {
-		change(m, !added)
+	for m := range set.Members.Diff(e.set.Members, nil) {
+		change(m, !set.Members.Has(m))
 	}
 	e.set, e.gen = set, b.gen
 	return true
