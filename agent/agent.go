@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -362,10 +363,14 @@ type loop struct {
 	rtApplied route.Routes // the routes of the last successful route Apply
 	// rtEndpoints is the endpoints map rtApplied was computed from.
 	rtEndpoints desired.Map[string, desired.Endpoint]
-	rtDone      chan struct{}
-	rtStop      context.CancelFunc
-	nftTick     *time.Ticker
-	rtTick      *time.Ticker
+	// boardEndpoints is the endpoints map the status board's workload
+	// index was last built from (boardSet: it has been).
+	boardEndpoints desired.Map[string, desired.Endpoint]
+	boardSet       bool
+	rtDone         chan struct{}
+	rtStop         context.CancelFunc
+	nftTick        *time.Ticker
+	rtTick         *time.Ticker
 	// settle fires when generic classes are due for chains of their
 	// own (Config.SettleDelay); genericSince is when the first of them
 	// was programmed (zero: none is).
@@ -762,10 +767,11 @@ func (l *loop) apply(ctx context.Context) error {
 	// Routes depend only on local endpoints' interfaces and addresses; a
 	// policy or label change leaves them alone, so the route dataplane's
 	// full read-back is skipped then (link events and the periodic resync
-	// still repair drift). An endpoints map that is the last applied one
-	// (calc hands out the same map when no endpoint changed: a remote
-	// label change) is not even looked at.
-	if eps := s.Endpoints; l.rtApplied == nil || !eps.Same(l.rtEndpoints) {
+	// still repair drift). Only the endpoints changed since the routes
+	// were computed are looked at (Map.Diff: none when calc handed out the
+	// same map, a remote label change).
+	sameIPs := func(a, b desired.Endpoint) bool { return slices.Equal(a.IPs, b.IPs) }
+	if eps := s.Endpoints; l.rtApplied == nil || anyKey(eps.Diff(l.rtEndpoints, sameIPs)) {
 		if rs := route.Routes(calc.Routes(&s)); l.rtApplied == nil || !routesEqual(rs, l.rtApplied) {
 			if err := l.rt.Apply(rs); err != nil {
 				m.applyErrors.WithLabelValues(dataplaneRoute).Inc()
@@ -785,10 +791,17 @@ func (l *loop) apply(ctx context.Context) error {
 	l.dirty = false
 	l.backoff = a.cfg.RetryMin
 	l.retryAt = time.Time{}
-	eps := make(map[string]string, s.Endpoints.Len())
-	for iface, ep := range s.Endpoints.All() {
-		eps[ep.WorkloadID] = iface
+	// The workload → interface index of the status board changes only
+	// with an endpoint's interface or workload.
+	sameWorkload := func(a, b desired.Endpoint) bool { return a.WorkloadID == b.WorkloadID }
+	var eps map[string]string
+	if !l.boardSet || anyKey(s.Endpoints.Diff(l.boardEndpoints, sameWorkload)) {
+		eps = make(map[string]string, s.Endpoints.Len())
+		for iface, ep := range s.Endpoints.All() {
+			eps[ep.WorkloadID] = iface
+		}
 	}
+	l.boardEndpoints, l.boardSet = s.Endpoints, true
 	m.localEndpoints.Set(float64(s.Endpoints.Len()))
 	m.activePolicies.Set(float64(s.Policies.Len()))
 	m.activeProfiles.Set(float64(s.Profiles.Len()))
@@ -811,8 +824,10 @@ func (l *loop) apply(ctx context.Context) error {
 		st.Applies++
 		st.LastApplyError = ""
 		st.LastProgrammed = now
-		clear(e)
-		maps.Copy(e, eps)
+		if eps != nil {
+			clear(e)
+			maps.Copy(e, eps)
+		}
 	})
 	l.armSettle(now)
 	a.log.Debug("applied", "revision", rev, "endpoints", s.Endpoints.Len(), "policies", s.Policies.Len(),
@@ -905,4 +920,12 @@ func (a *Agent) Handler() http.Handler { return a.mux(true, true) }
 
 func routesEqual(a, b route.Routes) bool {
 	return maps.EqualFunc(a, b, func(x, y []netip.Prefix) bool { return slices.Equal(x, y) })
+}
+
+// anyKey reports whether keys yields anything.
+func anyKey[K any](keys iter.Seq[K]) bool {
+	for range keys {
+		return true
+	}
+	return false
 }
