@@ -228,10 +228,11 @@ const (
 )
 
 type setEntry struct {
-	set   desired.IPSet
-	specs [2]*setSpec // v4, v6
-	fams  uint8
-	gen   uint64
+	set    desired.IPSet
+	specs  [2]*setSpec // v4, v6
+	counts famCounts
+	fams   uint8
+	gen    uint64
 }
 
 // setRef is what a compiled rule depends on about a set: its type (set
@@ -353,11 +354,28 @@ func (b *builder) patchSet(id string, e *setEntry, set desired.IPSet) bool {
 	if set.Type != e.set.Type {
 		return false
 	}
-	fams, _ := memberFams(set)
+	// The family bits after the change, from the counts and the changed
+	// members alone.
+	type change struct {
+		m   desired.Member
+		del bool
+	}
+	var changes []change
+	counts := e.counts
+	for m := range set.Members.Diff(e.set.Members, nil) {
+		delta := 1
+		if !set.Members.Has(m) {
+			delta = -1
+		}
+		changes = append(changes, change{m, delta < 0})
+		counts.add(set.Type, m, delta)
+	}
+	fams := counts.fams()
 	if fams != e.fams || kernelType(set.Type, fams, 4) == desired.Nets || kernelType(set.Type, fams, 6) == desired.Nets {
 		return false
 	}
-	change := func(m desired.Member, del bool) {
+	for _, c := range changes {
+		m, del := c.m, c.del
 		spec := e.specs[0]
 		if !m.Prefix.Addr().Is4() {
 			spec = e.specs[1]
@@ -371,10 +389,7 @@ func (b *builder) patchSet(id string, e *setEntry, set desired.IPSet) bool {
 			spec.elems[el.mapKey()] = el
 		}
 	}
-	for m := range set.Members.Diff(e.set.Members, nil) {
-		change(m, !set.Members.Has(m))
-	}
-	e.set, e.gen = set, b.gen
+	e.set, e.counts, e.gen = set, counts, b.gen
 	return true
 }
 
@@ -433,8 +448,9 @@ func (b *builder) build(s *desired.State) (*model, error) {
 
 	// 1. New and changed sets. A referenced kernel set whose members
 	// changed has its elements changed in place (patchSet), or is
-	// replaced in the model when its kernel sets change kind. A set that is new, changed type,
-	// or gained or lost its last member of a family can change the rules
+	// replaced in the model when its kernel sets change kind. A set that
+	// is new, changed type, or gained or lost its last member of a family
+	// (or its first wide one) can change the rules
 	// of the policies and profiles that use it (reshaped): those are then
 	// checked even when their maps are the last build's.
 	reshaped, reshapedOld := false, false
@@ -454,7 +470,8 @@ func (b *builder) build(s *desired.State) (*model, error) {
 			continue
 		}
 		n := &setEntry{set: set, gen: b.gen}
-		n.specs[0], n.specs[1], n.fams = buildSets(id, set)
+		n.specs[0], n.specs[1], n.counts = buildSets(id, set)
+		n.fams = n.counts.fams()
 		if e == nil || e.set.Type != n.set.Type || e.fams != n.fams {
 			reshaped = true
 			// A set that is new to the builder can only be used by

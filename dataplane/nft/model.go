@@ -93,8 +93,11 @@ func (s *setSpec) sameElems(o *setSpec) bool {
 	return true
 }
 
-func buildSets(id string, set desired.IPSet) (v4, v6 *setSpec, fams uint8) {
-	fams, n4 := memberFams(set)
+func buildSets(id string, set desired.IPSet) (v4, v6 *setSpec, counts famCounts) {
+	for m := range set.Members.Keys() {
+		counts.add(set.Type, m, 1)
+	}
+	fams, n4 := counts.fams(), counts.n4
 	// A family of a Nets set whose members are all single addresses (a
 	// selector's endpoints, nearly always) is a plain hash set
 	// (kernelType): an interval set must be sorted and merged whole when a
@@ -140,32 +143,44 @@ func buildSets(id string, set desired.IPSet) (v4, v6 *setSpec, fams uint8) {
 	}
 	v4 = &setSpec{name: setName(id, t4, 4), kind: setKindFor(t4, 4), comment: id, elems: elemMap(e4)}
 	v6 = &setSpec{name: setName(id, t6, 6), kind: setKindFor(t6, 6), comment: id, elems: elemMap(e6)}
-	return v4, v6, fams
+	return v4, v6, counts
 }
 
-// memberFams returns the family bits of set's members (fam4 and fam6 for
-// a family with members, wide4 and wide6 for a Nets family with a member
-// wider than one address) and how many are IPv4.
-func memberFams(set desired.IPSet) (fams uint8, n4 int) {
-	for m := range set.Members.Keys() {
-		p := m.Prefix
-		is4 := p.Addr().Is4()
-		wide := set.Type == desired.Nets && !p.IsSingleIP()
-		switch {
-		case is4 && wide:
-			fams |= fam4 | wide4
-		case is4:
-			fams |= fam4
-		case wide:
-			fams |= fam6 | wide6
-		default:
-			fams |= fam6
+// famCounts counts a set's members per family, and those wider than one
+// address of a Nets set, from which its family bits follow.
+type famCounts struct{ n4, n6, wide4, wide6 int }
+
+// add counts member m of a set of type t delta (1 or -1) times.
+func (c *famCounts) add(t desired.IPSetType, m desired.Member, delta int) {
+	is4 := m.Prefix.Addr().Is4()
+	wide := t == desired.Nets && !m.Prefix.IsSingleIP()
+	switch {
+	case is4:
+		c.n4 += delta
+		if wide {
+			c.wide4 += delta
 		}
-		if is4 {
-			n4++
+	default:
+		c.n6 += delta
+		if wide {
+			c.wide6 += delta
 		}
 	}
-	return fams, n4
+}
+
+// fams returns the family bits: fam4 and fam6 for a family with members,
+// wide4 and wide6 for a Nets family with a member wider than one address.
+func (c famCounts) fams() uint8 {
+	var f uint8
+	for _, b := range []struct {
+		n   int
+		bit uint8
+	}{{c.n4, fam4}, {c.n6, fam6}, {c.wide4, wide4}, {c.wide6, wide6}} {
+		if b.n > 0 {
+			f |= b.bit
+		}
+	}
+	return f
 }
 
 // memberElem returns the kernel element of a member of a set of type t

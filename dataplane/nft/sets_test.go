@@ -3,7 +3,9 @@ package nft
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/brindle-net/brindle/desired"
@@ -75,7 +77,8 @@ func TestBuildSetsKernelKind(t *testing.T) {
 		{"v6 net", []desired.Member{host4, net6}, kindAddr4, kindNet6, fam4 | fam6 | wide6, 1},
 		{"empty", nil, kindAddr4, kindAddr6, 0, 0},
 	} {
-		v4, v6, fams := buildSets("s:kind", desired.NewIPSet(desired.Nets, tc.ms...))
+		v4, v6, counts := buildSets("s:kind", desired.NewIPSet(desired.Nets, tc.ms...))
+		fams := counts.fams()
 		if v4.kind != tc.kind4 || v6.kind != tc.kind6 || fams != tc.fams || len(v4.elems) != tc.n4 {
 			t.Errorf("%s: kinds %v/%v, fams %04b, %d IPv4 elements; want %v/%v, %04b, %d",
 				tc.name, v4.kind, v6.kind, fams, len(v4.elems), tc.kind4, tc.kind6, tc.fams, tc.n4)
@@ -142,6 +145,50 @@ func TestIntervals(t *testing.T) {
 		eq := cmp.Comparer(func(x, y elem) bool { return x.mapKey() == y.mapKey() })
 		if d := cmp.Diff(tc.want, intervals(tc.in), eq); d != "" {
 			t.Errorf("intervals(%v) (-want +got):\n%s", tc.in, d)
+		}
+	}
+}
+
+// TestPatchSetFallsBack: a referenced set's member changes are element
+// changes in place while its families and kinds stay; the first or last
+// member of a family, or a member wider than one address, rebuilds it (the
+// rules using it change). After every step its elements are a fresh
+// build's.
+func TestPatchSetFallsBack(t *testing.T) {
+	p := gpol("p")
+	w := newGenericWalk(t, Config{})
+	pols := map[desired.PolicyID]desired.Policy{p: fromSet(desired.Allow, "s:x")}
+	for _, step := range []struct {
+		name    string
+		members []string
+		inPlace bool
+	}{
+		{"first", []string{"10.65.0.1/32"}, false},
+		{"a v4 host more", []string{"10.65.0.1/32", "10.65.0.2/32"}, true},
+		{"first v6 member", []string{"10.65.0.1/32", "10.65.0.2/32", "fd00::1/128"}, false},
+		{"another v6 host, one v4 gone", []string{"10.65.0.2/32", "fd00::1/128", "fd00::2/128"}, true},
+		{"last v6 members gone", []string{"10.65.0.2/32"}, false},
+		{"a wide v4 member", []string{"10.65.0.2/32", "10.66.0.0/16"}, false},
+		{"back to hosts", []string{"10.65.0.2/32", "10.65.0.3/32"}, false},
+		{"a v4 host moved", []string{"10.65.0.2/32", "10.65.0.4/32"}, true},
+	} {
+		set := netSet(step.members...)
+		w.apply(oneEndpointState(map[string]desired.IPSet{"s:x": set}, pols, []desired.PolicyID{p}))
+		e := w.b.sets["s:x"]
+		name4 := e.specs[0].name
+		_, replaced := w.b.dSets[name4]
+		_, journaled := w.b.dElems[name4]
+		if step.inPlace && (replaced || !journaled) || !step.inPlace && !replaced {
+			t.Errorf("%s: IPv4 set replaced %v, journaled %v; want in place %v", step.name, replaced, journaled, step.inPlace)
+		}
+		f4, f6, counts := buildSets("s:x", set)
+		if counts.fams() != e.fams || counts != e.counts {
+			t.Errorf("%s: counts %+v (fams %04b), fresh %+v", step.name, e.counts, e.fams, counts)
+		}
+		for i, f := range []*setSpec{f4, f6} {
+			if got, want := slices.Sorted(maps.Keys(e.specs[i].elems)), slices.Sorted(maps.Keys(f.elems)); !slices.Equal(got, want) {
+				t.Errorf("%s: family %d elements %q, fresh %q", step.name, i, got, want)
+			}
 		}
 	}
 }
