@@ -188,3 +188,29 @@ func setOf(keys iter.Seq[int]) map[int]bool {
 	}
 	return out
 }
+
+// TestMapDiffStops: a loop over Diff may stop early, whether the two Maps
+// share a shard count or not (the resharded path compares them whole in
+// two passes).
+func TestMapDiffStops(t *testing.T) {
+	var small, big Map[int, int]
+	small.Set(1000, 1)
+	e := big.Edit()
+	for i := range 100 {
+		e.Set(i, i)
+	}
+	big = e.Map()
+	bigger := big
+	bigger.Set(1000, 1)
+	bigger.Set(1001, 1)
+	for _, pair := range [][2]Map[int, int]{{big, small}, {small, big}, {bigger, big}} {
+		n := 0
+		for range pair[0].Diff(pair[1], nil) {
+			n++
+			break
+		}
+		if n != 1 {
+			t.Errorf("Diff of maps of %d and %d entries yielded %d keys before the break, want 1", pair[0].Len(), pair[1].Len(), n)
+		}
+	}
+}

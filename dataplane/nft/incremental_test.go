@@ -313,7 +313,7 @@ func inPlaceElems(b *builder) map[string]map[string]elem {
 func checkJournal(t *testing.T, name string, b *builder, prev map[string]map[string]elem) {
 	t.Helper()
 	for set, els := range prev {
-		if _, replaced := b.dSets[set]; replaced || b.m.sets[set] == nil {
+		if h, noted := b.dSets[set]; noted && h != b.m.sets[set] || b.m.sets[set] == nil {
 			continue // created, replaced or deleted: diffed whole
 		}
 		got := maps.Clone(els)

@@ -530,10 +530,12 @@ func (k *kernel) planFull(want, have *model, present [2]bool) *batch {
 func (k *kernel) planDelta(want *model, dSets map[string]*setSpec, dChains map[string]*chainSpec, dElems map[string]*elemJournal) *batch {
 	b := &batch{k: k, created: map[string]*nftables.Set{}}
 	// The journals of sets changed in place; one created, deleted or
-	// replaced in this build is diffed whole instead.
+	// replaced by another object in this build is diffed whole instead. A
+	// set dropped and put back in the same build is the same object: plan
+	// sees no change there, and its journal holds the changes.
 	journals := map[string]*elemJournal{}
 	for name, j := range dElems {
-		if _, replaced := dSets[name]; !replaced && want.sets[name] != nil {
+		if h, noted := dSets[name]; want.sets[name] != nil && (!noted || h == want.sets[name]) {
 			journals[name] = j
 		}
 	}

@@ -686,3 +686,43 @@ func TestPrivilegedDeltaSteps(t *testing.T) {
 		t.Errorf("the Delta was taken in %d of %d steps; want most", deltas, steps)
 	}
 }
+
+// TestPrivilegedSetDroppedAndReusedInOneBuild: in one Apply a selector
+// set's members change (its elements are changed in place), its only
+// policy goes, and a new profile uses it: the set leaves the table's model
+// and comes back as the same object in the same build. The kernel must get
+// the member change (it once kept the old members: the journal was skipped
+// for a set recorded as replaced), so the moved address is allowed, the
+// old one denied, and a Resync finds nothing to repair.
+func TestPrivilegedSetDroppedAndReusedInOneBuild(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, "a", "b", "c")
+	port := l.wl["a"].ServeTCP(8080)
+	const set = "s:x"
+	pol := gpol("only-user")
+	s1 := l.base()
+	s1.IPSets.Set(set, addrSet(l.ip("b").String()))
+	s1.Policies.Set(pol, fromSet(desired.Allow, set))
+	e, _ := s1.Endpoints.Get(l.iface("a"))
+	e.Tiers = []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{pol}}}
+	e.ProfileIDs = nil
+	s1.Endpoints.Set(l.iface("a"), e)
+	l.apply(s1)
+	l.check(probe{"b", "a", "TCP", port, true}, probe{"c", "a", "TCP", port, false})
+
+	s2 := l.base()
+	s2.IPSets.Set(set, addrSet(l.ip("c").String()))
+	s2.Profiles.Set("uses-x", desired.Profile{Inbound: []desired.Rule{{Action: desired.Allow, Src: desired.Match{IPSetIDs: []string{set}}}}})
+	e2, _ := s2.Endpoints.Get(l.iface("a"))
+	e2.Tiers, e2.ProfileIDs = nil, []string{"uses-x"}
+	s2.Endpoints.Set(l.iface("a"), e2)
+	l.apply(s2)
+	l.check(probe{"c", "a", "TCP", port, true}, probe{"b", "a", "TCP", port, false})
+	before := l.dp.Writes()
+	if err := l.dp.Resync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.dp.Writes() - before; got != 0 {
+		t.Errorf("Resync after the change sent %d operations, want 0 (the kernel missed part of it)", got)
+	}
+}
