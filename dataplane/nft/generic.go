@@ -438,7 +438,13 @@ type elemJournal struct{ add, del map[string]elem }
 // setElemInPlace adds (or, with del, deletes) an element of set name in
 // place and journals it for the transaction.
 func (b *builder) setElemInPlace(name string, el elem, del bool) {
-	set := b.m.sets[name]
+	b.journalElem(b.m.sets[name], el, del)
+}
+
+// journalElem adds (or deletes) an element of set in place and journals
+// it under the set's name.
+func (b *builder) journalElem(set *setSpec, el elem, del bool) {
+	name := set.name
 	j := b.dElems[name]
 	if j == nil {
 		j = &elemJournal{add: map[string]elem{}, del: map[string]elem{}}

@@ -381,8 +381,11 @@ func (b *builder) patchSet(id string, e *setEntry, set desired.IPSet) bool {
 			spec = e.specs[1]
 		}
 		el := memberElem(set.Type, m)
-		if b.m.sets[spec.name] == spec { // in the table: journaled
-			b.setElemInPlace(spec.name, el, del)
+		// In the table, or dropped from it in this build (it may come
+		// back as the same object; planDelta then sends the journal):
+		// journaled. Otherwise the kernel does not hold it.
+		if b.m.sets[spec.name] == spec || b.dSets[spec.name] == spec {
+			b.journalElem(spec, el, del)
 		} else if del {
 			delete(spec.elems, el.mapKey())
 		} else {
@@ -711,9 +714,11 @@ func (b *builder) build(s *desired.State) (*model, error) {
 func (b *builder) dropPolicy(id desired.PolicyID, e *rulesEntry) {
 	delete(b.policies, id)
 	for i, in := range []bool{true, false} {
-		if b.lay[i].jumpsTo(policyChain(id, in)) {
-			// Still in setUsers: a set it uses that is reshaped
-			// releases it (releaseRetainedUsers).
+		// Retained unless a set it uses was reshaped in this build (its
+		// kernel set may be renamed and the old one deleted: the chains
+		// would block that). Still in setUsers: a set it uses reshaped
+		// later releases it (releaseRetainedUsers).
+		if b.lay[i].jumpsTo(policyChain(id, in)) && b.fresh(e, e.in, e.out, false) {
 			b.retained[id] = e
 			return
 		}

@@ -726,3 +726,90 @@ func TestPrivilegedSetDroppedAndReusedInOneBuild(t *testing.T) {
 		t.Errorf("Resync after the change sent %d operations, want 0 (the kernel missed part of it)", got)
 	}
 }
+
+// retainedState is the lab's base state with endpoint a having only the
+// given default-tier ingress policies (no profile: default deny), for the
+// retained-policy cases below; it has a Gen, so that Deltas can be given.
+func retainedState(l *lab, sets map[string]desired.IPSet, pols map[desired.PolicyID]desired.Policy, tier []desired.PolicyID) *desired.State {
+	s := l.base()
+	s.IPSets, s.Policies = desired.MapOf(sets), desired.MapOf(pols)
+	e, _ := s.Endpoints.Get(l.iface("a"))
+	e.ProfileIDs, e.Tiers = nil, nil
+	if len(tier) > 0 {
+		e.Tiers = []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: tier}}
+	}
+	s.Endpoints.Set(l.iface("a"), e)
+	s.Gen = nextGen()
+	return s
+}
+
+// TestPrivilegedRetainedReleaseDropsPatchedSet: policy P (retained after
+// it left, the generic chains being laid out) is the only user of set B.
+// In one Apply, set A that P also uses gains its first IPv6 member
+// (reshaped: P is released and B's kernel set dropped), B gains a member
+// (patched while dropped) and a new policy Q takes B back. The kernel must
+// hold B's new member (it once kept the old ones: the change went to the
+// dropped set without a journal).
+func TestPrivilegedRetainedReleaseDropsPatchedSet(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, "a", "b", "c")
+	port := l.wl["a"].ServeTCP(8080)
+	const A, B = "s:A", "s:B"
+	P, Q := gpol("P"), gpol("Q")
+	fromAorB := desired.Policy{Inbound: []desired.Rule{
+		{Action: desired.Allow, Src: desired.Match{IPSetIDs: []string{A}}},
+		{Action: desired.Allow, Src: desired.Match{IPSetIDs: []string{B}}}}}
+	s1 := retainedState(l, map[string]desired.IPSet{A: netSet("10.255.0.1/32"), B: addrSet(l.ip("b").String())},
+		map[desired.PolicyID]desired.Policy{P: fromAorB}, []desired.PolicyID{P})
+	l.apply(s1)
+	if _, err := l.dp.Settle(); err != nil { // lays the generic chains out: P is jumped to
+		t.Fatal(err)
+	}
+	s2 := retainedState(l, map[string]desired.IPSet{A: netSet("10.255.0.1/32"), B: addrSet(l.ip("b").String())}, nil, nil)
+	s2.Delta = &desired.Delta{Since: s1.Gen, Policies: []desired.PolicyID{P}, Endpoints: []string{l.iface("a")}}
+	l.apply(s2) // P is retained
+	s3 := retainedState(l, map[string]desired.IPSet{A: netSet("10.255.0.1/32", "fd00::1/128"), B: addrSet(l.ip("b").String(), l.ip("c").String())},
+		map[desired.PolicyID]desired.Policy{Q: fromSet(desired.Allow, B)}, []desired.PolicyID{Q})
+	s3.Delta = &desired.Delta{Since: s2.Gen, IPSets: []string{A, B}, Policies: []desired.PolicyID{Q}, Endpoints: []string{l.iface("a")}}
+	l.apply(s3)
+	l.check(probe{"c", "a", "TCP", port, true}, probe{"b", "a", "TCP", port, true})
+	before := l.dp.Writes()
+	if err := l.dp.Resync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.dp.Writes() - before; got != 0 {
+		t.Errorf("Resync after the change sent %d operations, want 0 (the kernel missed part of it)", got)
+	}
+}
+
+// TestPrivilegedRetainedPolicySetRenamedSameApply: in one Apply, set A
+// gains a member wider than one address (its kernel set is renamed: the
+// old one goes) and its only policy P leaves while the generic chains
+// jump to it. P must not be retained with chains using the old kernel set
+// (its deletion then failed with "device or resource busy" on every
+// retry).
+func TestPrivilegedRetainedPolicySetRenamedSameApply(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, "a", "b")
+	port := l.wl["a"].ServeTCP(8080)
+	const A = "s:A"
+	P := gpol("P")
+	s1 := retainedState(l, map[string]desired.IPSet{A: netSet(l.ip("b").String() + "/32")},
+		map[desired.PolicyID]desired.Policy{P: fromSet(desired.Allow, A)}, []desired.PolicyID{P})
+	l.apply(s1)
+	l.check(probe{"b", "a", "TCP", port, true})
+	if _, err := l.dp.Settle(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := retainedState(l, map[string]desired.IPSet{A: netSet(l.ip("b").String()+"/32", "10.66.0.0/24")}, nil, nil)
+	s2.Delta = &desired.Delta{Since: s1.Gen, IPSets: []string{A}, Policies: []desired.PolicyID{P}, Endpoints: []string{l.iface("a")}}
+	l.apply(s2)
+	l.check(probe{"b", "a", "TCP", port, false})
+	before := l.dp.Writes()
+	if err := l.dp.Resync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.dp.Writes() - before; got != 0 {
+		t.Errorf("Resync after the change sent %d operations, want 0", got)
+	}
+}
