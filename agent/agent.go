@@ -771,7 +771,10 @@ func (l *loop) apply(ctx context.Context) error {
 	// were computed are looked at (Map.Diff: none when calc handed out the
 	// same map, a remote label change).
 	sameIPs := func(a, b desired.Endpoint) bool { return slices.Equal(a.IPs, b.IPs) }
-	if eps := s.Endpoints; l.rtApplied == nil || anyKey(eps.Diff(l.rtEndpoints, sameIPs)) {
+	// rtEndpoints follows every apply (the routes of the endpoints the
+	// Diff found unchanged are still right), so the next Diff looks only
+	// at what changed since this one.
+	if l.rtApplied == nil || anyKey(s.Endpoints.Diff(l.rtEndpoints, sameIPs)) {
 		if rs := route.Routes(calc.Routes(&s)); l.rtApplied == nil || !routesEqual(rs, l.rtApplied) {
 			if err := l.rt.Apply(rs); err != nil {
 				m.applyErrors.WithLabelValues(dataplaneRoute).Inc()
@@ -781,8 +784,8 @@ func (l *loop) apply(ctx context.Context) error {
 				l.rtApplied = rs
 			}
 		}
-		l.rtEndpoints = eps
 	}
+	l.rtEndpoints = s.Endpoints
 	m.applyDuration.Observe(time.Since(start).Seconds())
 	if err := errors.Join(errs...); err != nil {
 		l.fail(err)
