@@ -718,12 +718,19 @@ func TestPrivilegedSetDroppedAndReusedInOneBuild(t *testing.T) {
 	s2.Endpoints.Set(l.iface("a"), e2)
 	l.apply(s2)
 	l.check(probe{"c", "a", "TCP", port, true}, probe{"b", "a", "TCP", port, false})
+	l.inSync()
+}
+
+// inSync checks that a Resync finds nothing to repair: the kernel holds
+// what the last Apply meant.
+func (l *lab) inSync() {
+	l.t.Helper()
 	before := l.dp.Writes()
 	if err := l.dp.Resync(); err != nil {
-		t.Fatal(err)
+		l.t.Fatal(err)
 	}
 	if got := l.dp.Writes() - before; got != 0 {
-		t.Errorf("Resync after the change sent %d operations, want 0 (the kernel missed part of it)", got)
+		l.t.Errorf("Resync after the last Apply sent %d operations, want 0 (the kernel missed part of it)", got)
 	}
 }
 
@@ -773,13 +780,7 @@ func TestPrivilegedRetainedReleaseDropsPatchedSet(t *testing.T) {
 	s3.Delta = &desired.Delta{Since: s2.Gen, IPSets: []string{A, B}, Policies: []desired.PolicyID{Q}, Endpoints: []string{l.iface("a")}}
 	l.apply(s3)
 	l.check(probe{"c", "a", "TCP", port, true}, probe{"b", "a", "TCP", port, true})
-	before := l.dp.Writes()
-	if err := l.dp.Resync(); err != nil {
-		t.Fatal(err)
-	}
-	if got := l.dp.Writes() - before; got != 0 {
-		t.Errorf("Resync after the change sent %d operations, want 0 (the kernel missed part of it)", got)
-	}
+	l.inSync()
 }
 
 // TestPrivilegedRetainedPolicySetRenamedSameApply: in one Apply, set A
@@ -805,11 +806,5 @@ func TestPrivilegedRetainedPolicySetRenamedSameApply(t *testing.T) {
 	s2.Delta = &desired.Delta{Since: s1.Gen, IPSets: []string{A}, Policies: []desired.PolicyID{P}, Endpoints: []string{l.iface("a")}}
 	l.apply(s2)
 	l.check(probe{"b", "a", "TCP", port, false})
-	before := l.dp.Writes()
-	if err := l.dp.Resync(); err != nil {
-		t.Fatal(err)
-	}
-	if got := l.dp.Writes() - before; got != 0 {
-		t.Errorf("Resync after the change sent %d operations, want 0", got)
-	}
+	l.inSync()
 }
