@@ -233,9 +233,6 @@ func (e *MapEdit[K, V]) shard(k K) map[K]V {
 // Has reports whether the edited Map has k.
 func (e *MapEdit[K, V]) Has(k K) bool { return e.has(k) }
 
-// Len returns the number of entries of the edited Map.
-func (e *MapEdit[K, V]) Len() int { return e.n }
-
 // Set sets k to v.
 func (e *MapEdit[K, V]) Set(k K, v V) {
 	sh := e.shard(k)

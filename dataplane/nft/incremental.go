@@ -230,8 +230,7 @@ const (
 type setEntry struct {
 	set    desired.IPSet
 	specs  [2]*setSpec // v4, v6
-	counts famCounts
-	fams   uint8
+	counts famCounts   // fams() gives its family bits
 	gen    uint64
 }
 
@@ -371,7 +370,7 @@ func (b *builder) patchSet(id string, e *setEntry, set desired.IPSet) bool {
 		counts.add(set.Type, m, delta)
 	}
 	fams := counts.fams()
-	if fams != e.fams || kernelType(set.Type, fams, 4) == desired.Nets || kernelType(set.Type, fams, 6) == desired.Nets {
+	if fams != e.counts.fams() || kernelType(set.Type, fams, 4) == desired.Nets || kernelType(set.Type, fams, 6) == desired.Nets {
 		return false
 	}
 	for _, c := range changes {
@@ -474,8 +473,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		}
 		n := &setEntry{set: set, gen: b.gen}
 		n.specs[0], n.specs[1], n.counts = buildSets(id, set)
-		n.fams = n.counts.fams()
-		if e == nil || e.set.Type != n.set.Type || e.fams != n.fams {
+		if e == nil || e.set.Type != n.set.Type || e.counts.fams() != n.counts.fams() {
 			reshaped = true
 			// A set that is new to the builder can only be used by
 			// policies that are new or changed (the last state was
@@ -832,7 +830,7 @@ func (b *builder) fresh(e *rulesEntry, in, out []desired.Rule, all bool) bool {
 	}
 	stale := func(id string, r setRef) bool {
 		n := b.sets[id]
-		return n == nil || n.set.Type != r.typ || n.fams != r.fams
+		return n == nil || n.set.Type != r.typ || n.counts.fams() != r.fams
 	}
 	if all { // every set, not only this build's changes
 		for id, r := range e.refs {

@@ -172,13 +172,17 @@ func (c *famCounts) add(t desired.IPSetType, m desired.Member, delta int) {
 // wide4 and wide6 for a Nets family with a member wider than one address.
 func (c famCounts) fams() uint8 {
 	var f uint8
-	for _, b := range []struct {
-		n   int
-		bit uint8
-	}{{c.n4, fam4}, {c.n6, fam6}, {c.wide4, wide4}, {c.wide6, wide6}} {
-		if b.n > 0 {
-			f |= b.bit
-		}
+	if c.n4 > 0 {
+		f |= fam4
+	}
+	if c.n6 > 0 {
+		f |= fam6
+	}
+	if c.wide4 > 0 {
+		f |= wide4
+	}
+	if c.wide6 > 0 {
+		f |= wide6
 	}
 	return f
 }
@@ -369,9 +373,10 @@ func famBit(fam int) uint8 {
 // of the family.
 func (c *compiler) ref(id string, fam int) bool {
 	e := c.b.sets[id]
-	c.e.refs[id] = setRef{typ: e.set.Type, fams: e.fams}
+	fams := e.counts.fams()
+	c.e.refs[id] = setRef{typ: e.set.Type, fams: fams}
 	bit := famBit(fam)
-	return bit == 0 || e.fams&bit != 0
+	return bit == 0 || fams&bit != 0
 }
 
 // possible reports whether a side's required sets all have members of the
@@ -444,7 +449,7 @@ func (c *compiler) rule(r desired.Rule, fam int, sa, da portAlt, comment string)
 		c.ref(id, fam)
 		c.e.uses[setUse{id: id, v6: fam == 6}] = struct{}{}
 		e := c.b.sets[id]
-		return setName(id, kernelType(e.set.Type, e.fams, fam), fam)
+		return setName(id, kernelType(e.set.Type, e.counts.fams(), fam), fam)
 	}
 	for _, side := range []struct {
 		src bool
