@@ -35,6 +35,17 @@ var (
 	allow443 = desired.PolicyID{Tier: "default", Name: "allow443", Kind: "GlobalNetworkPolicy"}
 )
 
+// classLab is the lab of the class tests: workloads a, b and c; b and c
+// serve TCP 80 and 443.
+func classLab(t *testing.T) *lab {
+	l := newLab(t, "a", "b", "c")
+	for _, n := range []string{"b", "c"} {
+		l.wl[n].ServeTCP(80)
+		l.wl[n].ServeTCP(443)
+	}
+	return l
+}
+
 // TestPrivilegedClassDispatch: an endpoint that moves to a class another
 // endpoint has (or a retained one) changes only the classify table, and
 // its traffic follows the new class; a move to a new class writes the
@@ -42,11 +53,7 @@ var (
 // bit 0x4000 survives our chains; nft lists the ruleset.
 func TestPrivilegedClassDispatch(t *testing.T) {
 	t.Parallel()
-	l := newLab(t, "a", "b", "c")
-	for _, n := range []string{"b", "c"} {
-		l.wl[n].ServeTCP(80)
-		l.wl[n].ServeTCP(443)
-	}
+	l := classLab(t)
 	// kube-proxy's style: set 0x4000 at dstnat (before our classify
 	// chain) on packets from a, and count at postrouting the packets
 	// that still carry it.
@@ -205,11 +212,7 @@ func TestPrivilegedUpgradeFromEndpointChains(t *testing.T) {
 // build's and verdicts are unchanged.
 func TestPrivilegedGenericClass(t *testing.T) {
 	t.Parallel()
-	l := newLab(t, "a", "b", "c")
-	for _, n := range []string{"b", "c"} {
-		l.wl[n].ServeTCP(80)
-		l.wl[n].ServeTCP(443)
-	}
+	l := classLab(t)
 	// chains is the policy table's chains and rules without set elements.
 	chains := func() string {
 		var keep []string
