@@ -79,10 +79,17 @@ func (d *Dataplane) Apply(s *desired.State) error {
 		return fmt.Errorf("desired state: %w", err)
 	}
 	d.want = want
+	return d.send()
+}
+
+// send programs what the builder's last build or promote changed: the
+// recorded delta, or the whole difference when the kernel's state is not
+// known (before the first transaction, after a failed one).
+func (d *Dataplane) send() error {
 	if !d.synced {
 		return d.sync()
 	}
-	return d.commit(d.k.planDelta(want, d.b.dSets, d.b.dChains, d.b.dElems))
+	return d.commit(d.k.planDelta(d.want, d.b.dSets, d.b.dChains, d.b.dElems))
 }
 
 // Settle gives classes that run through a generic chain chains of their
@@ -98,10 +105,7 @@ func (d *Dataplane) Settle() (bool, error) {
 	if d.want == nil || !d.b.promote() {
 		return false, nil
 	}
-	if !d.synced {
-		return true, d.sync()
-	}
-	return true, d.commit(d.k.planDelta(d.want, d.b.dSets, d.b.dChains, d.b.dElems))
+	return true, d.send()
 }
 
 // Unsettled reports whether Settle has something to do: generic classes,
