@@ -39,7 +39,7 @@ for _ in $(seq 50); do "$tmp/brindlectl" get profiles >/dev/null 2>&1 && break; 
 } >"$tmp/world.yaml"
 "$tmp/brindlectl" apply -f "$tmp/world.yaml" >/dev/null
 ip netns add "$ns"
-"$tmp/brindle" node --hostname rss-node --netns "/run/netns/$ns" --socket "$tmp/agent.sock" \
+"${BRINDLE_RSS_BIN:-$tmp/brindle}" node --hostname rss-node --netns "/run/netns/$ns" --socket "$tmp/agent.sock" \
   --config-file "" 2>"$tmp/agent.log" &
 agent=$!
 for _ in $(seq 100); do
@@ -49,4 +49,4 @@ done
 curl -sf --unix-socket "$tmp/agent.sock" http://agent/v1/status || { echo "agent not answering; its log:"; cat "$tmp/agent.log"; exit 1; }
 echo
 sleep 5
-grep -E 'VmRSS|VmHWM' "/proc/$agent/status"
+grep -E 'VmRSS|VmHWM|RssAnon|RssFile' "/proc/$agent/status"

@@ -1,6 +1,8 @@
 // Command brindle is the Brindle host binary: one subcommand per role
-// (datastore, and later node, lab, ...). Each subcommand lives in its own
-// file as newXxxCommand(logger) and is registered here.
+// (node, datastore, lab). Each subcommand lives in its own file as
+// newXxxCommand(logger) and is registered here. The Kubernetes controllers
+// are a binary of their own (cmd/brindle-kube-controllers): the typed
+// Kubernetes clients they link would weigh on every host's agent.
 package main
 
 import (
@@ -29,7 +31,6 @@ func newRootCommand(logger *slog.Logger) *cobra.Command {
 	}
 	root.AddCommand(newDatastoreCommand(logger))
 	root.AddCommand(newNodeCommand(logger))
-	root.AddCommand(newKubeControllersCommand(logger))
 	root.AddCommand(newLabCommand(logger))
 	return root
 }

@@ -2,14 +2,10 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 
 	"github.com/brindle-net/brindle/cni"
-	k8sint "github.com/brindle-net/brindle/integrations/kubernetes"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+	"github.com/brindle-net/brindle/integrations/kubernetes/kubepod"
 )
 
 // kubePodInfo returns the CNI service's pod lookup through the Kubernetes
@@ -24,30 +20,9 @@ func kubePodInfo(kubeconfig string) (func(ctx context.Context, namespace, pod st
 	if kubeconfig == "" {
 		return nil, nil
 	}
-	cs, err := kubeClient(kubeconfig)
+	cfg, err := kubepod.RESTConfig(kubeconfig)
 	if err != nil {
 		return nil, err
 	}
-	return k8sint.PodInfoLookup(cs), nil
-}
-
-// kubeClient builds a clientset from a kubeconfig path, or from the pod's
-// service account for "in-cluster".
-func kubeClient(kubeconfig string) (*kubernetes.Clientset, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig == "in-cluster" {
-		cfg, err = rest.InClusterConfig()
-	} else {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
-	}
-	cfg.UserAgent = "brindle"
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
-	}
-	return cs, nil
+	return kubepod.Lookup(cfg)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/brindle-net/brindle/cni"
 	"github.com/brindle-net/brindle/datastore"
 	k8sint "github.com/brindle-net/brindle/integrations/kubernetes"
+	"github.com/brindle-net/brindle/integrations/kubernetes/kubepod"
 	"github.com/brindle-net/brindle/internal/netnstest"
 	"github.com/brindle-net/brindle/internal/netprobe"
 	"github.com/brindle-net/brindle/ipam"
@@ -65,7 +66,7 @@ func plugin(t testing.TB) string {
 
 // cluster is one Kubernetes node without a kubelet: the real API server,
 // Brindle's datastore, the agent programming a host network namespace,
-// the CNI service (with pod lookups through client-go, as `brindle node
+// the CNI service (with pod lookups through kubepod, as `brindle node
 // --kubeconfig` wires it) behind the real plugin binary driven by libcni,
 // and the kube-controllers.
 type cluster struct {
@@ -132,8 +133,12 @@ func newCluster(t testing.TB, pools ...string) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	lookup, err := kubepod.Lookup(e.rest)
+	if err != nil {
+		t.Fatal(err)
+	}
 	svc, err := cni.NewService(cni.ServiceConfig{
-		Datastore: e.ds, IPAM: im, Node: clusterNode, PodInfo: k8sint.PodInfoLookup(e.kube),
+		Datastore: e.ds, IPAM: im, Node: clusterNode, PodInfo: lookup,
 		Ready: func(ctx context.Context, ns, name string, rev int64) error {
 			if r := a.WaitEndpoint(ctx, ns, name, rev); !r.Ready {
 				return errors.New(r.Reason)

@@ -26,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // One API server per test binary (each start costs ~3 s of CPU and
@@ -59,6 +60,7 @@ func apiServer(t testing.TB) *kubetest.Server {
 type env struct {
 	t      testing.TB
 	kube   kubernetes.Interface
+	rest   *rest.Config
 	member *datastoretest.Member
 	ds     *datastore.Client
 	suffix string
@@ -70,7 +72,7 @@ func newEnv(t testing.TB) *env {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	m := datastoretest.New(t)
-	return &env{t: t, kube: s.Client, member: m, ds: m.Client, suffix: hex.EncodeToString(b)}
+	return &env{t: t, kube: s.Client, rest: s.Config, member: m, ds: m.Client, suffix: hex.EncodeToString(b)}
 }
 
 // name makes a cluster-unique name for this test.

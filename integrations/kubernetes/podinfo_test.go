@@ -6,13 +6,13 @@ import (
 
 	"github.com/brindle-net/brindle/api"
 	"github.com/brindle-net/brindle/cni"
-	k8sint "github.com/brindle-net/brindle/integrations/kubernetes"
+	"github.com/brindle-net/brindle/integrations/kubernetes/kubepod"
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 )
 
 // TestPodInfoLookup: against the real API server, the CNI's pod lookup
-// returns the pod's labels, service account and named ports (as PodPorts
+// returns the pod's labels, service account and named ports (as kubepod.Ports
 // computes them), and names the pod when it does not exist.
 func TestPodInfoLookup(t *testing.T) {
 	e := newEnv(t)
@@ -23,7 +23,10 @@ func TestPodInfoLookup(t *testing.T) {
 		corev1.ContainerPort{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP})
 	e.createPod(pod)
 
-	lookup := k8sint.PodInfoLookup(e.kube)
+	lookup, err := kubepod.Lookup(e.rest)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got, err := lookup(e.ctx(), ns, "web")
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +37,7 @@ func TestPodInfoLookup(t *testing.T) {
 		Ports:          []api.WorkloadEndpointPort{{Name: "http", Protocol: api.ProtocolFromString("TCP"), Port: 8080}},
 	}
 	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("PodInfoLookup (-want +got):\n%s", d)
+		t.Errorf("Lookup (-want +got):\n%s", d)
 	}
 
 	if _, err := lookup(e.ctx(), ns, "missing"); err == nil || !strings.Contains(err.Error(), ns+"/missing") {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/brindle-net/brindle/api"
+	"github.com/brindle-net/brindle/integrations/kubernetes/kubepod"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,7 +93,7 @@ func endpointFor(wep *api.WorkloadEndpoint, pod *corev1.Pod) (*api.WorkloadEndpo
 		delete(labels, api.LabelServiceAccount)
 	}
 	profiles := []string{api.NamespaceProfilePrefix + pod.Namespace, api.ServiceAccountProfilePrefix + pod.Namespace + "." + sa}
-	ports := PodPorts(pod)
+	ports := kubepod.Ports(pod)
 
 	if maps.Equal(wep.Labels, labels) && wep.Spec.ServiceAccountName == sa &&
 		slices.Equal(wep.Spec.Profiles, profiles) && slices.Equal(wep.Spec.Ports, ports) {
@@ -108,35 +109,6 @@ func endpointFor(wep *api.WorkloadEndpoint, pod *corev1.Pod) (*api.WorkloadEndpo
 	out.Spec.Profiles = profiles
 	out.Spec.Ports = ports
 	return out, true
-}
-
-// PodPorts are a pod's named ports as Calico derives them (compat §3.3):
-// every container and init-container port that has a name or a host port,
-// init containers first; nil when there are none. The CNI service's pod
-// lookup (cmd/brindle) uses it too, so the endpoint written at ADD already
-// has the ports the controller would write.
-func PodPorts(pod *corev1.Pod) []api.WorkloadEndpointPort {
-	var out []api.WorkloadEndpointPort
-	add := func(cs []corev1.Container) {
-		for _, c := range cs {
-			for _, p := range c.Ports {
-				if p.ContainerPort <= 0 || p.ContainerPort > 65535 || (p.Name == "" && p.HostPort == 0) {
-					continue
-				}
-				proto := api.ProtocolFromString(api.ProtocolTCP)
-				if p.Protocol != "" {
-					proto = api.ProtocolFromString(string(p.Protocol))
-				}
-				out = append(out, api.WorkloadEndpointPort{
-					Name: p.Name, Protocol: proto, Port: uint16(p.ContainerPort),
-					HostPort: uint16(max(0, min(p.HostPort, 65535))), HostIP: p.HostIP,
-				})
-			}
-		}
-	}
-	add(pod.Spec.InitContainers)
-	add(pod.Spec.Containers)
-	return out
 }
 
 // sameObject reports whether two stored objects are equal apart from the

@@ -1,3 +1,8 @@
+// Command brindle-kube-controllers keeps Brindle's datastore in step with a
+// Kubernetes API server (Calico's kube-controllers in etcd mode). It is a
+// binary of its own, as Calico's is, because the typed Kubernetes clients
+// and informers it needs would otherwise make every host's agent larger
+// (see integrations/kubernetes/kubepod).
 package main
 
 import (
@@ -15,10 +20,12 @@ import (
 
 	"github.com/brindle-net/brindle/datastore"
 	k8sint "github.com/brindle-net/brindle/integrations/kubernetes"
+	"github.com/brindle-net/brindle/integrations/kubernetes/kubepod"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 )
 
-// kubeControllersFlags are the flags of `brindle kube-controllers`.
+// kubeControllersFlags are the flags of brindle-kube-controllers.
 type kubeControllersFlags struct {
 	kubeconfig    string
 	endpoints     string
@@ -38,12 +45,19 @@ type kubeControllersFlags struct {
 	retryPeriod   time.Duration
 }
 
-// newKubeControllersCommand is `brindle kube-controllers`: keeps the
-// datastore in step with a Kubernetes API server.
-func newKubeControllersCommand(logger *slog.Logger) *cobra.Command {
+func main() {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := newCommand(logger).Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+// newCommand is brindle-kube-controllers' only command.
+func newCommand(logger *slog.Logger) *cobra.Command {
 	var fl kubeControllersFlags
 	cmd := &cobra.Command{
-		Use:   "kube-controllers",
+		Use:   "brindle-kube-controllers",
 		Short: "Sync Kubernetes NetworkPolicies, namespaces, service accounts, pods and nodes into the datastore",
 		Long: `Watch the Kubernetes API and keep Brindle's datastore in step (etcd mode):
 NetworkPolicy → knp.default.<name>, Namespace → profile kns.<ns>,
@@ -52,7 +66,9 @@ WorkloadEndpoint, deleted Node → its Brindle node, endpoints, block
 affinities and addresses released. A full resync runs on start, after a
 watch gap and periodically. Several replicas may run: one leads through a
 Lease. /livez, /readyz and /metrics are served on --listen.`,
-		Args: cobra.NoArgs,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -83,10 +99,14 @@ Lease. /livez, /readyz and /metrics are served on --listen.`,
 // listener, then leader election (or a plain run).
 func runKubeControllers(ctx context.Context, fl kubeControllersFlags, logger *slog.Logger) error {
 	// Step 1: the Kubernetes client.
-	kc := firstNonEmpty(fl.kubeconfig, os.Getenv("BRINDLE_KUBECONFIG"), os.Getenv("KUBECONFIG"), "in-cluster")
-	kube, err := kubeClient(kc)
+	kc := firstNonEmpty(fl.kubeconfig, os.Getenv("BRINDLE_KUBECONFIG"), os.Getenv("KUBECONFIG"), kubepod.InCluster)
+	rc, err := kubepod.RESTConfig(kc)
 	if err != nil {
 		return err
+	}
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("kubeconfig %s: %w", kc, err)
 	}
 
 	// Step 2: the datastore client.
@@ -151,4 +171,13 @@ func runKubeControllers(ctx context.Context, fl kubeControllersFlags, logger *sl
 		logger.Warn("lost the leader lease; exiting for a restart as a standby")
 	}
 	return err
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
 }
