@@ -164,12 +164,29 @@ func (m Map[K, V]) Clone(clone func(V) V) Map[K, V] {
 }
 
 // EqualFunc reports whether m and o have the same keys with values equal
-// by eq.
+// by eq. Shards m shares with o are skipped.
 func (m Map[K, V]) EqualFunc(o Map[K, V], eq func(a, b V) bool) bool {
 	if m.n != o.n {
 		return false
 	}
 	if m.Same(o) {
+		return true
+	}
+	if len(m.shards) == len(o.shards) { // a key is in the same shard of both
+		for i, sh := range m.shards {
+			was := o.shards[i]
+			if reflect.ValueOf(sh).UnsafePointer() == reflect.ValueOf(was).UnsafePointer() {
+				continue
+			}
+			if len(sh) != len(was) {
+				return false
+			}
+			for k, v := range sh {
+				if w, ok := was[k]; !ok || !eq(v, w) {
+					return false
+				}
+			}
+		}
 		return true
 	}
 	for k, v := range m.All() {

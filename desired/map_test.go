@@ -83,11 +83,19 @@ func TestMapRandomEdits(t *testing.T) {
 			if got := setOf(m.Diff(prev, func(a, b string) bool { return a == b })); !maps.Equal(got, changed) {
 				t.Fatalf("seed %d step %d: Diff with values %v, want %v", seed, step, got, changed)
 			}
+			eq := func(a, b string) bool { return a == b }
+			if got := m.EqualFunc(prev, eq); got != maps.Equal(want, prevWant) {
+				t.Fatalf("seed %d step %d: EqualFunc with the previous Map = %v", seed, step, got)
+			}
 			prev, prevWant = m, maps.Clone(want)
 			snaps = append(snaps, snap{m, maps.Clone(want)})
 			for i, s := range snaps {
 				if got := maps.Collect(s.m.All()); !maps.Equal(got, s.want) || s.m.Len() != len(s.want) {
 					t.Fatalf("seed %d step %d: the Map taken at snapshot %d changed", seed, step, i)
+				}
+				// Snapshots share some shards with m, or were resharded.
+				if got := m.EqualFunc(s.m, eq); got != maps.Equal(want, s.want) {
+					t.Fatalf("seed %d step %d: EqualFunc with snapshot %d = %v", seed, step, i, got)
 				}
 			}
 			if len(snaps) > 20 {

@@ -129,3 +129,38 @@ func TestValidateOneObject(t *testing.T) {
 		t.Fatal("ValidateIPSet of a missing set succeeded")
 	}
 }
+
+// TestValidateIPSetSince: against a valid previous version, only the
+// members gained are checked; a new type, or a set the previous version
+// does not describe, is checked whole.
+func TestValidateIPSetSince(t *testing.T) {
+	addr := func(s string) Member { return Member{Prefix: netip.MustParsePrefix(s)} }
+	old := IPSet{Type: Addrs, Members: MapOf(map[Member]struct{}{addr("10.0.0.1/32"): {}, addr("10.0.0.2/32"): {}})}
+	s := &State{IPSets: MapOf(map[string]IPSet{"s:a": old})}
+
+	gained := old
+	gained.Members.Set(addr("10.0.0.3/32"), struct{}{})
+	gained.Members.Delete(addr("10.0.0.1/32"))
+	s.IPSets.Set("s:a", gained)
+	if err := s.ValidateIPSetSince("s:a", old); err != nil {
+		t.Fatalf("a valid member gained: %v", err)
+	}
+
+	bad := gained
+	bad.Members.Set(addr("10.0.0.0/24"), struct{}{}) // not a single address
+	s.IPSets.Set("s:a", bad)
+	if err := s.ValidateIPSetSince("s:a", gained); err == nil || !strings.Contains(err.Error(), `ip set "s:a": member {10.0.0.0/24`) {
+		t.Fatalf("an invalid member gained: %v, want it named", err)
+	}
+	// Against a previous version that already held it (trusted as valid),
+	// it is not checked again; against one of another type, it is.
+	if err := s.ValidateIPSetSince("s:a", bad); err != nil {
+		t.Fatalf("unchanged set: %v", err)
+	}
+	if err := s.ValidateIPSetSince("s:a", IPSet{Type: Nets, Members: bad.Members}); err == nil || !strings.Contains(err.Error(), "10.0.0.0/24") {
+		t.Fatalf("type changed: %v, want the whole set checked", err)
+	}
+	if err := s.ValidateIPSetSince("nope", old); err == nil {
+		t.Fatal("a missing set passed")
+	}
+}

@@ -96,6 +96,26 @@ func (s *State) checkConfig(add func(string, ...any)) {
 	}
 }
 
+// ValidateIPSetSince checks one IP set, given its previous version old,
+// which was valid: when the type is the same only the members old lacks
+// are checked (the cost of the change, not of the set); otherwise the
+// whole set, as ValidateIPSet.
+func (s *State) ValidateIPSetSince(id string, old IPSet) error {
+	set, ok := s.IPSets.Get(id)
+	if !ok || id == "" || set.Type != old.Type {
+		return s.ValidateIPSet(id)
+	}
+	for m := range set.Members.Diff(old.Members, nil) {
+		if !set.Members.Has(m) {
+			continue // removed
+		}
+		if err := checkMember(set.Type, m); err != nil {
+			return fmt.Errorf("ip set %q: member %v: %w", id, m, err)
+		}
+	}
+	return nil
+}
+
 func (s *State) checkIPSet(id string, add func(string, ...any)) {
 	set, ok := s.IPSets.Get(id)
 	if !ok {

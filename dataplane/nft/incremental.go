@@ -891,7 +891,8 @@ func sameSlice[T any](a, b []T) bool {
 }
 
 // validate checks s like desired.State.Validate, but only the objects that
-// differ from the last state built (which was valid): changed sets,
+// differ from the last state built (which was valid): changed sets (of a
+// set whose type is unchanged, the members it gained),
 // policies, profiles and endpoints; policies and profiles that use a set
 // that was removed or changed type; and, when a policy was removed, every
 // endpoint.
@@ -917,12 +918,11 @@ func (b *builder) validate(s *desired.State) error {
 		}
 		if e != nil {
 			hits++
-			if sameIPSet(e.set, set) {
+			if e.set.Type == set.Type {
+				add(s.ValidateIPSetSince(id, e.set)) // the changed members only
 				continue
 			}
-			if e.set.Type != set.Type {
-				bad[id] = true
-			}
+			bad[id] = true
 		}
 		add(s.ValidateIPSet(id))
 	}
