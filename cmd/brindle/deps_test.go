@@ -10,7 +10,7 @@ import (
 // TestNodeStaysLean keeps Kubernetes' typed clientset, informers, listers
 // and leader election (and the controller built on them) out of the
 // brindle binary. Their package initialisers register every API group at
-// start-up: linked in, they added ~25 MB to the idle RSS of `brindle node`
+// start-up: linked in, they added ~30 MB to the idle RSS of `brindle node`
 // (docs/benchmarks-agent.md, "Idle RSS"). The node reads pods through
 // integrations/kubernetes/kubepod; the controller is
 // cmd/brindle-kube-controllers.

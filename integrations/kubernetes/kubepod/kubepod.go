@@ -4,7 +4,7 @@
 //
 // It is kept apart from integrations/kubernetes (the controller) on
 // purpose: the typed clientset and informers register every API group of
-// Kubernetes at start-up, and linking them into `brindle node` cost ~25 MB
+// Kubernetes at start-up, and linking them into `brindle node` cost ~30 MB
 // of resident memory on an idle host (docs/benchmarks-agent.md, "Idle
 // RSS"). cmd/brindle's TestNodeStaysLean keeps them out.
 package kubepod
