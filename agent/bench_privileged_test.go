@@ -431,7 +431,8 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// processFaults is this process's page faults so far (minor and major).
+// processFaults is this process's page faults so far (minor and major):
+// the agent's, the benchmark's and, unless it runs separately, etcd's.
 func processFaults() int64 {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)

@@ -58,6 +58,10 @@ func Lookup(cfg *rest.Config) (func(ctx context.Context, namespace, pod string) 
 	c.APIPath = "/api"
 	c.GroupVersion = &corev1.SchemeGroupVersion
 	c.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	// Protobuf, as client-go's typed clients ask for: cheaper to decode
+	// than JSON (the codec factory has both).
+	c.ContentType = runtime.ContentTypeProtobuf
+	c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	rc, err := rest.RESTClientFor(c)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: client for %s: %w", cfg.Host, err)
