@@ -386,6 +386,13 @@ type settler interface {
 	GenericClasses() int
 }
 
+// retainer is a settler that keeps policies that left the state for a
+// while (nft.Config.RetainPoliciesFor); RetainedUntil is when the first
+// is due for release by a Settle (zero: none retained).
+type retainer interface {
+	RetainedUntil() time.Time
+}
+
 func (l *loop) close() {
 	l.stopRouteWatcher()
 	if l.nft != nil {
@@ -512,6 +519,7 @@ func (l *loop) armSettle(now time.Time) {
 	}
 	if !unsettled {
 		l.genericSince = time.Time{}
+		l.armRetained(now)
 		return
 	}
 	if l.genericSince.IsZero() {
@@ -519,6 +527,19 @@ func (l *loop) armSettle(now time.Time) {
 	}
 	due := min(l.a.cfg.SettleDelay, l.genericSince.Add(l.a.cfg.SettleMaxDelay).Sub(now))
 	l.settle = time.NewTimer(max(due, 0))
+}
+
+// armRetained starts the settle timer for when the first policy the
+// nftables dataplane retains is due for release (not sooner than
+// SettleDelay), when it retains any.
+func (l *loop) armRetained(now time.Time) {
+	r, ok := l.nft.(retainer)
+	if !ok {
+		return
+	}
+	if until := r.RetainedUntil(); !until.IsZero() {
+		l.settle = time.NewTimer(max(until.Sub(now), l.a.cfg.SettleDelay))
+	}
 }
 
 // publishUnsettled publishes how many generic classes the nftables
@@ -570,6 +591,7 @@ func (l *loop) settleClasses() {
 		l.settle = time.NewTimer(settleBatchGap)
 	} else {
 		l.genericSince = time.Time{}
+		l.armRetained(time.Now())
 	}
 	if did {
 		l.a.m.settles.Inc()

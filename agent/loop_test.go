@@ -51,6 +51,11 @@ type recorder struct {
 	// (Settle clears them); settles records when Settle ran.
 	genericPerApply, generic int
 	settles                  []time.Time
+	// retainFor, when set, makes each nft Apply retain a policy until
+	// that long after it (RetainedUntil); a Settle from then on
+	// releases it.
+	retainFor     time.Duration
+	retainedUntil time.Time
 }
 
 type fakeNft struct{ r *recorder }
@@ -69,6 +74,9 @@ func (f fakeNft) Apply(s *desired.State) error {
 	defer f.r.mu.Unlock()
 	f.r.nft = append(f.r.nft, *s) // calc never modifies a State it returned
 	f.r.generic = f.r.genericPerApply
+	if f.r.retainFor > 0 {
+		f.r.retainedUntil = time.Now().Add(f.r.retainFor)
+	}
 	if f.r.failNft > 0 {
 		f.r.failNft--
 		return errors.New("injected nft failure")
@@ -82,7 +90,15 @@ func (f fakeNft) Settle() (bool, error) {
 	f.r.settles = append(f.r.settles, time.Now())
 	did := f.r.generic > 0
 	f.r.generic = 0
+	if !f.r.retainedUntil.IsZero() && !time.Now().Before(f.r.retainedUntil) {
+		f.r.retainedUntil, did = time.Time{}, true
+	}
 	return did, nil
+}
+func (f fakeNft) RetainedUntil() time.Time {
+	f.r.mu.Lock()
+	defer f.r.mu.Unlock()
+	return f.r.retainedUntil
 }
 func (f fakeNft) GenericClasses() int { f.r.mu.Lock(); defer f.r.mu.Unlock(); return f.r.generic }
 func (f fakeNft) Unsettled() bool     { return f.GenericClasses() > 0 }
@@ -348,6 +364,45 @@ func TestLoopSettlesGenericClasses(t *testing.T) {
 	}
 	if d := got[1].Sub(first); d > 700*time.Millisecond {
 		t.Errorf("the first settle under load came %s after the first generic class, want about SettleMaxDelay (400ms)", d)
+	}
+}
+
+// TestLoopReleasesRetainedPolicies: with no generic class but a policy
+// the nftables dataplane retains, the loop settles when it is due (not
+// sooner than SettleDelay), once, and not again with nothing retained.
+func TestLoopReleasesRetainedPolicies(t *testing.T) {
+	h := newHarnessWith(t, func(c *Config) { c.SettleDelay, c.SettleMaxDelay = 50*time.Millisecond, 400*time.Millisecond })
+	h.push(append(basicWorld(t), inSync(4))...)
+	h.waitProgrammed(4)
+	h.rec.mu.Lock()
+	h.rec.retainFor = 300 * time.Millisecond
+	h.rec.mu.Unlock()
+	remote := wep(podSpec{Namespace: "ns1", Name: "b", Node: "host-2", Iface: "cali2", IP: netip.MustParseAddr("10.65.0.2"),
+		Labels: map[string]string{"app": "x"}})
+	h.push(set(t, remote, 5))
+	h.waitProgrammed(5)
+	applied := time.Now()
+	h.rec.mu.Lock()
+	h.rec.retainFor = 0
+	h.rec.mu.Unlock()
+	var settles []time.Time
+	for deadline := time.Now().Add(5 * time.Second); len(settles) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no settle within 5s of a retained policy being due in 300ms")
+		}
+		h.rec.mu.Lock()
+		settles = slices.Clone(h.rec.settles)
+		h.rec.mu.Unlock()
+	}
+	if d := settles[0].Sub(applied); d < 250*time.Millisecond {
+		t.Errorf("settled %s after the apply, want once the retained policy is due (300ms)", d)
+	}
+	time.Sleep(200 * time.Millisecond)
+	h.rec.mu.Lock()
+	n, until := len(h.rec.settles), h.rec.retainedUntil
+	h.rec.mu.Unlock()
+	if n != 1 || !until.IsZero() {
+		t.Errorf("%d settles, retained until %v; want one settle that released it", n, until)
 	}
 }
 

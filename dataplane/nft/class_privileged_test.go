@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -37,8 +38,10 @@ var (
 
 // classLab is the lab of the class tests: workloads a, b and c; b and c
 // serve TCP 80 and 443.
-func classLab(t *testing.T) *lab {
-	l := newLab(t, "a", "b", "c")
+func classLab(t *testing.T) *lab { return classLabWith(t, Config{}) }
+
+func classLabWith(t *testing.T, cfg Config) *lab {
+	l := newLabWith(t, false, cfg, "a", "b", "c")
 	for _, n := range []string{"b", "c"} {
 		l.wl[n].ServeTCP(80)
 		l.wl[n].ServeTCP(443)
@@ -208,11 +211,13 @@ func TestPrivilegedUpgradeFromEndpointChains(t *testing.T) {
 // set elements), and its traffic follows the new class. A policy leaving
 // the state while the generic chain jumps to it stays (retained) with no
 // rule change, and comes back the same way. Settle gives the class its
-// own chain and drops the retained policy; the ruleset is then a fresh
-// build's and verdicts are unchanged.
+// own chain; the retained policy stays through it until
+// RetainPoliciesFor has passed, and the next Settle drops it; the
+// ruleset is then a fresh build's and verdicts are unchanged.
 func TestPrivilegedGenericClass(t *testing.T) {
 	t.Parallel()
-	l := classLab(t)
+	clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	l := classLabWith(t, Config{Now: clock.now})
 	// chains is the policy table's chains and rules without set elements.
 	chains := func() string {
 		var keep []string
@@ -274,18 +279,38 @@ func TestPrivilegedGenericClass(t *testing.T) {
 	if l.dp.b.retained[allow22] != nil || l.dp.b.policies[allow22] == nil {
 		t.Fatal("allow22 is back in the state but still retained")
 	}
-	// Gone again, then settled: the retained policy's chain leaves the
-	// kernel and b gets a class chain of its own.
+	// Gone again, then settled: b gets a class chain of its own; the
+	// retained policy stays until RetainPoliciesFor has passed.
 	final := classState(l, []desired.PolicyID{allow443, allow80}, []desired.PolicyID{allow443})
 	l.apply(final)
+	left := clock.now()
 	if did, err := l.dp.Settle(); err != nil || !did {
 		t.Fatalf("Settle = %v, %v; want true, nil", did, err)
 	}
 	if n := l.dp.GenericClasses(); n != 0 {
 		t.Errorf("%d generic classes after Settle", n)
 	}
+	if !strings.Contains(l.nft("list", "table", "inet", "brindle"), policyChain(allow22, true)) {
+		t.Error("the retained policy's chain left the kernel before RetainPoliciesFor")
+	}
+	if got, want := l.dp.RetainedUntil(), left.Add(DefaultRetainPoliciesFor); !got.Equal(want) {
+		t.Errorf("RetainedUntil = %v, want %v", got, want)
+	}
+	if l.dp.Unsettled() {
+		t.Error("Unsettled with only a retained policy not yet due")
+	}
+	clock.advance(DefaultRetainPoliciesFor)
+	if !l.dp.Unsettled() {
+		t.Fatal("not Unsettled once the retained policy is due")
+	}
+	if did, err := l.dp.Settle(); err != nil || !did {
+		t.Fatalf("Settle once due = %v, %v; want true, nil", did, err)
+	}
 	if strings.Contains(l.nft("list", "table", "inet", "brindle"), policyChain(allow22, true)) {
-		t.Error("the retained policy's chain is still in the kernel after Settle")
+		t.Error("the retained policy's chain is still in the kernel after RetainPoliciesFor and a Settle")
+	}
+	if !l.dp.RetainedUntil().IsZero() {
+		t.Error("RetainedUntil is set with nothing retained")
 	}
 	if did, err := l.dp.Settle(); err != nil || did {
 		t.Errorf("a second Settle = %v, %v; want false, nil", did, err)

@@ -3,6 +3,7 @@ package nft
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Config configures a Dataplane. The zero value is usable: defaults fill in.
@@ -56,6 +57,19 @@ type Config struct {
 	// of their own (the caller calls it again while Unsettled), so that
 	// one settle transaction stays short. Default 32; negative: all.
 	SettleBatch int
+	// RetainPoliciesFor is how long a policy that left the state while
+	// a generic chain jumps to it (no local endpoint selects it any
+	// more, or it was deleted) keeps its chains and sets: if it comes
+	// back meanwhile (a label flipping back, another pod of the same
+	// kind), that costs no rule, so no validation of the policy table.
+	// Settle releases the policies retained longer. A retained policy is
+	// not free either: its chains are in every validation of the table,
+	// and its sets are no longer updated (nothing uses them). Default
+	// 60s; negative releases them at the next Settle.
+	RetainPoliciesFor time.Duration
+	// Now is the clock RetainPoliciesFor is measured with; default
+	// time.Now (tests).
+	Now func() time.Time
 	// GenericFromStart lays the generic chains out in the first Apply
 	// (not at the first Settle) and makes its classes generic too, so
 	// that tests exercise the generic chains from the start.
@@ -70,10 +84,11 @@ const (
 	DefaultSocketBuffer = 64 << 20
 	// DefaultIndexMinPolicies is where a direct jump per policy starts
 	// costing a new connection more than the index's two map lookups.
-	DefaultIndexMinPolicies = 8
-	DefaultClassMask        = 0x01ff0000
-	DefaultRetainClasses    = 16
-	DefaultSettleBatch      = 32
+	DefaultIndexMinPolicies  = 8
+	DefaultClassMask         = 0x01ff0000
+	DefaultRetainClasses     = 16
+	DefaultSettleBatch       = 32
+	DefaultRetainPoliciesFor = time.Minute
 )
 
 // classifySuffix names the classify table: TableName + classifySuffix.
@@ -103,6 +118,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SettleBatch == 0 {
 		c.SettleBatch = DefaultSettleBatch
+	}
+	if c.RetainPoliciesFor == 0 {
+		c.RetainPoliciesFor = DefaultRetainPoliciesFor
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }

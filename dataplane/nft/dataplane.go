@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/brindle-net/brindle/desired"
 )
@@ -95,7 +96,8 @@ func (d *Dataplane) send() error {
 // Settle gives classes that run through a generic chain chains of their
 // own, at most Config.SettleBatch of them, in one transaction (the kernel
 // validates the policy table for it); once none is left it drops the
-// policies kept only for the generic chains. The agent calls it once it
+// policies kept only for the generic chains for Config.RetainPoliciesFor
+// or longer. The agent calls it once it
 // has been idle for a moment, and again while Unsettled: a generic class
 // costs every new connection of its endpoints a lookup per policy of the
 // host. It reports whether it had anything to do.
@@ -115,6 +117,15 @@ func (d *Dataplane) Unsettled() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.b.unsettled()
+}
+
+// RetainedUntil returns when Settle will first have a retained policy to
+// release (Config.RetainPoliciesFor after it left the state); zero when
+// none is retained. The agent settles then if nothing else made it.
+func (d *Dataplane) RetainedUntil() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.b.retainedUntil()
 }
 
 // GenericClasses returns how many classes run through a generic chain

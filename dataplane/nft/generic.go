@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/brindle-net/brindle/desired"
 	"github.com/google/nftables/binaryutil"
@@ -63,8 +64,9 @@ import (
 // so a generic class's elements stay valid across such changes, and a
 // new policy rewrites only its segment. A policy that leaves the state
 // while a generic chain jumps to it keeps its chains and sets (it is
-// retained) until Settle: deleting its slot would be a rule change, and
-// if it comes back (a label flipping back) it costs no rule either.
+// retained) for Config.RetainPoliciesFor, released by the first Settle
+// after that: deleting its slot would be a rule change, and if it comes
+// back meanwhile (a label flipping back) it costs no rule either.
 
 // genericLayout is one direction's generic chains: a top chain with,
 // per tier, a pass-bit clear, jumps to the tier's segment chains and the
@@ -634,7 +636,8 @@ func (b *builder) lacksItems(e *classEntry) bool {
 
 // promote gives generic classes chains of their own, at most
 // Config.SettleBatch of them; once none is left it drops the retained
-// policies and lays the generic chains out without them. It records the
+// policies that are due (Config.RetainPoliciesFor) and lays the generic
+// chains out without them. It records the
 // change like a build; false when there is nothing to do.
 func (b *builder) promote() bool {
 	if !b.unsettled() {
@@ -658,14 +661,17 @@ func (b *builder) promote() bool {
 		return true
 	}
 	b.layPending = false
+	now := b.cfg.Now()
 	for id := range b.retained {
-		b.releaseRetained(id)
+		if b.retainDue(id, now) {
+			b.releaseRetained(id)
+		}
 	}
 	for id := range b.orphanSets {
 		if b.refs[setUse{id, false}] == 0 && b.refs[setUse{id, true}] == 0 {
 			delete(b.sets, id)
+			delete(b.orphanSets, id)
 		}
-		delete(b.orphanSets, id)
 	}
 	b.layGeneric(true)
 	b.layGeneric(false)
@@ -678,9 +684,36 @@ func (b *builder) promote() bool {
 }
 
 // unsettled reports whether promote has something to do: generic
-// classes, retained policies, or generic chains not laid out yet.
+// classes, policies retained for Config.RetainPoliciesFor, or generic
+// chains not laid out yet.
 func (b *builder) unsettled() bool {
-	return len(b.cls.generic) > 0 || len(b.retained) > 0 || b.layPending
+	if len(b.cls.generic) > 0 || b.layPending {
+		return true
+	}
+	now := b.cfg.Now()
+	for id := range b.retained {
+		if b.retainDue(id, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// retainDue reports whether retained policy id is due for release at now.
+func (b *builder) retainDue(id desired.PolicyID, now time.Time) bool {
+	return b.cfg.RetainPoliciesFor < 0 || !now.Before(b.retainedAt[id].Add(b.cfg.RetainPoliciesFor))
+}
+
+// retainedUntil returns when the first retained policy is due for
+// release; zero when none is retained.
+func (b *builder) retainedUntil() time.Time {
+	var first time.Time
+	for id := range b.retained {
+		if t := b.retainedAt[id].Add(max(b.cfg.RetainPoliciesFor, 0)); first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	return first
 }
 
 // genericClasses counts the classes that run through a generic chain.

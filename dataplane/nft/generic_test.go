@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables/expr"
@@ -255,18 +256,30 @@ func TestGenericElemsTierOfPolicy(t *testing.T) {
 	}
 }
 
+// fakeClock is a Config.Now that moves only when told.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time          { return c.t }
+func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
 // TestGenericRandomWalk walks builders through random orders of the
-// incremental steps, promoting at random, and checks the generic
-// invariants after every build and that a promoted builder means what a
-// fresh (settled) build means.
+// incremental steps, promoting at random (half the time after the
+// retained policies are due), and checks the generic invariants after
+// every build and that a promoted builder with nothing retained means
+// what a fresh (settled) build means. Retained policies live through
+// promotes and come back.
 func TestGenericRandomWalk(t *testing.T) {
 	steps := incrementalStepList()
+	clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	compared, kept := 0, 0
 	for _, cfg := range []Config{
 		{GenericFromStart: true},
 		{GenericFromStart: true, ClassMask: 0x00070000, RetainClasses: 1}, // 7 ids: eviction and id reuse
 		{GenericFromStart: true, RetainClasses: -1, IndexMinPolicies: 1},
 		{},
+		{GenericFromStart: true, RetainPoliciesFor: -1},
 	} {
+		cfg.Now = clock.now
 		cfg = cfg.withDefaults()
 		seed := uint64(1)
 		rnd := func(n int) int {
@@ -285,8 +298,16 @@ func TestGenericRandomWalk(t *testing.T) {
 				if rnd(4) > 0 {
 					continue
 				}
+				if rnd(2) == 0 {
+					clock.advance(cfg.RetainPoliciesFor)
+				}
 				b.promote()
 				checkGenericInvariants(t, name+" (promoted)", b)
+				if len(b.retained) > 0 {
+					kept++
+					continue
+				}
+				compared++
 				fb := newBuilder(cfg)
 				if _, err := fb.build(st.s); err != nil {
 					t.Fatal(err)
@@ -300,6 +321,9 @@ func TestGenericRandomWalk(t *testing.T) {
 				}
 			}
 		}
+	}
+	if compared == 0 || kept == 0 {
+		t.Errorf("%d promotes compared with a fresh build, %d kept retained policies: the walk misses a case", compared, kept)
 	}
 }
 
@@ -321,7 +345,7 @@ func TestPromoteInBatches(t *testing.T) {
 		}
 		return s
 	}
-	w := newGenericWalk(t, Config{SettleBatch: 1})
+	w := newGenericWalk(t, Config{SettleBatch: 1, RetainPoliciesFor: -1})
 	w.apply(state(map[string][]desired.PolicyID{"cali1": p}))
 	if !w.b.promote() { // the layout
 		t.Fatal("nothing to promote after the first build")

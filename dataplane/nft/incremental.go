@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/brindle-net/brindle/desired"
 )
@@ -67,6 +68,7 @@ type builder struct {
 	// for them.
 	lay        [2]*genericLayout
 	retained   map[desired.PolicyID]*rulesEntry
+	retainedAt map[desired.PolicyID]time.Time // when each left the state
 	orphanSets map[string]bool
 	// layDirty: a policy or profile is new to the table or a policy's
 	// order changed (the generic chains are laid out anew);
@@ -285,6 +287,7 @@ func newBuilder(cfg Config) *builder {
 		refs:       map[setUse]int{},
 		cls:        newClasses(),
 		retained:   map[desired.PolicyID]*rulesEntry{},
+		retainedAt: map[desired.PolicyID]time.Time{},
 		orphanSets: map[string]bool{},
 		setUsers:   map[string]map[desired.PolicyID]struct{}{},
 		polIfaces:  map[desired.PolicyID]map[string]struct{}{},
@@ -520,6 +523,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 			// A retained policy is back (generic.go).
 			e, back = r, true
 			delete(b.retained, id)
+			delete(b.retainedAt, id)
 			b.putPolicy(id, e)
 		}
 		if e != nil && desired.CompareOrder(e.order, p.Order) != 0 {
@@ -718,6 +722,7 @@ func (b *builder) dropPolicy(id desired.PolicyID, e *rulesEntry) {
 		// later releases it (releaseRetainedUsers).
 		if b.lay[i].jumpsTo(policyChain(id, in)) && b.fresh(e, e.in, e.out, false) {
 			b.retained[id] = e
+			b.retainedAt[id] = b.cfg.Now()
 			return
 		}
 	}
@@ -731,6 +736,7 @@ func (b *builder) dropPolicy(id desired.PolicyID, e *rulesEntry) {
 func (b *builder) releaseRetained(id desired.PolicyID) {
 	e := b.retained[id]
 	delete(b.retained, id)
+	delete(b.retainedAt, id)
 	b.indexPolicy(id, e, false)
 	b.unuse(e, false)
 }

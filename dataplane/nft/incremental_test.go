@@ -25,7 +25,7 @@ func TestIncrementalBuildMatchesFreshBuild(t *testing.T) {
 		for _, min := range []int{-1, 1} {
 			for _, deltas := range []bool{false, true} {
 				t.Run(fmt.Sprintf("ClassMode=%d,IndexMinPolicies=%d,deltas=%v", mode, min, deltas), func(t *testing.T) {
-					incrementalSteps(t, Config{IndexMinPolicies: min, ClassMode: mode}.withDefaults(), steps, deltas)
+					incrementalSteps(t, Config{IndexMinPolicies: min, ClassMode: mode, RetainPoliciesFor: -1}.withDefaults(), steps, deltas)
 				})
 			}
 		}
