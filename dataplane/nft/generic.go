@@ -667,12 +667,7 @@ func (b *builder) promote() bool {
 			b.releaseRetained(id)
 		}
 	}
-	for id := range b.orphanSets {
-		if b.refs[setUse{id, false}] == 0 && b.refs[setUse{id, true}] == 0 {
-			delete(b.sets, id)
-			delete(b.orphanSets, id)
-		}
-	}
+	b.forgetOrphans()
 	b.layGeneric(true)
 	b.layGeneric(false)
 	b.layDirty = false // laid out with every policy and profile, in order

@@ -70,6 +70,8 @@ type builder struct {
 	retained   map[desired.PolicyID]*rulesEntry
 	retainedAt map[desired.PolicyID]time.Time // when each left the state
 	orphanSets map[string]bool
+	// unusedOrphans are orphan sets whose last use went (forgetOrphans).
+	unusedOrphans []string
 	// layDirty: a policy or profile is new to the table or a policy's
 	// order changed (the generic chains are laid out anew);
 	// layPending: the generic chains are empty until the first promote
@@ -427,8 +429,25 @@ func (b *builder) unuse(e *rulesEntry, keepChains bool) {
 		if b.refs[u] == 0 {
 			delete(b.refs, u)
 			b.dropSet(b.spec(u).name)
+			if b.orphanSets[u.id] {
+				b.unusedOrphans = append(b.unusedOrphans, u.id)
+			}
 		}
 	}
+}
+
+// forgetOrphans forgets the sets kept only for retained policies
+// (orphanSets) that none uses any more: their last user was released or
+// came back with rules that no longer name them. Not during a build's
+// steps: the build holds entries it scanned.
+func (b *builder) forgetOrphans() {
+	for _, id := range b.unusedOrphans {
+		if b.orphanSets[id] && b.refs[setUse{id, false}] == 0 && b.refs[setUse{id, true}] == 0 {
+			delete(b.sets, id)
+			delete(b.orphanSets, id)
+		}
+	}
+	b.unusedOrphans = b.unusedOrphans[:0]
 }
 
 // build updates the model to state s (which must be valid) and returns
@@ -708,6 +727,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 
 	// 6. New classes: generic, or every class gets its own chain.
 	b.settleClasses()
+	b.forgetOrphans()
 	return b.m, nil
 }
 
