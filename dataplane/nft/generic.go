@@ -685,13 +685,8 @@ func (b *builder) unsettled() bool {
 	if len(b.cls.generic) > 0 || b.layPending {
 		return true
 	}
-	now := b.cfg.Now()
-	for id := range b.retained {
-		if b.retainDue(id, now) {
-			return true
-		}
-	}
-	return false
+	until := b.retainedUntil()
+	return !until.IsZero() && !b.cfg.Now().Before(until)
 }
 
 // retainDue reports whether retained policy id is due for release at now.
@@ -702,13 +697,17 @@ func (b *builder) retainDue(id desired.PolicyID, now time.Time) bool {
 // retainedUntil returns when the first retained policy is due for
 // release; zero when none is retained.
 func (b *builder) retainedUntil() time.Time {
-	var first time.Time
-	for id := range b.retained {
-		if t := b.retainedAt[id].Add(max(b.cfg.RetainPoliciesFor, 0)); first.IsZero() || t.Before(first) {
-			first = t
+	if len(b.retained) == 0 {
+		return time.Time{}
+	}
+	if b.oldestRetained.IsZero() {
+		for _, at := range b.retainedAt {
+			if b.oldestRetained.IsZero() || at.Before(b.oldestRetained) {
+				b.oldestRetained = at
+			}
 		}
 	}
-	return first
+	return b.oldestRetained.Add(max(b.cfg.RetainPoliciesFor, 0))
 }
 
 // genericClasses counts the classes that run through a generic chain.

@@ -69,7 +69,10 @@ type builder struct {
 	lay        [2]*genericLayout
 	retained   map[desired.PolicyID]*rulesEntry
 	retainedAt map[desired.PolicyID]time.Time // when each left the state
-	orphanSets map[string]bool
+	// oldestRetained caches the earliest retainedAt (zero: recompute),
+	// so that the agent's questions after every apply cost no walk.
+	oldestRetained time.Time
+	orphanSets     map[string]bool
 	// unusedOrphans are orphan sets whose last use went (forgetOrphans).
 	unusedOrphans []string
 	// layDirty: a policy or profile is new to the table or a policy's
@@ -541,8 +544,7 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		if r := b.retained[id]; e == nil && r != nil {
 			// A retained policy is back (generic.go).
 			e, back = r, true
-			delete(b.retained, id)
-			delete(b.retainedAt, id)
+			b.unretain(id)
 			b.putPolicy(id, e)
 		}
 		if e != nil && desired.CompareOrder(e.order, p.Order) != 0 {
@@ -743,6 +745,9 @@ func (b *builder) dropPolicy(id desired.PolicyID, e *rulesEntry) {
 		if b.lay[i].jumpsTo(policyChain(id, in)) && b.fresh(e, e.in, e.out, false) {
 			b.retained[id] = e
 			b.retainedAt[id] = b.cfg.Now()
+			if at := b.retainedAt[id]; len(b.retained) == 1 || at.Before(b.oldestRetained) {
+				b.oldestRetained = at // else it stays, or is recomputed
+			}
 			return
 		}
 	}
@@ -755,10 +760,18 @@ func (b *builder) dropPolicy(id desired.PolicyID, e *rulesEntry) {
 // jump to a removed chain).
 func (b *builder) releaseRetained(id desired.PolicyID) {
 	e := b.retained[id]
-	delete(b.retained, id)
-	delete(b.retainedAt, id)
+	b.unretain(id)
 	b.indexPolicy(id, e, false)
 	b.unuse(e, false)
+}
+
+// unretain takes id out of the retained policies' bookkeeping.
+func (b *builder) unretain(id desired.PolicyID) {
+	if b.retainedAt[id].Equal(b.oldestRetained) {
+		b.oldestRetained = time.Time{}
+	}
+	delete(b.retained, id)
+	delete(b.retainedAt, id)
 }
 
 // releaseRetainedUsers releases the retained policies that use set id.
