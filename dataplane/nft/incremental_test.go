@@ -458,15 +458,7 @@ func TestIncrementalValidate(t *testing.T) {
 func classView(b *builder, m *model) string {
 	var out strings.Builder
 	var problems []string
-	classy := func(name string) bool {
-		n := objName(name)
-		return strings.HasPrefix(n, prefix+"fc-") || strings.HasPrefix(n, prefix+"tc-") ||
-			strings.HasPrefix(n, prefix+"mark-") || strings.HasPrefix(n, prefix+"x") ||
-			strings.HasPrefix(n, "xp-") || strings.HasPrefix(n, "xd-") ||
-			name == mapFromWL || name == mapToWL || name == mapFromClass || name == mapToClass ||
-			name == setFromGeneric || name == setToGeneric || name == chainFromGeneric || name == chainToGeneric ||
-			strings.HasPrefix(n, prefix+"ig-") || strings.HasPrefix(n, prefix+"eg-")
-	}
+	classy := classMachinery
 	rest := &model{sets: map[string]*setSpec{}, chains: map[string]*chainSpec{}}
 	for k, v := range m.sets {
 		if !classy(k) {
@@ -577,4 +569,17 @@ func classView(b *builder, m *model) string {
 	slices.Sort(problems)
 	out.WriteString(strings.Join(problems, "\n"))
 	return out.String()
+}
+
+// classMachinery reports whether a set or chain is class machinery
+// (class and mark chains, tier indexes, the classify and dispatch maps,
+// the generic chains and sets), which classView compares by meaning.
+func classMachinery(name string) bool {
+	n := objName(name)
+	return strings.HasPrefix(n, prefix+"fc-") || strings.HasPrefix(n, prefix+"tc-") ||
+		strings.HasPrefix(n, prefix+"mark-") || strings.HasPrefix(n, prefix+"x") ||
+		strings.HasPrefix(n, "xp-") || strings.HasPrefix(n, "xd-") ||
+		name == mapFromWL || name == mapToWL || name == mapFromClass || name == mapToClass ||
+		name == setFromGeneric || name == setToGeneric || name == chainFromGeneric || name == chainToGeneric ||
+		strings.HasPrefix(n, prefix+"ig-") || strings.HasPrefix(n, prefix+"eg-")
 }

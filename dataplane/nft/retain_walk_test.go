@@ -49,6 +49,25 @@ func (w *world) clone() *world {
 	return c
 }
 
+// newWorld starts a world: every set an address set of two random
+// members, every policy using two random sets, no endpoint listing any.
+func newWorld(rnd func(int) int, setIDs, polNames, ifaces []string) *world {
+	w := &world{setType: map[string]desired.IPSetType{}, members: map[string][]int{}, polSets: map[string][]string{},
+		polVar: map[string]int{}, polOrder: map[string]int{}, epPols: map[string][]string{}, epEgress: map[string][]string{}}
+	for _, s := range setIDs {
+		w.setType[s] = desired.Addrs
+		w.members[s] = subset(rnd, 5, 2)
+	}
+	for _, p := range polNames {
+		w.polSets[p] = []string{setIDs[rnd(4)], setIDs[rnd(4)]}
+		w.polVar[p] = rnd(3)
+	}
+	for _, i := range ifaces {
+		w.epPols[i] = nil
+	}
+	return w
+}
+
 func rpol(name string) desired.PolicyID {
 	return desired.PolicyID{Tier: "default", Name: name, Kind: "GlobalNetworkPolicy"}
 }
@@ -143,15 +162,7 @@ func subset(rnd func(int) int, n, k int) []int {
 // objRenders renders each set and chain of m that classView does not
 // treat as class machinery, one by one.
 func objRenders(m *model) map[string]string {
-	classy := func(name string) bool {
-		n := objName(name)
-		return strings.HasPrefix(n, prefix+"fc-") || strings.HasPrefix(n, prefix+"tc-") ||
-			strings.HasPrefix(n, prefix+"mark-") || strings.HasPrefix(n, prefix+"x") ||
-			strings.HasPrefix(n, "xp-") || strings.HasPrefix(n, "xd-") ||
-			name == mapFromWL || name == mapToWL || name == mapFromClass || name == mapToClass ||
-			name == setFromGeneric || name == setToGeneric || name == chainFromGeneric || name == chainToGeneric ||
-			strings.HasPrefix(n, prefix+"ig-") || strings.HasPrefix(n, prefix+"eg-")
-	}
+	classy := classMachinery
 	out := map[string]string{}
 	for k, v := range m.sets {
 		if !classy(k) {
@@ -198,19 +209,7 @@ func TestRetainedWalk(t *testing.T) {
 			return int((seed >> 33) % uint64(n))
 		}
 		for run := range 30 {
-			w := &world{setType: map[string]desired.IPSetType{}, members: map[string][]int{}, polSets: map[string][]string{},
-				polVar: map[string]int{}, polOrder: map[string]int{}, epPols: map[string][]string{}, epEgress: map[string][]string{}}
-			for _, s := range setIDs {
-				w.setType[s] = desired.Addrs
-				w.members[s] = subset(rnd, 5, 2)
-			}
-			for _, p := range polNames {
-				w.polSets[p] = []string{setIDs[rnd(4)], setIDs[rnd(4)]}
-				w.polVar[p] = rnd(3)
-			}
-			for _, i := range ifaces {
-				w.epPols[i] = nil
-			}
+			w := newWorld(rnd, setIDs, polNames, ifaces)
 			b := newBuilder(cfg)
 			prev, prevGen := &desired.State{}, uint64(0)
 			for step := range 40 {
@@ -438,19 +437,7 @@ func TestPrivilegedRetainedWalk(t *testing.T) {
 				t.Fatalf("%s: kernel differs from the model: Resync sent %d operations", name, got)
 			}
 		}
-		w := &world{setType: map[string]desired.IPSetType{}, members: map[string][]int{}, polSets: map[string][]string{},
-			polVar: map[string]int{}, polOrder: map[string]int{}, epPols: map[string][]string{}, epEgress: map[string][]string{}}
-		for _, s := range setIDs {
-			w.setType[s] = desired.Addrs
-			w.members[s] = subset(rnd, 5, 2)
-		}
-		for _, p := range polNames {
-			w.polSets[p] = []string{setIDs[rnd(4)], setIDs[rnd(4)]}
-			w.polVar[p] = rnd(3)
-		}
-		for _, i := range ifaces {
-			w.epPols[i] = nil
-		}
+		w := newWorld(rnd, setIDs, polNames, ifaces)
 		prev, prevGen := &desired.State{}, uint64(0)
 		for step := range 40 {
 			w = w.clone()
