@@ -1,19 +1,16 @@
 package nft
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/brindle-net/brindle/desired"
+)
 
 // BenchmarkChangeDetection5000Policies: the user-space part of a
 // one-element change on the 5,000-policy state: incremental validation and
 // model update (no kernel).
 func BenchmarkChangeDetection5000Policies(b *testing.B) {
-	s := bigState(5000, 5000, 200)
-	bl := newBuilder(Config{}.withDefaults())
-	if err := bl.validate(s); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := bl.build(s); err != nil {
-		b.Fatal(err)
-	}
+	s, bl := builtBig(b)
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -37,14 +34,7 @@ func BenchmarkChangeDetection5000Policies(b *testing.B) {
 // out anew for 5,000 policies with nothing changed (what a relayout costs
 // in user space before the kernel sees the few segments that differ).
 func BenchmarkLayGeneric5000Policies(b *testing.B) {
-	s := bigState(5000, 5000, 200)
-	bl := newBuilder(Config{}.withDefaults())
-	if err := bl.validate(s); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := bl.build(s); err != nil {
-		b.Fatal(err)
-	}
+	_, bl := builtBig(b)
 	bl.layPending = false
 	bl.layGeneric(true)
 	if n := len(bl.lay[0].pos); n < 5000 {
@@ -54,4 +44,17 @@ func BenchmarkLayGeneric5000Policies(b *testing.B) {
 	for b.Loop() {
 		bl.layGeneric(true)
 	}
+}
+
+// builtBig returns the 5,000-policy state and a builder that has built it.
+func builtBig(b *testing.B) (*desired.State, *builder) {
+	s := bigState(5000, 5000, 200)
+	bl := newBuilder(Config{}.withDefaults())
+	if err := bl.validate(s); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := bl.build(s); err != nil {
+		b.Fatal(err)
+	}
+	return s, bl
 }

@@ -958,7 +958,9 @@ func (b *builder) validate(s *desired.State) error {
 		if e != nil {
 			hits++
 			if e.set.Type == set.Type {
-				add(s.ValidateIPSetSince(id, e.set)) // the changed members only
+				if !e.set.Members.Same(set.Members) {
+					add(s.ValidateIPSetSince(id, e.set)) // the changed members only
+				}
 				continue
 			}
 			bad[id] = true

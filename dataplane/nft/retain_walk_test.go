@@ -68,6 +68,47 @@ func newWorld(rnd func(int) int, setIDs, polNames, ifaces []string) *world {
 	return w
 }
 
+// change makes one to three random changes to w and says which.
+func (w *world) change(rnd func(int) int, setIDs, polNames, ifaces []string) string {
+	what := ""
+	for range 1 + rnd(3) {
+		switch rnd(8) {
+		case 0, 1, 2: // toggle a policy on an endpoint
+			i, p := ifaces[rnd(3)], polNames[rnd(6)]
+			l := w.epPols
+			if rnd(3) == 0 {
+				l = w.epEgress
+			}
+			if j := slices.Index(l[i], p); j >= 0 {
+				l[i] = slices.Delete(l[i], j, j+1)
+			} else {
+				l[i] = append(l[i], p)
+			}
+			what += " toggle " + i + "/" + p
+		case 3, 4: // set members
+			s := setIDs[rnd(4)]
+			w.members[s] = subset(rnd, 5, 2)
+			what += " members " + s
+		case 5: // set type
+			s := setIDs[rnd(4)]
+			w.setType[s] = desired.Addrs + desired.Nets - w.setType[s]
+			what += " type " + s
+		case 6: // policy rules
+			p := polNames[rnd(6)]
+			w.polVar[p] = rnd(3)
+			if rnd(2) == 0 {
+				w.polSets[p] = []string{setIDs[rnd(4)], setIDs[rnd(4)]}
+			}
+			what += " rules " + p
+		case 7:
+			p := polNames[rnd(6)]
+			w.polOrder[p] = rnd(3)
+			what += " order " + p
+		}
+	}
+	return what
+}
+
 func rpol(name string) desired.PolicyID {
 	return desired.PolicyID{Tier: "default", Name: name, Kind: "GlobalNetworkPolicy"}
 }
@@ -214,42 +255,7 @@ func TestRetainedWalk(t *testing.T) {
 			prev, prevGen := &desired.State{}, uint64(0)
 			for step := range 40 {
 				w = w.clone()
-				what := ""
-				for range 1 + rnd(3) {
-					switch rnd(8) {
-					case 0, 1, 2: // toggle a policy on an endpoint
-						i, p := ifaces[rnd(3)], polNames[rnd(6)]
-						l := w.epPols
-						if rnd(3) == 0 {
-							l = w.epEgress
-						}
-						if j := slices.Index(l[i], p); j >= 0 {
-							l[i] = slices.Delete(l[i], j, j+1)
-						} else {
-							l[i] = append(l[i], p)
-						}
-						what += " toggle " + i + "/" + p
-					case 3, 4: // set members
-						s := setIDs[rnd(4)]
-						w.members[s] = subset(rnd, 5, 2)
-						what += " members " + s
-					case 5: // set type
-						s := setIDs[rnd(4)]
-						w.setType[s] = desired.Addrs + desired.Nets - w.setType[s]
-						what += " type " + s
-					case 6: // policy rules
-						p := polNames[rnd(6)]
-						w.polVar[p] = rnd(3)
-						if rnd(2) == 0 {
-							w.polSets[p] = []string{setIDs[rnd(4)], setIDs[rnd(4)]}
-						}
-						what += " rules " + p
-					case 7:
-						p := polNames[rnd(6)]
-						w.polOrder[p] = rnd(3)
-						what += " order " + p
-					}
-				}
+				what := w.change(rnd, setIDs, polNames, ifaces)
 				st := w.state()
 				if err := st.Validate(); err != nil {
 					t.Fatalf("bad test state: %v", err)
@@ -441,34 +447,7 @@ func TestPrivilegedRetainedWalk(t *testing.T) {
 		prev, prevGen := &desired.State{}, uint64(0)
 		for step := range 40 {
 			w = w.clone()
-			for range 1 + rnd(3) {
-				switch rnd(8) {
-				case 0, 1, 2:
-					i, p := ifaces[rnd(3)], polNames[rnd(6)]
-					l := w.epPols
-					if rnd(3) == 0 {
-						l = w.epEgress
-					}
-					if j := slices.Index(l[i], p); j >= 0 {
-						l[i] = slices.Delete(l[i], j, j+1)
-					} else {
-						l[i] = append(l[i], p)
-					}
-				case 3, 4:
-					w.members[setIDs[rnd(4)]] = subset(rnd, 5, 2)
-				case 5:
-					s := setIDs[rnd(4)]
-					w.setType[s] = desired.Addrs + desired.Nets - w.setType[s]
-				case 6:
-					p := polNames[rnd(6)]
-					w.polVar[p] = rnd(3)
-					if rnd(2) == 0 {
-						w.polSets[p] = []string{setIDs[rnd(4)], setIDs[rnd(4)]}
-					}
-				case 7:
-					w.polOrder[polNames[rnd(6)]] = rnd(3)
-				}
-			}
+			w.change(rnd, setIDs, polNames, ifaces)
 			st := w.state()
 			s := withDelta(prev, st, prevGen)
 			prev, prevGen = st, s.Gen
