@@ -97,10 +97,10 @@ func (d *Dataplane) send() error {
 // own, at most Config.SettleBatch of them, in one transaction (the kernel
 // validates the policy table for it); once none is left it drops the
 // policies kept only for the generic chains for Config.RetainPoliciesFor
-// or longer. The agent calls it once it
-// has been idle for a moment, and again while Unsettled: a generic class
-// costs every new connection of its endpoints a lookup per policy of the
-// host. It reports whether it had anything to do.
+// or longer. The agent calls it once it has been idle for a moment, and
+// again while Unsettled: a generic class costs every new connection of
+// its endpoints a lookup per policy of the host. It reports whether it
+// had anything to do.
 func (d *Dataplane) Settle() (bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

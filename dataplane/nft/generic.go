@@ -637,8 +637,8 @@ func (b *builder) lacksItems(e *classEntry) bool {
 // promote gives generic classes chains of their own, at most
 // Config.SettleBatch of them; once none is left it drops the retained
 // policies that are due (Config.RetainPoliciesFor) and lays the generic
-// chains out without them. It records the
-// change like a build; false when there is nothing to do.
+// chains out without them. It records the change like a build; false
+// when there is nothing to do.
 func (b *builder) promote() bool {
 	if !b.unsettled() {
 		return false
