@@ -6,6 +6,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -99,7 +100,7 @@ Lease. /livez, /readyz and /metrics are served on --listen.`,
 // listener, then leader election (or a plain run).
 func runKubeControllers(ctx context.Context, fl kubeControllersFlags, logger *slog.Logger) error {
 	// Step 1: the Kubernetes client.
-	kc := firstNonEmpty(fl.kubeconfig, os.Getenv("BRINDLE_KUBECONFIG"), os.Getenv("KUBECONFIG"), kubepod.InCluster)
+	kc := cmp.Or(fl.kubeconfig, os.Getenv("BRINDLE_KUBECONFIG"), os.Getenv("KUBECONFIG"), kubepod.InCluster)
 	rc, err := kubepod.RESTConfig(kc)
 	if err != nil {
 		return err
@@ -111,12 +112,12 @@ func runKubeControllers(ctx context.Context, fl kubeControllersFlags, logger *sl
 
 	// Step 2: the datastore client.
 	dsCfg := datastore.Config{
-		CAFile:   firstNonEmpty(fl.caFile, os.Getenv("BRINDLE_ETCD_CA_FILE")),
-		CertFile: firstNonEmpty(fl.certFile, os.Getenv("BRINDLE_ETCD_CERT_FILE")),
-		KeyFile:  firstNonEmpty(fl.keyFile, os.Getenv("BRINDLE_ETCD_KEY_FILE")),
+		CAFile:   cmp.Or(fl.caFile, os.Getenv("BRINDLE_ETCD_CA_FILE")),
+		CertFile: cmp.Or(fl.certFile, os.Getenv("BRINDLE_ETCD_CERT_FILE")),
+		KeyFile:  cmp.Or(fl.keyFile, os.Getenv("BRINDLE_ETCD_KEY_FILE")),
 		Logger:   logger,
 	}
-	for _, e := range strings.Split(firstNonEmpty(fl.endpoints, os.Getenv("BRINDLE_ETCD_ENDPOINTS")), ",") {
+	for _, e := range strings.Split(cmp.Or(fl.endpoints, os.Getenv("BRINDLE_ETCD_ENDPOINTS")), ",") {
 		if e = strings.TrimSpace(e); e != "" {
 			dsCfg.Endpoints = append(dsCfg.Endpoints, e)
 		}
@@ -129,7 +130,7 @@ func runKubeControllers(ctx context.Context, fl kubeControllersFlags, logger *sl
 
 	// Step 3: the controller.
 	var names []string
-	for _, n := range strings.Split(firstNonEmpty(fl.controllers, os.Getenv("ENABLED_CONTROLLERS")), ",") {
+	for _, n := range strings.Split(cmp.Or(fl.controllers, os.Getenv("ENABLED_CONTROLLERS")), ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			names = append(names, n)
 		}
@@ -171,13 +172,4 @@ func runKubeControllers(ctx context.Context, fl kubeControllersFlags, logger *sl
 		logger.Warn("lost the leader lease; exiting for a restart as a standby")
 	}
 	return err
-}
-
-func firstNonEmpty(ss ...string) string {
-	for _, s := range ss {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
 }
