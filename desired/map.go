@@ -127,7 +127,7 @@ func (m Map[K, V]) Diff(old Map[K, V], eq func(a, b V) bool) iter.Seq[K] {
 		}
 		for i, sh := range m.shards {
 			was := old.shards[i]
-			if reflect.ValueOf(sh).UnsafePointer() == reflect.ValueOf(was).UnsafePointer() {
+			if sameMap(sh, was) {
 				continue
 			}
 			if !diffEntries(maps.All(sh), lookup(was), eq, yield) || !diffEntries(maps.All(was), lookup(sh), nil, yield) {
@@ -135,6 +135,11 @@ func (m Map[K, V]) Diff(old Map[K, V], eq func(a, b V) bool) iter.Seq[K] {
 			}
 		}
 	}
+}
+
+// sameMap reports whether a and b are the same map object (shards shared).
+func sameMap[K comparable, V any](a, b map[K]V) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // diffEntries yields each key of from that other lacks or (eq not nil)
@@ -164,36 +169,13 @@ func (m Map[K, V]) Clone(clone func(V) V) Map[K, V] {
 }
 
 // EqualFunc reports whether m and o have the same keys with values equal
-// by eq. Shards m shares with o are skipped.
+// by eq: Diff finds nothing (it skips the shards m shares with o).
 func (m Map[K, V]) EqualFunc(o Map[K, V], eq func(a, b V) bool) bool {
 	if m.n != o.n {
 		return false
 	}
-	if m.Same(o) {
-		return true
-	}
-	if len(m.shards) == len(o.shards) { // a key is in the same shard of both
-		for i, sh := range m.shards {
-			was := o.shards[i]
-			if reflect.ValueOf(sh).UnsafePointer() == reflect.ValueOf(was).UnsafePointer() {
-				continue
-			}
-			if len(sh) != len(was) {
-				return false
-			}
-			for k, v := range sh {
-				if w, ok := was[k]; !ok || !eq(v, w) {
-					return false
-				}
-			}
-		}
-		return true
-	}
-	for k, v := range m.All() {
-		w, ok := o.Get(k)
-		if !ok || !eq(v, w) {
-			return false
-		}
+	for range m.Diff(o, eq) {
+		return false
 	}
 	return true
 }
