@@ -129,10 +129,7 @@ func buildSets(id string, set desired.IPSet) (v4, v6 *setSpec, counts famCounts)
 			continue
 		}
 		n := len(*buf)
-		*buf = appendAddr(*buf, m.Prefix.Addr())
-		if t == desired.NamedPorts {
-			*buf = appendPortKey(*buf, m)
-		}
+		*buf = appendMemberKey(*buf, t, m)
 		*es = append(*es, elem{key: (*buf)[n:len(*buf):len(*buf)]})
 	}
 	if t4 == desired.Nets {
@@ -191,11 +188,17 @@ func (c famCounts) fams() uint8 {
 // held in a kernel set of one address per element (not intervals: a Nets
 // family with a wide member).
 func memberElem(t desired.IPSetType, m desired.Member) elem {
-	k := appendAddr(make([]byte, 0, 16+8), m.Prefix.Addr())
+	return elem{key: appendMemberKey(make([]byte, 0, 16+8), t, m)}
+}
+
+// appendMemberKey appends the key of member m of a set of type t (an
+// address, and for a named-port set its protocol and port) to k.
+func appendMemberKey(k []byte, t desired.IPSetType, m desired.Member) []byte {
+	k = appendAddr(k, m.Prefix.Addr())
 	if t == desired.NamedPorts {
 		k = appendPortKey(k, m)
 	}
-	return elem{key: k}
+	return k
 }
 
 // kernelType is the type of the kernel set that holds one family of a
