@@ -691,7 +691,7 @@ func (b *builder) unsettled() bool {
 
 // retainDue reports whether retained policy id is due for release at now.
 func (b *builder) retainDue(id desired.PolicyID, now time.Time) bool {
-	return b.cfg.RetainPoliciesFor < 0 || !now.Before(b.retainedAt[id].Add(b.cfg.RetainPoliciesFor))
+	return b.cfg.RetainPoliciesFor < 0 || !now.Before(b.retained[id].left.Add(b.cfg.RetainPoliciesFor))
 }
 
 // retainedUntil returns when the first retained policy is due for
@@ -701,9 +701,9 @@ func (b *builder) retainedUntil() time.Time {
 		return time.Time{}
 	}
 	if b.oldestRetained.IsZero() {
-		for _, at := range b.retainedAt {
-			if b.oldestRetained.IsZero() || at.Before(b.oldestRetained) {
-				b.oldestRetained = at
+		for _, e := range b.retained {
+			if b.oldestRetained.IsZero() || e.left.Before(b.oldestRetained) {
+				b.oldestRetained = e.left
 			}
 		}
 	}

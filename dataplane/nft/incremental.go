@@ -66,10 +66,9 @@ type builder struct {
 	// first build); retained holds the policies gone from the state
 	// that a generic chain still jumps to, orphanSets the sets kept only
 	// for them.
-	lay        [2]*genericLayout
-	retained   map[desired.PolicyID]*rulesEntry
-	retainedAt map[desired.PolicyID]time.Time // when each left the state
-	// oldestRetained caches the earliest retainedAt (zero: recompute),
+	lay      [2]*genericLayout
+	retained map[desired.PolicyID]*rulesEntry
+	// oldestRetained caches the earliest left of them (zero: recompute),
 	// so that the agent's questions after every apply cost no walk.
 	oldestRetained time.Time
 	orphanSets     map[string]bool
@@ -265,6 +264,7 @@ type rulesEntry struct {
 	fp      [2]footprint  // inbound, outbound
 	order   *float64      // a policy's order in its tier
 	gen     uint64
+	left    time.Time // when a retained policy left the state
 }
 
 type epEntry struct {
@@ -292,7 +292,6 @@ func newBuilder(cfg Config) *builder {
 		refs:       map[setUse]int{},
 		cls:        newClasses(),
 		retained:   map[desired.PolicyID]*rulesEntry{},
-		retainedAt: map[desired.PolicyID]time.Time{},
 		orphanSets: map[string]bool{},
 		setUsers:   map[string]map[desired.PolicyID]struct{}{},
 		polIfaces:  map[desired.PolicyID]map[string]struct{}{},
@@ -744,9 +743,9 @@ func (b *builder) dropPolicy(id desired.PolicyID, e *rulesEntry) {
 		// later releases it (releaseRetainedUsers).
 		if b.lay[i].jumpsTo(policyChain(id, in)) && b.fresh(e, e.in, e.out, false) {
 			b.retained[id] = e
-			b.retainedAt[id] = b.cfg.Now()
-			if at := b.retainedAt[id]; len(b.retained) == 1 || at.Before(b.oldestRetained) {
-				b.oldestRetained = at // else it stays, or is recomputed
+			e.left = b.cfg.Now()
+			if len(b.retained) == 1 || e.left.Before(b.oldestRetained) {
+				b.oldestRetained = e.left // else it stays, or is recomputed
 			}
 			return
 		}
@@ -767,11 +766,10 @@ func (b *builder) releaseRetained(id desired.PolicyID) {
 
 // unretain takes id out of the retained policies' bookkeeping.
 func (b *builder) unretain(id desired.PolicyID) {
-	if b.retainedAt[id].Equal(b.oldestRetained) {
+	if e := b.retained[id]; e != nil && e.left.Equal(b.oldestRetained) {
 		b.oldestRetained = time.Time{}
 	}
 	delete(b.retained, id)
-	delete(b.retainedAt, id)
 }
 
 // releaseRetainedUsers releases the retained policies that use set id.
