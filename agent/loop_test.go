@@ -212,7 +212,7 @@ func basicWorld(t *testing.T) []datastore.Update {
 	sa := api.ServiceAccountProfile("ns1", "default", nil)
 	w := wep(podSpec{Namespace: "ns1", Name: "a", Node: "host-1", Iface: "cali1", IP: netip.MustParseAddr("10.65.0.1"),
 		Labels: map[string]string{"app": "a"}})
-	remote := wep(podSpec{Namespace: "ns1", Name: "b", Node: "host-2", Iface: "cali2", IP: netip.MustParseAddr("10.65.0.2")})
+	remote := remoteB("")
 	return []datastore.Update{set(t, ns, 1), set(t, sa, 2), set(t, w, 3), set(t, remote, 4)}
 }
 
@@ -272,8 +272,7 @@ func TestLoopRoutes(t *testing.T) {
 	if n := routeApplies(); n != 1 {
 		t.Fatalf("route applies after the start of day: %d, want 1", n)
 	}
-	remote := wep(podSpec{Namespace: "ns1", Name: "b", Node: "host-2", Iface: "cali2", IP: netip.MustParseAddr("10.65.0.2"),
-		Labels: map[string]string{"app": "moved"}})
+	remote := remoteB("moved")
 	h.push(set(t, remote, 5))
 	h.waitProgrammed(5)
 	if n := routeApplies(); n != 1 {
@@ -330,8 +329,7 @@ func TestLoopSettlesGenericClasses(t *testing.T) {
 	h.rec.mu.Lock()
 	h.rec.genericPerApply = 3
 	h.rec.mu.Unlock()
-	remote := wep(podSpec{Namespace: "ns1", Name: "b", Node: "host-2", Iface: "cali2", IP: netip.MustParseAddr("10.65.0.2"),
-		Labels: map[string]string{"app": "x"}})
+	remote := remoteB("x")
 	h.push(set(t, remote, 5))
 	h.waitProgrammed(5)
 	applied := time.Now()
@@ -377,8 +375,7 @@ func TestLoopReleasesRetainedPolicies(t *testing.T) {
 	h.rec.mu.Lock()
 	h.rec.retainFor = 300 * time.Millisecond
 	h.rec.mu.Unlock()
-	remote := wep(podSpec{Namespace: "ns1", Name: "b", Node: "host-2", Iface: "cali2", IP: netip.MustParseAddr("10.65.0.2"),
-		Labels: map[string]string{"app": "x"}})
+	remote := remoteB("x")
 	h.push(set(t, remote, 5))
 	h.waitProgrammed(5)
 	applied := time.Now()
@@ -742,4 +739,14 @@ func TestLoopStreamEnd(t *testing.T) {
 		}
 		cancel()
 	}
+}
+
+// remoteB is basicWorld's endpoint on another host, with label app=app
+// (none when empty).
+func remoteB(app string) *api.WorkloadEndpoint {
+	var labels map[string]string
+	if app != "" {
+		labels = map[string]string{"app": app}
+	}
+	return wep(podSpec{Namespace: "ns1", Name: "b", Node: "host-2", Iface: "cali2", IP: netip.MustParseAddr("10.65.0.2"), Labels: labels})
 }

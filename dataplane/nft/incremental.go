@@ -68,7 +68,7 @@ type builder struct {
 	// for them.
 	lay      [2]*genericLayout
 	retained map[desired.PolicyID]*rulesEntry
-	// oldestRetained caches the earliest left of them (zero: recompute),
+	// oldestRetained caches when the first of them left (zero: recompute),
 	// so that the agent's questions after every apply cost no walk.
 	oldestRetained time.Time
 	orphanSets     map[string]bool
