@@ -120,6 +120,7 @@ type selEntry struct {
 	tracked []string // keys its requirement may use (it holds a ref on each), sorted
 	req     requirement
 	indexed bool   // req is entered in keys; otherwise in fallback
+	exact   bool   // indexed, and every item carrying req matches (k == v, has(k), …)
 	wasted  uint32 // fruitless candidate evaluations since the last re-choice
 }
 
@@ -373,10 +374,16 @@ func (x *Index) UpdateSelector(id string, sel *Selector) {
 	x.indexSelector(si)
 	x.collectItems(e)
 	slices.Sort(x.cand)
+	// A new selector's candidates all carry its requirement; an updated
+	// one's include the old selector's.
+	exact := e.exact && !exists
 	for _, it := range x.cand {
 		item := x.item(it)
-		x.newView = view{own: item.own, parents: item.parents}
-		now := x.newView.eval(sel)
+		now := exact
+		if !now {
+			x.newView = view{own: item.own, parents: item.parents}
+			now = x.newView.eval(sel)
+		}
 		was := hasSorted(item.matches, si)
 		switch {
 		case now && !was:
@@ -478,7 +485,7 @@ func (x *Index) allocSelector(id string) uint32 {
 func (x *Index) indexSelector(si uint32) {
 	e := x.sels[si]
 	req, _, ok := x.requirementOf(e.sel.root)
-	e.req, e.indexed, e.wasted = req, ok, 0
+	e.req, e.indexed, e.exact, e.wasted = req, ok, ok && exactly(e.sel.root), 0
 	if !ok {
 		e.req = requirement{}
 		x.fallback.add(si)
@@ -557,6 +564,19 @@ func (x *Index) requirementOf(n *node) (r requirement, cost int, ok bool) {
 		return r, cost, true
 	}
 	return requirement{}, 0, false
+}
+
+// exactly reports whether n matches exactly the items that carry its
+// requirement (requirementOf), so that a candidate found through the
+// index needs no evaluation: k == v, k in {…}, has(k), and an Or of those.
+func exactly(n *node) bool {
+	switch n.op {
+	case opEq, opIn, opHas:
+		return true
+	case opOr:
+		return n.key != "" || !slices.ContainsFunc(n.kids, func(k *node) bool { return !exactly(k) })
+	}
+	return false
 }
 
 func (x *Index) setRequirement(key string, vals []string) (requirement, int, bool) {
