@@ -83,6 +83,10 @@ type Calc struct {
 
 	sets    map[string]*ipSet  // active IP sets by ID
 	selUses map[string]*selUse // by selector unique ID: the sets built on it
+	// filling is the unique ID of the selector whose matches fill is
+	// collecting into fillBuf (scratch, empty between calls).
+	filling string
+	fillBuf []*entity
 
 	pub published // the last State and what changed since
 }

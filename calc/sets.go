@@ -183,6 +183,10 @@ type selUse struct {
 func (u *selUse) empty() bool { return u.set == nil && len(u.named) == 0 }
 
 func (c *Calc) onGlobalMatch(selID string, e *entity, matched bool) {
+	if selID == c.filling {
+		c.fillBuf = append(c.fillBuf, e) // a new selector's matches (fill)
+		return
+	}
 	u := c.selUses[selID]
 	if u == nil {
 		return
@@ -229,14 +233,14 @@ func (c *Calc) acquire(r setRef) {
 	case refSelector:
 		u, isNew := c.selUse(r.sel)
 		u.set = s
-		c.fill(u, isNew, func(e *entity) { e.addrMembers(func(m desired.Member) { s.add(m, 1) }) })
+		c.fill(u, s, isNew, func(e *entity) { e.addrMembers(func(m desired.Member) { s.add(m, 1) }) })
 	case refNamedPort:
 		u, isNew := c.selUse(r.sel)
 		if u.named == nil {
 			u.named = map[string]*ipSet{}
 		}
 		u.named[r.port] = s
-		c.fill(u, isNew, func(e *entity) { e.namedPortMembers(r.port, func(m desired.Member) { s.add(m, 1) }) })
+		c.fill(u, s, isNew, func(e *entity) { e.namedPortMembers(r.port, func(m desired.Member) { s.add(m, 1) }) })
 	}
 }
 
@@ -245,15 +249,25 @@ func (c *Calc) acquire(r setRef) {
 // callbacks (onGlobalMatch) fill every set attached to it, this one
 // included; for a selector already held, add is called for each current
 // match.
-func (c *Calc) fill(u *selUse, isNew bool, add func(*entity)) {
+func (c *Calc) fill(u *selUse, s *ipSet, isNew bool, add func(*entity)) {
 	uid := u.sel.UniqueID()
 	if isNew {
+		// The index reports the new selector's matches; collect them
+		// (u has no other set yet) to size the set before filling it.
+		c.filling, c.fillBuf = uid, c.fillBuf[:0]
 		c.global.UpdateSelector(uid, u.sel)
-		return
+		c.filling = ""
+	} else {
+		c.fillBuf = c.fillBuf[:0]
+		for _, key := range c.global.Matches(uid) {
+			c.fillBuf = append(c.fillBuf, c.entities[key])
+		}
 	}
-	for _, key := range c.global.Matches(uid) {
-		add(c.entities[key])
+	s.members.Grow(len(c.fillBuf))
+	for _, e := range c.fillBuf {
+		add(e)
 	}
+	clear(c.fillBuf)
 }
 
 // selUse returns the selUse of a selector, creating it (not yet

@@ -229,6 +229,22 @@ func (e *MapEdit[K, V]) shard(k K) map[K]V {
 	return e.shards[i]
 }
 
+// Grow prepares an edit of an empty Map, before its first change, for
+// about n entries: they are spread over the shards that size needs, each
+// sized for its share, so that filling a new IP set neither rehashes a
+// growing map nor reshards at Map. Any other edit is left as it is.
+func (e *MapEdit[K, V]) Grow(n int) {
+	if e.shards != nil || len(e.base) != 0 || n <= shardSize {
+		return
+	}
+	c := shardsFor(n)
+	e.shards, e.owned = make([]map[K]V, c), make([]bool, c)
+	for i := range e.shards {
+		e.shards[i] = make(map[K]V, n/c+n/(4*c)+1) // hashing spreads unevenly
+		e.owned[i] = true
+	}
+}
+
 // Has reports whether the edited Map has k.
 func (e *MapEdit[K, V]) Has(k K) bool { return e.has(k) }
 

@@ -222,3 +222,43 @@ func TestMapDiffStops(t *testing.T) {
 		}
 	}
 }
+
+// TestMapEditGrow fills an edit of an empty Map after Grow: the entries
+// go straight to the shards their count needs (Map does not reshard:
+// the shards Map returns are the ones Grow made), and the contents are
+// those of the same entries set without Grow. Grow leaves an edit that
+// has changes or a base alone.
+func TestMapEditGrow(t *testing.T) {
+	for _, n := range []int{0, 5, shardSize + 1, 600, 5000} {
+		var e MapEdit[int, int]
+		e.Grow(n)
+		grown := e.shards
+		if n > shardSize && len(grown) != shardsFor(n) {
+			t.Fatalf("Grow(%d): %d shards, want %d", n, len(grown), shardsFor(n))
+		}
+		src := map[int]int{}
+		for i := range n {
+			e.Set(i*7, i)
+			src[i*7] = i
+		}
+		m := e.Map()
+		if got := maps.Collect(m.All()); !maps.Equal(got, src) || m.Len() != n {
+			t.Fatalf("Grow(%d) then %d Sets: the Map holds %d entries, want %d", n, n, len(got), n)
+		}
+		if n > shardSize && &m.shards[0] != &grown[0] {
+			t.Fatalf("Grow(%d): Map resharded the entries Grow had placed", n)
+		}
+	}
+	base := MapOf(map[int]int{1: 1})
+	e := base.Edit()
+	e.Grow(1000)
+	if e.shards != nil {
+		t.Fatal("Grow changed an edit of a non-empty Map")
+	}
+	var f MapEdit[int, int]
+	f.Set(1, 1)
+	f.Grow(1000)
+	if len(f.shards) != 1 {
+		t.Fatalf("Grow after a Set: %d shards, want the 1 the Set made", len(f.shards))
+	}
+}
