@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/brindle-net/brindle/api"
 	"github.com/brindle-net/brindle/dataplane/nft"
@@ -238,6 +239,7 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 		time.Sleep(10 * time.Millisecond)
 	}
 	settles := testutil.ToFloat64(lb.a.m.settles)
+	var starts []time.Time
 	lat, lag, wr := make([]time.Duration, 0, b.N), make([]time.Duration, 0, b.N), make([]time.Duration, 0, b.N)
 	cpu0, etcd0, faults0 := processCPU(), pidCPU(lb.m.Pid()), processFaults()
 	// BRINDLE_BENCH_CPUPROFILE=file profiles the timed changes only (the
@@ -300,8 +302,12 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 		wr = append(wr, lb.write(b, w))
 		lat = append(lat, time.Since(t0))
 		lag = append(lag, lb.a.Status().LastUpdateToProgrammed)
+		starts = append(starts, t0)
 	}
 	b.StopTimer()
+	if f := os.Getenv("BRINDLE_BENCH_CHANGES"); f != "" {
+		writeChanges(b, f, starts, lat, lag, wr)
+	}
 	stopProfile() // only ours: -test.cpuprofile's runs on
 	if memProfile != "" {
 		heapProfile(memProfile)
@@ -348,6 +354,27 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 	// The datastore write alone (validation, read, compare-and-swap),
 	// which end to end includes.
 	b.ReportMetric(q(wr, 0.99), "write-p99-ms")
+}
+
+// writeChanges writes one line per timed change (BRINDLE_BENCH_CHANGES):
+// its start on CLOCK_MONOTONIC in seconds, then the latency end to end,
+// the agent's part and the datastore write in milliseconds. The start
+// lines the change up with the samples of `perf record -a -k
+// CLOCK_MONOTONIC`, to see what the slow ones share.
+func writeChanges(b *testing.B, file string, starts []time.Time, lat, lag, wr []time.Duration) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		b.Fatal(err)
+	}
+	now, mono := time.Now(), time.Duration(ts.Nano())
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	var buf bytes.Buffer
+	for i, t := range starts {
+		fmt.Fprintf(&buf, "%.6f %.3f %.3f %.3f\n", (mono - now.Sub(t)).Seconds(), ms(lat[i]), ms(lag[i]), ms(wr[i]))
+	}
+	if err := os.WriteFile(file, buf.Bytes(), 0o644); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // BenchmarkPrivilegedLabelChange measures how long a local endpoint's label
