@@ -314,7 +314,9 @@ func (b *builder) layGeneric(ingress bool) {
 				tierNames = append(tierNames, id.Tier)
 				byTier[id.Tier] = make([]pol, 0, perTier[id.Tier])
 			}
-			byTier[id.Tier] = append(byTier[id.Tier], pol{id, e.order, e.chains[dirIndex(ingress)].name})
+			if c := e.chains[dirIndex(ingress)]; c != nil {
+				byTier[id.Tier] = append(byTier[id.Tier], pol{id, e.order, c.name})
+			}
 		}
 	}
 	for _, t := range mergeOrder(tierSeqs, tierNames) {
@@ -404,6 +406,17 @@ func (b *builder) layGeneric(ingress bool) {
 	l.segs = segs
 }
 
+// noRules reports whether policy id (in the state, or retained) has no
+// rules, and so no chain, in one direction: the chains that would jump to
+// it leave it out (buildRules).
+func (b *builder) noRules(id desired.PolicyID, ingress bool) bool {
+	e := b.policies[id]
+	if e == nil {
+		e = b.retained[id]
+	}
+	return e != nil && e.chains[dirIndex(ingress)] == nil
+}
+
 // genericElems returns class e's elements in its generic guard set, or
 // false when the generic chains cannot express its chain (a policy,
 // profile or tier end not in them, its items out of their order, a
@@ -432,6 +445,9 @@ func (b *builder) genericElems(e *classEntry) ([]elem, bool) {
 			continue
 		}
 		for _, id := range pols {
+			if b.noRules(id, e.ingress) {
+				continue
+			}
 			// The layout groups policies by their own tier.
 			if id.Tier != t.Name || !next(policyChain(id, e.ingress)) {
 				return nil, false
@@ -501,7 +517,9 @@ func (b *builder) makeGeneric(e *classEntry, els []elem) {
 	l := b.lay[dirIndex(e.ingress)]
 	for _, t := range e.ep.Tiers {
 		for _, id := range t.Policies(e.ingress) {
-			e.targets = append(e.targets, policyChain(id, e.ingress))
+			if !b.noRules(id, e.ingress) {
+				e.targets = append(e.targets, policyChain(id, e.ingress))
+			}
 		}
 	}
 	for _, p := range e.ep.ProfileIDs {
@@ -621,7 +639,7 @@ func (b *builder) lacksItems(e *classEntry) bool {
 	l := b.lay[dirIndex(e.ingress)]
 	for _, t := range e.ep.Tiers {
 		for _, id := range t.Policies(e.ingress) {
-			if _, ok := l.pos[policyChain(id, e.ingress)]; !ok {
+			if _, ok := l.pos[policyChain(id, e.ingress)]; !ok && !b.noRules(id, e.ingress) {
 				return true
 			}
 		}

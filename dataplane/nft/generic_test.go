@@ -240,6 +240,53 @@ func TestNoRelayAfterSettle(t *testing.T) {
 	}
 }
 
+// TestGenericPolicyWithoutRules: a policy with no rules one way has no
+// chain that way. A new combination that lists it that way runs through
+// the generic chains without their being laid out again (it needs no
+// slot: a jump to no rules would only return), and its class is kept when
+// its endpoint leaves it. When the policy gains rules that way, its chain
+// comes, the generic chains take it in, and the class is generic again.
+func TestGenericPolicyWithoutRules(t *testing.T) {
+	p, q := gpol("p"), gpol("q")
+	pols := map[desired.PolicyID]desired.Policy{p: {Inbound: []desired.Rule{allowTCP(80)}}, q: {}}
+	w := newGenericWalk(t, Config{})
+	w.apply(oneEndpointState(map[string]desired.IPSet{}, pols, []desired.PolicyID{p}))
+	for w.b.promote() {
+	}
+	if w.b.m.chains[policyChain(q, true)] != nil || w.b.m.chains[policyChain(p, false)] != nil {
+		t.Fatal("a policy has a chain for a direction it has no rules in")
+	}
+	w.b.lay[0].pos["probe"] = -1                                                          // a layout makes a new pos map
+	w.apply(oneEndpointState(map[string]desired.IPSet{}, pols, []desired.PolicyID{p, q})) // q: no rules
+	if _, kept := w.b.lay[0].pos["probe"]; !kept {
+		t.Error("the generic chains were laid out again for a policy with no rules that way")
+	}
+	delete(w.b.lay[0].pos, "probe")
+	if c := w.b.eps["calia"].classes[0]; !c.generic {
+		t.Error("a new combination with a policy that has no inbound rules is not generic")
+	}
+	// Only the mark chain of the new class, in the classify table, is
+	// new.
+	if changed := slices.DeleteFunc(slices.Collect(maps.Keys(w.b.dChains)), func(n string) bool { return strings.HasPrefix(n, keyA) }); len(changed) != 0 {
+		t.Errorf("the new combination changed policy-table chains %v; want elements only", changed)
+	}
+	// Left, the class is kept for a flip back (no chain it needs is
+	// missing).
+	c := w.b.eps["calia"].classes[0]
+	w.apply(oneEndpointState(map[string]desired.IPSet{}, pols, []desired.PolicyID{p}))
+	if w.b.cls.byHash[c.hash] != c {
+		t.Error("the class with q (no inbound rules) was evicted when its endpoint left it")
+	}
+	pols[q] = desired.Policy{Inbound: []desired.Rule{allowTCP(443)}}
+	w.apply(oneEndpointState(map[string]desired.IPSet{}, pols, []desired.PolicyID{p, q}))
+	if w.b.m.chains[policyChain(q, true)] == nil {
+		t.Fatal("q gained inbound rules but has no inbound chain")
+	}
+	if c := w.b.eps["calia"].classes[0]; !c.generic || !w.b.lay[0].jumpsTo(policyChain(q, true)) {
+		t.Errorf("after q gained rules: class generic %v, generic chains jump to q %v; want both", c.generic, w.b.lay[0].jumpsTo(policyChain(q, true)))
+	}
+}
+
 // TestGenericElemsTierOfPolicy: a tier listing a policy of another tier
 // cannot run through the generic chains, which group policies by their
 // own tier.

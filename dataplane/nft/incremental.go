@@ -411,8 +411,11 @@ func (b *builder) spec(u setUse) *setSpec {
 }
 
 func (b *builder) use(e *rulesEntry) {
-	b.putChain(e.chains[0])
-	b.putChain(e.chains[1])
+	for _, c := range e.chains {
+		if c != nil {
+			b.putChain(c)
+		}
+	}
 	for u := range e.uses {
 		b.refs[u]++
 		if b.refs[u] == 1 {
@@ -422,9 +425,10 @@ func (b *builder) use(e *rulesEntry) {
 }
 
 func (b *builder) unuse(e *rulesEntry, keepChains bool) {
-	if !keepChains {
-		b.dropChain(e.chains[0].name)
-		b.dropChain(e.chains[1].name)
+	for _, c := range e.chains {
+		if c != nil && !keepChains {
+			b.dropChain(c.name)
+		}
 	}
 	for u := range e.uses {
 		b.refs[u]--
@@ -561,6 +565,16 @@ func (b *builder) build(s *desired.State) (*model, error) {
 			b.unuse(e, true)
 			if e.fp[0].sig != n.fp[0].sig || e.fp[1].sig != n.fp[1].sig {
 				b.fpChanged[id] = true
+			}
+			for i := range e.chains {
+				if e.chains[i] != nil && n.chains[i] == nil {
+					// Rules no more this way: keepChains kept
+					// the chain, which nothing will jump to.
+					b.dropChain(e.chains[i].name)
+				}
+				if (e.chains[i] == nil) != (n.chains[i] == nil) {
+					b.layDirty = true // the generic chains take it in, or leave it out
+				}
 			}
 		} else {
 			// A policy new to the table: its chains are rules, so the
@@ -741,7 +755,7 @@ func (b *builder) dropPolicy(id desired.PolicyID, e *rulesEntry) {
 		// kernel set may be renamed and the old one deleted: the chains
 		// would block that). Still in setUsers: a set it uses reshaped
 		// later releases it (releaseRetainedUsers).
-		if b.lay[i].jumpsTo(policyChain(id, in)) && b.fresh(e, e.in, e.out, false) {
+		if e.chains[i] != nil && b.lay[i].jumpsTo(policyChain(id, in)) && b.fresh(e, e.in, e.out, false) {
 			b.retained[id] = e
 			e.left = b.cfg.Now()
 			if len(b.retained) == 1 || e.left.Before(b.oldestRetained) {

@@ -324,8 +324,19 @@ func (b *builder) buildRules(s *desired.State, in, out []desired.Rule, inName, o
 		uses: map[setUse]struct{}{},
 	}
 	c := compiler{b: b, s: s, e: e, profile: profile}
-	e.chains[0] = &chainSpec{name: inName, rank: rank, rules: c.rules(in, what+" inbound")}
-	e.chains[1] = &chainSpec{name: outName, rank: rank, rules: c.rules(out, what+" outbound")}
+	// A policy with no rules in a direction has no chain for it: a jump
+	// to an empty chain would only return, so the endpoint chains, tier
+	// indexes and generic chains leave the policy out of that direction
+	// (its footprint, in the class key, is empty). Most policies have
+	// rules in one direction only, and every chain costs every
+	// transaction: the kernel walks all of a table's chains at each
+	// commit.
+	if profile || len(in) > 0 {
+		e.chains[0] = &chainSpec{name: inName, rank: rank, rules: c.rules(in, what+" inbound")}
+	}
+	if profile || len(out) > 0 {
+		e.chains[1] = &chainSpec{name: outName, rank: rank, rules: c.rules(out, what+" outbound")}
+	}
 	return e
 }
 
@@ -543,6 +554,12 @@ func (b *builder) endpointChain(ep desired.Endpoint, have []bool, ingress bool, 
 		// with a Pass rule can set it, so only the policies after one
 		// (and the end of the tier) test it.
 		tierPass := slices.ContainsFunc(pols, func(id desired.PolicyID) bool { return b.policies[id].fp[dirIndex(ingress)].pass })
+		var ruleless []string // the tier's policies with no rules this way
+		for _, pid := range pols {
+			if b.policies[pid].chains[dirIndex(ingress)] == nil {
+				ruleless = append(ruleless, pid.String())
+			}
+		}
 		if idx := b.tierIndex(pols, ingress, used); idx != "" {
 			x = rb{}
 			x.verdict(expr.VerdictJump, idx)
@@ -554,7 +571,11 @@ func (b *builder) endpointChain(ep desired.Endpoint, have []bool, ingress bool, 
 				if passBefore {
 					x.markTest(P, true)
 				}
-				passBefore = passBefore || b.policies[pid].fp[dirIndex(ingress)].pass
+				e := b.policies[pid]
+				if e.chains[dirIndex(ingress)] == nil {
+					continue // nothing to jump to
+				}
+				passBefore = passBefore || e.fp[dirIndex(ingress)].pass
 				x.verdict(expr.VerdictJump, policyChain(pid, ingress))
 				add(&x, "policy "+pid.String())
 			}
@@ -565,7 +586,12 @@ func (b *builder) endpointChain(ep desired.Endpoint, have []bool, ingress bool, 
 				x.markTest(P, true)
 			}
 			x.verdict(expr.VerdictDrop, "")
-			add(&x, "end of tier "+t.Name+": default deny")
+			comment := "end of tier " + t.Name + ": default deny"
+			if len(ruleless) > 0 {
+				// They have no chain; name them where they act.
+				comment += "; no " + dir + " rules: " + strings.Join(ruleless, ", ")
+			}
+			add(&x, comment)
 		}
 		if tierPass {
 			x = rb{}

@@ -60,7 +60,7 @@ func newWorld(rnd func(int) int, setIDs, polNames, ifaces []string) *world {
 	}
 	for _, p := range polNames {
 		w.polSets[p] = []string{setIDs[rnd(4)], setIDs[rnd(4)]}
-		w.polVar[p] = rnd(3)
+		w.polVar[p] = rnd(5)
 	}
 	for _, i := range ifaces {
 		w.epPols[i] = nil
@@ -95,7 +95,7 @@ func (w *world) change(rnd func(int) int, setIDs, polNames, ifaces []string) str
 			what += " type " + s
 		case 6: // policy rules
 			p := polNames[rnd(6)]
-			w.polVar[p] = rnd(3)
+			w.polVar[p] = rnd(5)
 			if rnd(2) == 0 {
 				w.polSets[p] = []string{setIDs[rnd(4)], setIDs[rnd(4)]}
 			}
@@ -136,14 +136,19 @@ func (w *world) state() *desired.State {
 		var in, out []desired.Rule
 		ss := w.polSets[p]
 		switch w.polVar[p] {
-		case 0:
+		case 0, 4:
 			in = []desired.Rule{{Action: desired.Allow, Src: desired.Match{IPSetIDs: ss}}}
 		case 1:
 			in = []desired.Rule{{Action: desired.Deny, Src: desired.Match{NotIPSetIDs: ss[:1]}}, {Action: desired.Allow}}
 		case 2:
 			in = []desired.Rule{{Action: desired.Pass, Src: desired.Match{IPSetIDs: ss[:1]}}}
 		}
-		out = []desired.Rule{{Action: desired.Allow, Dst: desired.Match{IPSetIDs: ss[len(ss)-1:]}}}
+		// Variant 3 has no inbound rules, 4 no outbound ones (and so
+		// no chain that way), which a change of variant gives or takes
+		// away.
+		if w.polVar[p] != 4 {
+			out = []desired.Rule{{Action: desired.Allow, Dst: desired.Match{IPSetIDs: ss[len(ss)-1:]}}}
+		}
 		pols[rpol(p)] = desired.Policy{Order: order(p), Inbound: in, Outbound: out}
 		for _, s := range ss {
 			if sets[s].Type != 0 {
@@ -358,8 +363,11 @@ func checkAgainstFresh(t *testing.T, name string, b *builder, s *desired.State, 
 	want, got := objRenders(fb.m), objRenders(b.m)
 	extra := map[string]bool{}
 	for id, e := range b.retained {
-		extra["chain "+e.chains[0].name] = true
-		extra["chain "+e.chains[1].name] = true
+		for _, c := range e.chains {
+			if c != nil {
+				extra["chain "+c.name] = true
+			}
+		}
 		for u := range e.uses {
 			if se := b.sets[u.id]; se != nil {
 				extra["set "+b.spec(u).name] = true
