@@ -119,7 +119,7 @@ func (b *builder) classKey(ep desired.Endpoint, have []bool, ingress bool) strin
 		}
 		fmt.Fprintf(&k, "\x00t%s\x00%d", t.Name, t.DefaultAction)
 		for _, id := range pols {
-			k.WriteString("\x00p" + id.String() + "\x00" + b.policies[id].fp[d].sig)
+			k.WriteString("\x00p" + id.String() + "\x00" + b.policies[id].sig(d))
 		}
 	}
 	for i, p := range ep.ProfileIDs {
@@ -265,13 +265,18 @@ func (b *builder) allocClassID(ingress bool) (uint32, error) {
 }
 
 // trimClasses deletes the unused classes that jump to a chain no longer
-// in the model, then the least recently used beyond Config.RetainClasses.
+// in the model or (when a policy was dropped since the last trim) list a
+// policy the builder no longer has, then the least recently used beyond
+// Config.RetainClasses. A dropped policy with no rules one way, or with
+// its verdict inline, has no chain a class could jump to.
 func (b *builder) trimClasses() {
 	keep := max(b.cfg.RetainClasses, 0)
+	gone := func(id desired.PolicyID) bool { return b.policies[id] == nil && b.retained[id] == nil }
 	for d := range b.cls.idle {
 		var stale []*classEntry
 		for e := range b.cls.idle[d] {
-			if slices.ContainsFunc(e.targets, func(t string) bool { return b.m.chains[t] == nil }) {
+			if slices.ContainsFunc(e.targets, func(t string) bool { return b.m.chains[t] == nil }) ||
+				b.forgot && slices.ContainsFunc(e.ep.Tiers, func(t desired.TierPolicies) bool { return slices.ContainsFunc(t.Policies(e.ingress), gone) }) {
 				stale = append(stale, e)
 			}
 		}
@@ -282,4 +287,5 @@ func (b *builder) trimClasses() {
 			b.evictClass(b.oldestIdle(d))
 		}
 	}
+	b.forgot = false
 }

@@ -90,13 +90,13 @@ type genericLayout struct {
 	free, freed []uint32
 }
 
-// jumpsTo reports whether the generic chains jump to chain (a policy's or
-// profile's chain is its item's key).
-func (l *genericLayout) jumpsTo(chain string) bool {
+// has reports whether the generic chains have item key (a policy's
+// target key, a profile's chain).
+func (l *genericLayout) has(key string) bool {
 	if l == nil {
 		return false
 	}
-	_, ok := l.pos[chain]
+	_, ok := l.pos[key]
 	return ok
 }
 
@@ -295,9 +295,9 @@ func (b *builder) layGeneric(ingress bool) {
 	// the sort looks nothing up (5,000 policies: most of a layout's time
 	// was map lookups in the comparison).
 	type pol struct {
-		id    desired.PolicyID
-		order *float64
-		chain string
+		id     desired.PolicyID
+		order  *float64
+		target policyTarget
 	}
 	both := []map[desired.PolicyID]*rulesEntry{b.policies, b.retained}
 	perTier := map[string]int{}
@@ -314,8 +314,8 @@ func (b *builder) layGeneric(ingress bool) {
 				tierNames = append(tierNames, id.Tier)
 				byTier[id.Tier] = make([]pol, 0, perTier[id.Tier])
 			}
-			if c := e.chains[dirIndex(ingress)]; c != nil {
-				byTier[id.Tier] = append(byTier[id.Tier], pol{id, e.order, c.name})
+			if t, ok := e.target(ingress); ok {
+				byTier[id.Tier] = append(byTier[id.Tier], pol{id, e.order, t})
 			}
 		}
 	}
@@ -337,13 +337,14 @@ func (b *builder) layGeneric(ingress bool) {
 		x.markClear(P)
 		add(top, &x, "tier "+t)
 		keys := make([]string, len(pols))
-		ids := make(map[string]desired.PolicyID, len(pols))
-		for i, p := range pols {
-			keys[i] = p.chain
-			ids[p.chain] = p.id
+		byKey := make(map[string]*pol, len(pols))
+		for i := range pols {
+			keys[i] = pols[i].target.key
+			byKey[keys[i]] = &pols[i]
 		}
 		segments(keys, func(k string) *ruleSpec {
-			return item(k, func() string { return "policy " + ids[k].String() }, expr.VerdictJump, k)
+			p := byKey[k]
+			return item(k, func() string { return "policy " + p.id.String() }, p.target.verdict, p.target.chain)
 		})
 		if r := item("end\x00"+t, func() string { return "end of tier " + t + ": default deny" }, expr.VerdictDrop, ""); r != nil {
 			top.rules = append(top.rules, r)
@@ -406,15 +407,20 @@ func (b *builder) layGeneric(ingress bool) {
 	l.segs = segs
 }
 
-// noRules reports whether policy id (in the state, or retained) has no
-// rules, and so no chain, in one direction: the chains that would jump to
-// it leave it out (buildRules).
-func (b *builder) noRules(id desired.PolicyID, ingress bool) bool {
+// policyTarget returns policy id's target in one direction (the policy
+// in the state, or retained); false when it has no rules that way, and
+// so no item in the generic chains. A policy the builder does not have
+// (a retained class's) is a jump to its chain.
+func (b *builder) policyTarget(id desired.PolicyID, ingress bool) (policyTarget, bool) {
 	e := b.policies[id]
 	if e == nil {
 		e = b.retained[id]
 	}
-	return e != nil && e.chains[dirIndex(ingress)] == nil
+	if e == nil {
+		name := policyChain(id, ingress)
+		return policyTarget{key: name, verdict: expr.VerdictJump, chain: name}, true
+	}
+	return e.target(ingress)
 }
 
 // genericElems returns class e's elements in its generic guard set, or
@@ -445,11 +451,12 @@ func (b *builder) genericElems(e *classEntry) ([]elem, bool) {
 			continue
 		}
 		for _, id := range pols {
-			if b.noRules(id, e.ingress) {
-				continue
+			pt, ok := b.policyTarget(id, e.ingress)
+			if !ok {
+				continue // no rules this way
 			}
 			// The layout groups policies by their own tier.
-			if id.Tier != t.Name || !next(policyChain(id, e.ingress)) {
+			if id.Tier != t.Name || !next(pt.key) {
 				return nil, false
 			}
 		}
@@ -517,8 +524,8 @@ func (b *builder) makeGeneric(e *classEntry, els []elem) {
 	l := b.lay[dirIndex(e.ingress)]
 	for _, t := range e.ep.Tiers {
 		for _, id := range t.Policies(e.ingress) {
-			if !b.noRules(id, e.ingress) {
-				e.targets = append(e.targets, policyChain(id, e.ingress))
+			if pt, ok := b.policyTarget(id, e.ingress); ok && pt.chain != "" {
+				e.targets = append(e.targets, pt.chain)
 			}
 		}
 	}
@@ -546,7 +553,7 @@ func (b *builder) genericStale() bool {
 			continue
 		}
 		for _, l := range b.lay {
-			if l.jumpsTo(name) {
+			if l.has(name) { // a chain's name is its item's key
 				return true
 			}
 		}
@@ -639,7 +646,7 @@ func (b *builder) lacksItems(e *classEntry) bool {
 	l := b.lay[dirIndex(e.ingress)]
 	for _, t := range e.ep.Tiers {
 		for _, id := range t.Policies(e.ingress) {
-			if _, ok := l.pos[policyChain(id, e.ingress)]; !ok && !b.noRules(id, e.ingress) {
+			if pt, ok := b.policyTarget(id, e.ingress); ok && !l.has(pt.key) {
 				return true
 			}
 		}

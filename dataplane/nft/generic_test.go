@@ -282,8 +282,8 @@ func TestGenericPolicyWithoutRules(t *testing.T) {
 	if w.b.m.chains[policyChain(q, true)] == nil {
 		t.Fatal("q gained inbound rules but has no inbound chain")
 	}
-	if c := w.b.eps["calia"].classes[0]; !c.generic || !w.b.lay[0].jumpsTo(policyChain(q, true)) {
-		t.Errorf("after q gained rules: class generic %v, generic chains jump to q %v; want both", c.generic, w.b.lay[0].jumpsTo(policyChain(q, true)))
+	if c := w.b.eps["calia"].classes[0]; !c.generic || !w.b.lay[0].has(policyChain(q, true)) {
+		t.Errorf("after q gained rules: class generic %v, generic chains jump to q %v; want both", c.generic, w.b.lay[0].has(policyChain(q, true)))
 	}
 }
 

@@ -79,6 +79,8 @@ type builder struct {
 	// layPending: the generic chains are empty until the first promote
 	// (Settle).
 	layDirty, layPending bool
+	// forgot: a policy was dropped for good since the last trimClasses.
+	forgot bool
 	// setUsers indexes the policies by the sets their rules name, and
 	// polIfaces the endpoints by the policies they list: validation
 	// looks up the users of a removed set or policy instead of
@@ -260,9 +262,11 @@ type rulesEntry struct {
 	in, out []desired.Rule
 	refs    map[string]setRef
 	uses    map[setUse]struct{}
-	chains  [2]*chainSpec // inbound, outbound
-	fp      [2]footprint  // inbound, outbound
-	order   *float64      // a policy's order in its tier
+	chains  [2]*chainSpec // inbound, outbound; a policy's is nil with no rules that way, or inline
+	keys    [2]string     // the generic chains' items: the chain's name, with the verdict when inline
+	inline  [2]inlineVerdict
+	fp      [2]footprint // inbound, outbound
+	order   *float64     // a policy's order in its tier
 	gen     uint64
 	left    time.Time // when a retained policy left the state
 }
@@ -563,17 +567,18 @@ func (b *builder) build(s *desired.State) (*model, error) {
 		b.use(n)
 		if e != nil {
 			b.unuse(e, true)
-			if e.fp[0].sig != n.fp[0].sig || e.fp[1].sig != n.fp[1].sig {
-				b.fpChanged[id] = true
-			}
 			for i := range e.chains {
+				if e.sig(i) != n.sig(i) {
+					b.fpChanged[id] = true
+				}
 				if e.chains[i] != nil && n.chains[i] == nil {
-					// Rules no more this way: keepChains kept
-					// the chain, which nothing will jump to.
+					// No rules this way any more, or inline:
+					// keepChains kept the chain, which nothing
+					// will jump to.
 					b.dropChain(e.chains[i].name)
 				}
-				if (e.chains[i] == nil) != (n.chains[i] == nil) {
-					b.layDirty = true // the generic chains take it in, or leave it out
+				if (e.chains[i] == nil) != (n.chains[i] == nil) || e.inline[i] != n.inline[i] {
+					b.layDirty = true // the generic chains' item for it changes
 				}
 			}
 		} else {
@@ -755,7 +760,7 @@ func (b *builder) dropPolicy(id desired.PolicyID, e *rulesEntry) {
 		// kernel set may be renamed and the old one deleted: the chains
 		// would block that). Still in setUsers: a set it uses reshaped
 		// later releases it (releaseRetainedUsers).
-		if e.chains[i] != nil && b.lay[i].jumpsTo(policyChain(id, in)) && b.fresh(e, e.in, e.out, false) {
+		if t, ok := e.target(in); ok && b.lay[i].has(t.key) && b.fresh(e, e.in, e.out, false) {
 			b.retained[id] = e
 			e.left = b.cfg.Now()
 			if len(b.retained) == 1 || e.left.Before(b.oldestRetained) {
@@ -764,18 +769,25 @@ func (b *builder) dropPolicy(id desired.PolicyID, e *rulesEntry) {
 			return
 		}
 	}
+	b.forget(id, e)
+}
+
+// forget drops a policy's chains and set uses for good. The generic
+// chains are laid out again without it when they jump to a chain that
+// goes (genericStale); an item of an inline verdict stays until the next
+// layout (no class keeps its slot: trimClasses evicts the unused classes
+// that list the policy).
+func (b *builder) forget(id desired.PolicyID, e *rulesEntry) {
+	b.forgot = true
 	b.indexPolicy(id, e, false)
 	b.unuse(e, false)
 }
 
-// releaseRetained drops a retained policy for good: its chains and set
-// uses go (the generic chains are laid out again without it, as they
-// jump to a removed chain).
+// releaseRetained drops a retained policy for good (forget).
 func (b *builder) releaseRetained(id desired.PolicyID) {
 	e := b.retained[id]
 	b.unretain(id)
-	b.indexPolicy(id, e, false)
-	b.unuse(e, false)
+	b.forget(id, e)
 }
 
 // unretain takes id out of the retained policies' bookkeeping.

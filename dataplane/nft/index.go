@@ -190,7 +190,7 @@ func (b *builder) tierIndex(pols []desired.PolicyID, ingress bool, used *[]*inde
 	}
 	for i, id := range pols {
 		fps[i] = b.policies[id].fp[dirIndex(ingress)]
-		fmt.Fprintf(&key, "\x00%s=%s", policyChain(id, ingress), fps[i].sig)
+		fmt.Fprintf(&key, "\x00%s=%s", policyChain(id, ingress), b.policies[id].sig(dirIndex(ingress)))
 	}
 	h := hashID(key.String())
 	if e := b.indexes[h]; e != nil {
@@ -243,6 +243,10 @@ func dirIndex(ingress bool) int {
 // would exceed the budget.
 func (b *builder) buildIndex(h string, ingress bool, pols []desired.PolicyID, fps []footprint) (*indexEntry, bool) {
 	e := &indexEntry{hash: h}
+	targets := make([]policyTarget, len(pols)) // of those with rules (footprints not empty)
+	for i, id := range pols {
+		targets[i], _ = b.policies[id].target(ingress)
+	}
 	lists := map[string]string{} // list key -> chain name
 	jumps, budget := 0, indexBudget(len(pols))
 	list := func(keep func(footprint) bool) string {
@@ -264,12 +268,12 @@ func (b *builder) buildIndex(h string, ingress bool, pols []desired.PolicyID, fp
 		// to its chain, whose end returns to the endpoint chain as the
 		// list's would. Each list chain is more for the kernel to
 		// validate on every transaction that adds a rule to the table.
-		switch len(idx) {
-		case 0:
+		switch {
+		case len(idx) == 0:
 			lists[key.String()] = ""
 			return ""
-		case 1:
-			name := policyChain(pols[idx[0]], ingress)
+		case len(idx) == 1 && targets[idx[0]].chain != "": // not inline
+			name := targets[idx[0]].chain
 			jumps++
 			lists[key.String()] = name
 			return name
@@ -282,7 +286,7 @@ func (b *builder) buildIndex(h string, ingress bool, pols []desired.PolicyID, fp
 				x.markTest(b.cfg.PassMark, true)
 			}
 			passBefore = passBefore || fps[i].pass
-			x.verdict(expr.VerdictJump, policyChain(pols[i], ingress))
+			x.verdict(targets[i].verdict, targets[i].chain)
 			c.rules = append(c.rules, x.done("policy "+pols[i].String()))
 		}
 		jumps += len(idx)

@@ -75,6 +75,7 @@ func walkIndex(t *testing.T, m *model, h string, p uint8, port uint16) []string 
 
 func TestTierIndexVisitsExactlyThePoliciesThatCanMatch(t *testing.T) {
 	protos := []uint8{desired.ProtoTCP, desired.ProtoUDP, desired.ProtoICMP, desired.ProtoSCTP}
+	singleInline := 0 // list chains of one inline policy seen
 	for seed := range uint64(40) {
 		r := rand.New(rand.NewPCG(seed, 7))
 		b := newBuilder(Config{IndexMinPolicies: 1}.withDefaults())
@@ -82,6 +83,7 @@ func TestTierIndexVisitsExactlyThePoliciesThatCanMatch(t *testing.T) {
 		n := 1 + r.IntN(30)
 		var pols []desired.PolicyID
 		rules := map[desired.PolicyID][]desired.Rule{}
+		inline := map[desired.PolicyID]bool{}
 		for i := range n {
 			id := desired.PolicyID{Tier: "default", Name: fmt.Sprintf("p%d", i), Kind: "GlobalNetworkPolicy"}
 			var rs []desired.Rule
@@ -104,7 +106,17 @@ func TestTierIndexVisitsExactlyThePoliciesThatCanMatch(t *testing.T) {
 			}
 			pols = append(pols, id)
 			rules[id] = rs
-			b.policies[id] = &rulesEntry{fp: [2]footprint{footprintOf(rs), footprintOf(rs)}}
+			e := &rulesEntry{fp: [2]footprint{footprintOf(rs), footprintOf(rs)}}
+			switch {
+			case len(rs) == 1 && rs[0].Protocol == nil:
+				// An unconditional rule: the policy's verdict is
+				// inline, it has no chain (buildRules).
+				e.inline = [2]inlineVerdict{inlineAccept, inlineAccept}
+				inline[id] = true
+			case len(rs) > 0:
+				e.chains = [2]*chainSpec{{name: policyChain(id, true)}, {name: policyChain(id, false)}}
+			}
+			b.policies[id] = e
 		}
 		var used []*indexEntry
 		name := b.tierIndex(pols, true, &used)
@@ -123,7 +135,11 @@ func TestTierIndexVisitsExactlyThePoliciesThatCanMatch(t *testing.T) {
 			for port := range uint16(420) {
 				var want []string
 				for _, id := range pols {
-					if slices.ContainsFunc(rules[id], func(ru desired.Rule) bool { return canMatch(ru, p, port) }) {
+					switch {
+					case !slices.ContainsFunc(rules[id], func(ru desired.Rule) bool { return canMatch(ru, p, port) }):
+					case inline[id]:
+						want = append(want, "accept")
+					default:
 						want = append(want, policyChain(id, true))
 					}
 				}
@@ -132,9 +148,13 @@ func TestTierIndexVisitsExactlyThePoliciesThatCanMatch(t *testing.T) {
 				}
 			}
 		}
-		// A list chain is made only for two policies or more.
+		// A list chain is made only for two policies or more, or for
+		// one whose verdict is inline.
 		for name, c := range b.m.chains {
-			if strings.HasPrefix(name, prefix+"xl-") && len(c.rules) < 2 {
+			if strings.HasPrefix(name, prefix+"xl-") && len(c.rules) == 1 && strings.HasSuffix(c.rules[0].text, "accept") {
+				singleInline++
+			}
+			if strings.HasPrefix(name, prefix+"xl-") && len(c.rules) < 2 && !strings.HasSuffix(c.rules[0].text, "accept") {
 				t.Fatalf("seed %d: list chain %s has %d rules", seed, name, len(c.rules))
 			}
 		}
@@ -154,6 +174,9 @@ func TestTierIndexVisitsExactlyThePoliciesThatCanMatch(t *testing.T) {
 		if len(b.m.sets) != 6 || len(b.indexes) != 0 { // the 4 fixed maps and 2 generic sets
 			t.Fatalf("seed %d: %d sets, %d indexes left after release", seed, len(b.m.sets), len(b.indexes))
 		}
+	}
+	if singleInline == 0 {
+		t.Error("no seed made a list of one policy whose verdict is inline")
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/brindle-net/brindle/desired"
@@ -324,20 +325,86 @@ func (b *builder) buildRules(s *desired.State, in, out []desired.Rule, inName, o
 		uses: map[setUse]struct{}{},
 	}
 	c := compiler{b: b, s: s, e: e, profile: profile}
-	// A policy with no rules in a direction has no chain for it: a jump
-	// to an empty chain would only return, so the endpoint chains, tier
-	// indexes and generic chains leave the policy out of that direction
-	// (its footprint, in the class key, is empty). Most policies have
-	// rules in one direction only, and every chain costs every
-	// transaction: the kernel walks all of a table's chains at each
-	// commit.
-	if profile || len(in) > 0 {
-		e.chains[0] = &chainSpec{name: inName, rank: rank, rules: c.rules(in, what+" inbound")}
-	}
-	if profile || len(out) > 0 {
-		e.chains[1] = &chainSpec{name: outName, rank: rank, rules: c.rules(out, what+" outbound")}
+	for i, d := range []struct {
+		rules      []desired.Rule
+		name, what string
+	}{{in, inName, what + " inbound"}, {out, outName, what + " outbound"}} {
+		rs := c.rules(d.rules, d.what)
+		// A policy's direction with no rules has no chain (a jump to an
+		// empty chain would only return), and one whose rules come to a
+		// single unconditional accept or drop ("egress: allow all") has
+		// none either: the chains that would jump to it have the verdict
+		// in their own rule (policyTarget). Every chain costs every
+		// transaction, as the kernel walks all of a table's chains at
+		// each commit, and most policies have rules one way only.
+		switch {
+		case profile:
+		case len(d.rules) == 0:
+			continue
+		case len(rs) == 1 && len(rs[0].anon) == 0 && len(rs[0].exprs) == 1:
+			if v, ok := rs[0].exprs[0].(*expr.Verdict); ok && (v.Kind == expr.VerdictAccept || v.Kind == expr.VerdictDrop) {
+				e.inline[i] = inlineOf(v.Kind)
+				e.keys[i] = d.name + "\x00inline" + strconv.Itoa(int(e.inline[i]))
+				continue
+			}
+		}
+		e.chains[i] = &chainSpec{name: d.name, rank: rank, rules: rs}
+		e.keys[i] = d.name
 	}
 	return e
+}
+
+// inlineVerdict is the verdict of a policy's direction that has it in
+// place of a chain.
+type inlineVerdict uint8
+
+const (
+	notInline inlineVerdict = iota
+	inlineAccept
+	inlineDrop
+)
+
+func inlineOf(k expr.VerdictKind) inlineVerdict {
+	if k == expr.VerdictAccept {
+		return inlineAccept
+	}
+	return inlineDrop
+}
+
+// policyTarget is where a chain applying a policy in one direction sends
+// the packet: a jump to the policy's chain, or its inline verdict.
+type policyTarget struct {
+	// key is the generic chains' item for it: the chain's name, with
+	// the verdict when inline (so that a change between them is a new
+	// item).
+	key     string
+	verdict expr.VerdictKind
+	chain   string // "" when inline
+}
+
+// target returns e's target in one direction; false when it has no
+// rules that way, so nothing to apply.
+func (e *rulesEntry) target(ingress bool) (policyTarget, bool) {
+	d := dirIndex(ingress)
+	switch {
+	case e.chains[d] != nil:
+		return policyTarget{key: e.keys[d], verdict: expr.VerdictJump, chain: e.chains[d].name}, true
+	case e.inline[d] == inlineAccept:
+		return policyTarget{key: e.keys[d], verdict: expr.VerdictAccept}, true
+	case e.inline[d] == inlineDrop:
+		return policyTarget{key: e.keys[d], verdict: expr.VerdictDrop}, true
+	}
+	return policyTarget{}, false
+}
+
+// sig is what of the policy's direction decides the chains that apply
+// it (class keys, tier index keys): its footprint, and its verdict when
+// inline.
+func (e *rulesEntry) sig(d int) string {
+	if e.inline[d] != notInline {
+		return e.fp[d].sig + "\x00inline" + strconv.Itoa(int(e.inline[d]))
+	}
+	return e.fp[d].sig
 }
 
 // compiler renders one policy's or profile's rules.
@@ -556,7 +623,7 @@ func (b *builder) endpointChain(ep desired.Endpoint, have []bool, ingress bool, 
 		tierPass := slices.ContainsFunc(pols, func(id desired.PolicyID) bool { return b.policies[id].fp[dirIndex(ingress)].pass })
 		var ruleless []string // the tier's policies with no rules this way
 		for _, pid := range pols {
-			if b.policies[pid].chains[dirIndex(ingress)] == nil {
+			if _, ok := b.policies[pid].target(ingress); !ok {
 				ruleless = append(ruleless, pid.String())
 			}
 		}
@@ -572,11 +639,12 @@ func (b *builder) endpointChain(ep desired.Endpoint, have []bool, ingress bool, 
 					x.markTest(P, true)
 				}
 				e := b.policies[pid]
-				if e.chains[dirIndex(ingress)] == nil {
-					continue // nothing to jump to
+				pt, ok := e.target(ingress)
+				if !ok {
+					continue // no rules this way
 				}
 				passBefore = passBefore || e.fp[dirIndex(ingress)].pass
-				x.verdict(expr.VerdictJump, policyChain(pid, ingress))
+				x.verdict(pt.verdict, pt.chain)
 				add(&x, "policy "+pid.String())
 			}
 		}

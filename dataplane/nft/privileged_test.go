@@ -810,3 +810,64 @@ func TestPrivilegedRetainedPolicySetRenamedSameApply(t *testing.T) {
 	l.check(probe{"b", "a", "TCP", port, false})
 	l.inSync()
 }
+
+// TestPrivilegedInlineVerdicts: a policy whose rules one way are a single
+// Allow or Deny of everything has no chain that way (the chains that
+// apply it hold the verdict), and one with no rules that way has none
+// either; packets get the same verdicts as through chains, in order, in
+// every index mode. A policy that gains a condition gets its chain, and
+// loses it again.
+func TestPrivilegedInlineVerdicts(t *testing.T) {
+	t.Parallel()
+	eachIndexMode(t, testInlineVerdicts)
+}
+
+func testInlineVerdicts(t *testing.T, cfg Config) {
+	l := newLabWith(t, false, cfg, "client", "open", "closed", "none")
+	for _, w := range []string{"open", "closed", "none"} {
+		l.wl[w].ServeTCP(80)
+		l.wl[w].ServeTCP(81)
+	}
+	allow := desired.PolicyID{Tier: "default", Name: "allow-all", Kind: "GlobalNetworkPolicy"}
+	deny := desired.PolicyID{Tier: "default", Name: "deny-all", Kind: "GlobalNetworkPolicy"}
+	empty := desired.PolicyID{Tier: "default", Name: "no-rules", Kind: "GlobalNetworkPolicy"}
+	s := l.base()
+	s.Policies.Set(allow, desired.Policy{Inbound: []desired.Rule{{Action: desired.Allow}}, Outbound: []desired.Rule{{Action: desired.Allow}}})
+	s.Policies.Set(deny, desired.Policy{Inbound: []desired.Rule{{Action: desired.Deny}}})
+	s.Policies.Set(empty, desired.Policy{})
+	tier := func(in, out []desired.PolicyID) []desired.TierPolicies {
+		return []desired.TierPolicies{{Name: "default", DefaultAction: desired.Deny, IngressPolicies: in, EgressPolicies: out}}
+	}
+	s.Endpoints.Set(l.iface("client"), ep("client", l.wl["client"].IPs, tier(nil, []desired.PolicyID{empty, allow}), "allow"))
+	s.Endpoints.Set(l.iface("open"), ep("open", l.wl["open"].IPs, tier([]desired.PolicyID{empty, allow, deny}, nil), "allow"))
+	s.Endpoints.Set(l.iface("closed"), ep("closed", l.wl["closed"].IPs, tier([]desired.PolicyID{deny, allow}, nil), "allow"))
+	s.Endpoints.Set(l.iface("none"), ep("none", l.wl["none"].IPs, tier([]desired.PolicyID{empty}, nil), "allow"))
+	l.apply(s)
+	dump := l.dp.Dump()
+	for _, c := range []string{policyChain(allow, true), policyChain(allow, false), policyChain(deny, true), policyChain(deny, false),
+		policyChain(empty, true), policyChain(empty, false)} {
+		if strings.Contains(dump, c) {
+			t.Errorf("the ruleset has %s, a chain of a policy whose rules are inline or none", c)
+		}
+	}
+	l.check(
+		probe{"client", "open", "TCP", 80, true},    // allow-all after one without rules
+		probe{"client", "closed", "TCP", 80, false}, // deny-all before allow-all
+		probe{"client", "none", "TCP", 80, false},   // only a policy without rules: the tier's default deny
+	)
+	// deny-all gains a condition: a chain of its own, and port 81 falls
+	// through to allow-all.
+	s.Policies.Set(deny, desired.Policy{Inbound: []desired.Rule{ruleTCP(desired.Deny, 80)}})
+	l.apply(s)
+	if !strings.Contains(l.dp.Dump(), policyChain(deny, true)) {
+		t.Errorf("deny-all with a condition has no chain %s", policyChain(deny, true))
+	}
+	l.check(probe{"client", "closed", "TCP", 80, false}, probe{"client", "closed", "TCP", 81, true})
+	// And loses it again.
+	s.Policies.Set(deny, desired.Policy{Inbound: []desired.Rule{{Action: desired.Deny}}})
+	l.apply(s)
+	if strings.Contains(l.dp.Dump(), policyChain(deny, true)) {
+		t.Errorf("deny-all inline again still has its chain %s", policyChain(deny, true))
+	}
+	l.check(probe{"client", "closed", "TCP", 81, false}, probe{"client", "open", "TCP", 81, true})
+}

@@ -60,7 +60,7 @@ func newWorld(rnd func(int) int, setIDs, polNames, ifaces []string) *world {
 	}
 	for _, p := range polNames {
 		w.polSets[p] = []string{setIDs[rnd(4)], setIDs[rnd(4)]}
-		w.polVar[p] = rnd(5)
+		w.polVar[p] = rnd(7)
 	}
 	for _, i := range ifaces {
 		w.epPols[i] = nil
@@ -95,7 +95,7 @@ func (w *world) change(rnd func(int) int, setIDs, polNames, ifaces []string) str
 			what += " type " + s
 		case 6: // policy rules
 			p := polNames[rnd(6)]
-			w.polVar[p] = rnd(5)
+			w.polVar[p] = rnd(7)
 			if rnd(2) == 0 {
 				w.polSets[p] = []string{setIDs[rnd(4)], setIDs[rnd(4)]}
 			}
@@ -136,17 +136,24 @@ func (w *world) state() *desired.State {
 		var in, out []desired.Rule
 		ss := w.polSets[p]
 		switch w.polVar[p] {
-		case 0, 4:
+		case 5: // inline: no chain
+			in = []desired.Rule{{Action: desired.Allow}}
+		case 0, 4, 6:
 			in = []desired.Rule{{Action: desired.Allow, Src: desired.Match{IPSetIDs: ss}}}
 		case 1:
 			in = []desired.Rule{{Action: desired.Deny, Src: desired.Match{NotIPSetIDs: ss[:1]}}, {Action: desired.Allow}}
 		case 2:
 			in = []desired.Rule{{Action: desired.Pass, Src: desired.Match{IPSetIDs: ss[:1]}}}
 		}
-		// Variant 3 has no inbound rules, 4 no outbound ones (and so
-		// no chain that way), which a change of variant gives or takes
-		// away.
-		if w.polVar[p] != 4 {
+		// Variant 3 has no inbound rules, 4 no outbound ones, 5 an
+		// inbound Allow all and 6 an outbound Deny all (and so no chain
+		// that way: none, or the verdict inline), which a change of
+		// variant gives or takes away.
+		switch w.polVar[p] {
+		case 4:
+		case 6: // inline
+			out = []desired.Rule{{Action: desired.Deny}}
+		default:
 			out = []desired.Rule{{Action: desired.Allow, Dst: desired.Match{IPSetIDs: ss[len(ss)-1:]}}}
 		}
 		pols[rpol(p)] = desired.Policy{Order: order(p), Inbound: in, Outbound: out}
