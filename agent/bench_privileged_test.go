@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/netip"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -170,8 +171,14 @@ func newLabelBench(b *testing.B) *labelBench {
 	start := time.Now()
 	lb.wait(b, rev)
 	st := a.Status()
-	b.Logf("start of day: %s; %d local and %d remote endpoints, %d policies (%d active), %d IP sets", time.Since(start).Round(time.Millisecond),
-		st.LocalEndpoints, remote, policies, st.ActivePolicies, st.IPSets)
+	// Chains cost every transaction: the kernel walks them all at each
+	// commit.
+	chains, err := exec.Command("nsenter", "--net="+host.Path(), "nft", "list", "chains").Output()
+	if err != nil {
+		b.Fatalf("nft list chains: %v", err)
+	}
+	b.Logf("start of day: %s; %d local and %d remote endpoints, %d policies (%d active), %d IP sets, %d nft chains", time.Since(start).Round(time.Millisecond),
+		st.LocalEndpoints, remote, policies, st.ActivePolicies, st.IPSets, bytes.Count(chains, []byte("\tchain ")))
 	return lb
 }
 
