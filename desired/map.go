@@ -240,7 +240,7 @@ func (e *MapEdit[K, V]) Grow(n int) {
 	c := shardsFor(n)
 	e.shards, e.owned = make([]map[K]V, c), make([]bool, c)
 	for i := range e.shards {
-		e.shards[i] = make(map[K]V, n/c+n/(4*c)+1) // hashing spreads unevenly
+		e.shards[i] = make(map[K]V, n/c+1)
 		e.owned[i] = true
 	}
 }
