@@ -23,7 +23,9 @@ import (
 // change considers. One item's change therefore considers only the
 // selectors indexed on its new labels, the fallback set and the selectors
 // it currently matches, and of those evaluates only the ones that read a
-// label whose value changed. A selector's index entry is re-chosen from
+// label whose value changed. A new selector whose requirement is exactly
+// what it matches (k == v, k in {…}, has(k), or an Or of those) takes the
+// items carrying it without evaluating them. A selector's index entry is re-chosen from
 // current label statistics when it keeps being evaluated without matching.
 //
 // Items are indexed by label only under "tracked" keys: those that such
