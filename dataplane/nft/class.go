@@ -265,10 +265,12 @@ func (b *builder) allocClassID(ingress bool) (uint32, error) {
 }
 
 // trimClasses deletes the unused classes that jump to a chain no longer
-// in the model or (when a policy was dropped since the last trim) list a
-// policy the builder no longer has, then the least recently used beyond
-// Config.RetainClasses. A dropped policy with no rules one way, or with
-// its verdict inline, has no chain a class could jump to.
+// in the model, and the unused generic ones that list a policy the
+// builder no longer has (when one was dropped since the last trim: a
+// dropped policy with no rules one way, or with its verdict inline, has no
+// chain, and the generic chains' slots can change without it), then the
+// least recently used beyond Config.RetainClasses. A class with its own
+// chain is fully determined by its key, so it can be used again.
 func (b *builder) trimClasses() {
 	keep := max(b.cfg.RetainClasses, 0)
 	gone := func(id desired.PolicyID) bool { return b.policies[id] == nil && b.retained[id] == nil }
@@ -276,7 +278,7 @@ func (b *builder) trimClasses() {
 		var stale []*classEntry
 		for e := range b.cls.idle[d] {
 			if slices.ContainsFunc(e.targets, func(t string) bool { return b.m.chains[t] == nil }) ||
-				b.forgot && slices.ContainsFunc(e.ep.Tiers, func(t desired.TierPolicies) bool { return slices.ContainsFunc(t.Policies(e.ingress), gone) }) {
+				b.forgot && e.generic && slices.ContainsFunc(e.ep.Tiers, func(t desired.TierPolicies) bool { return slices.ContainsFunc(t.Policies(e.ingress), gone) }) {
 				stale = append(stale, e)
 			}
 		}

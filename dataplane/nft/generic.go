@@ -319,11 +319,10 @@ func (b *builder) layGeneric(ingress bool) {
 			}
 		}
 	}
+	// A tier whose policies have no rules this way still gets its header
+	// and end: its default Deny applies to the classes that list it.
 	for _, t := range mergeOrder(tierSeqs, tierNames) {
 		pols := byTier[t]
-		if len(pols) == 0 {
-			continue
-		}
 		slices.SortFunc(pols, func(x, y pol) int {
 			if c := desired.CompareOrder(x.order, y.order); c != 0 {
 				return c

@@ -287,6 +287,75 @@ func TestGenericPolicyWithoutRules(t *testing.T) {
 	}
 }
 
+// TestGenericTierWithoutRules: a tier whose only policy has no rules
+// this way still has its header and default-deny end in the generic
+// chains, so a new combination listing it is generic (it was given a chain
+// of its own, a validated transaction, when the layout left the tier out).
+func TestGenericTierWithoutRules(t *testing.T) {
+	q := desired.PolicyID{Tier: "t1", Name: "q", Kind: "GlobalNetworkPolicy"}
+	p1, p2 := gpol("p1"), gpol("p2")
+	pols := map[desired.PolicyID]desired.Policy{q: {}, p1: {Inbound: []desired.Rule{allowTCP(80)}}, p2: {Inbound: []desired.Rule{allowTCP(81)}}}
+	tiers := func(t1 bool, p desired.PolicyID) []desired.TierPolicies {
+		var ts []desired.TierPolicies
+		if t1 {
+			ts = append(ts, desired.TierPolicies{Name: "t1", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{q}})
+		}
+		return append(ts, desired.TierPolicies{Name: "default", DefaultAction: desired.Deny, IngressPolicies: []desired.PolicyID{p}})
+	}
+	state := func(b []desired.TierPolicies) *desired.State {
+		return &desired.State{
+			Policies: desired.MapOf(pols),
+			Profiles: desired.MapOf(map[string]desired.Profile{"kns": allowAll}),
+			Endpoints: desired.MapOf(map[string]desired.Endpoint{
+				"calia": ep("a", nil, tiers(true, p1), "kns"),
+				"calib": ep("b", nil, b, "kns"),
+			}),
+		}
+	}
+	w := newGenericWalk(t, Config{})
+	w.apply(state(tiers(false, p2)))
+	for w.b.promote() {
+	}
+	w.apply(state(tiers(true, p2))) // b: t1[q] + default[p2], a new combination
+	if c := w.b.eps["calib"].classes[0]; !c.generic {
+		t.Error("a new combination with a tier whose only policy has no ingress rules is not generic")
+	}
+}
+
+// TestIdleClassOfForgottenPolicyKept: a class with a chain of its own
+// that lists a policy with no rules (never retained: no chain, no generic
+// item) is kept when its endpoint leaves it and the policy goes; when
+// both come back it is the same class, with nothing new in the policy
+// table and the generic chains not laid out again.
+func TestIdleClassOfForgottenPolicyKept(t *testing.T) {
+	p, q := gpol("p"), gpol("q")
+	with := map[desired.PolicyID]desired.Policy{p: {Inbound: []desired.Rule{allowTCP(80)}}, q: {}}
+	without := map[desired.PolicyID]desired.Policy{p: with[p]}
+	w := newGenericWalk(t, Config{})
+	w.apply(oneEndpointState(nil, with, []desired.PolicyID{p, q}))
+	for w.b.promote() {
+	}
+	c := w.b.eps["calia"].classes[0]
+	if c.generic {
+		t.Fatal("the first class is generic")
+	}
+	w.apply(oneEndpointState(nil, without, []desired.PolicyID{p})) // q goes
+	if w.b.cls.byHash[c.hash] != c {
+		t.Fatal("the idle class that listed q was evicted when q went")
+	}
+	w.b.lay[0].pos["probe"] = -1 // a layout makes a new pos map
+	w.apply(oneEndpointState(nil, with, []desired.PolicyID{p, q}))
+	if _, kept := w.b.lay[0].pos["probe"]; !kept {
+		t.Error("the generic chains were laid out again for q, which has no rules")
+	}
+	if w.b.eps["calia"].classes[0] != c {
+		t.Error("the endpoint did not get its idle class back")
+	}
+	if changed := slices.DeleteFunc(slices.Collect(maps.Keys(w.b.dChains)), func(n string) bool { return strings.HasPrefix(n, keyA) }); len(changed) != 0 {
+		t.Errorf("coming back changed policy-table chains %v; want none", changed)
+	}
+}
+
 // TestGenericElemsTierOfPolicy: a tier listing a policy of another tier
 // cannot run through the generic chains, which group policies by their
 // own tier.
