@@ -25,8 +25,9 @@ import (
 // it currently matches, and of those evaluates only the ones that read a
 // label whose value changed. A new selector whose requirement is exactly
 // what it matches (k == v, k in {…}, has(k), or an Or of those) takes the
-// items carrying it without evaluating them. A selector's index entry is re-chosen from
-// current label statistics when it keeps being evaluated without matching.
+// items carrying it without evaluating them. A selector's index entry is
+// re-chosen from current label statistics when it keeps being evaluated
+// without matching.
 //
 // Items are indexed by label only under "tracked" keys: those that such
 // terms of registered selectors name. A selector naming a key that is not

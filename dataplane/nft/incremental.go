@@ -581,13 +581,11 @@ func (b *builder) build(s *desired.State) (*model, error) {
 					b.layDirty = true // the generic chains' item for it changes
 				}
 			}
-		} else if _, in := n.target(true); in {
+		} else if n.applies() {
 			// A policy new to the table: its chains are rules, so the
 			// transaction is validated anyway; the generic chains take
 			// it in now (settleClasses). One with no rules either way
 			// has nothing for them.
-			b.layDirty = true
-		} else if _, out := n.target(false); out {
 			b.layDirty = true
 		}
 		b.putPolicy(id, n)

@@ -397,6 +397,13 @@ func (e *rulesEntry) target(ingress bool) (policyTarget, bool) {
 	return policyTarget{}, false
 }
 
+// applies reports whether e has rules either way (a target).
+func (e *rulesEntry) applies() bool {
+	_, in := e.target(true)
+	_, out := e.target(false)
+	return in || out
+}
+
 // sig is what of the policy's direction decides the chains that apply
 // it (class keys, tier index keys): its footprint, and its verdict when
 // inline.
