@@ -344,7 +344,7 @@ func (b *builder) buildRules(s *desired.State, in, out []desired.Rule, inName, o
 		case len(rs) == 1 && len(rs[0].anon) == 0 && len(rs[0].exprs) == 1:
 			if v, ok := rs[0].exprs[0].(*expr.Verdict); ok && (v.Kind == expr.VerdictAccept || v.Kind == expr.VerdictDrop) {
 				e.inline[i] = inlineOf(v.Kind)
-				e.keys[i] = d.name + "\x00inline" + strconv.Itoa(int(e.inline[i]))
+				e.keys[i] = d.name + e.inline[i].suffix()
 				continue
 			}
 		}
@@ -363,6 +363,14 @@ const (
 	inlineAccept
 	inlineDrop
 )
+
+// suffix marks a key or signature with the verdict ("" when not inline).
+func (v inlineVerdict) suffix() string {
+	if v == notInline {
+		return ""
+	}
+	return "\x00inline" + strconv.Itoa(int(v))
+}
 
 func inlineOf(k expr.VerdictKind) inlineVerdict {
 	if k == expr.VerdictAccept {
@@ -408,10 +416,7 @@ func (e *rulesEntry) applies() bool {
 // it (class keys, tier index keys): its footprint, and its verdict when
 // inline.
 func (e *rulesEntry) sig(d int) string {
-	if e.inline[d] != notInline {
-		return e.fp[d].sig + "\x00inline" + strconv.Itoa(int(e.inline[d]))
-	}
-	return e.fp[d].sig
+	return e.fp[d].sig + e.inline[d].suffix()
 }
 
 // compiler renders one policy's or profile's rules.
