@@ -274,10 +274,15 @@ func (b *builder) allocClassID(ingress bool) (uint32, error) {
 func (b *builder) trimClasses() {
 	keep := max(b.cfg.RetainClasses, 0)
 	gone := func(id desired.PolicyID) bool { return b.policies[id] == nil && b.retained[id] == nil }
+	// An idle class's targets were all there when it fell idle (its chain
+	// jumped to them) or at the last trim: only a target dropped since
+	// can be missing.
+	checkTargets := b.droppedTarget
+	b.droppedTarget = false
 	for d := range b.cls.idle {
 		var stale []*classEntry
 		for e := range b.cls.idle[d] {
-			if slices.ContainsFunc(e.targets, func(t string) bool { return b.m.chains[t] == nil }) ||
+			if checkTargets && slices.ContainsFunc(e.targets, func(t string) bool { return b.m.chains[t] == nil }) ||
 				b.forgot && e.generic && slices.ContainsFunc(e.ep.Tiers, func(t desired.TierPolicies) bool { return slices.ContainsFunc(t.Policies(e.ingress), gone) }) {
 				stale = append(stale, e)
 			}

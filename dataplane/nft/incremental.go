@@ -79,8 +79,10 @@ type builder struct {
 	// layPending: the generic chains are empty until the first promote
 	// (Settle).
 	layDirty, layPending bool
-	// forgot: a policy was dropped for good since the last trimClasses.
-	forgot bool
+	// forgot: a policy was dropped for good since the last trimClasses;
+	// droppedTarget: a chain that a class's chain can jump to (any but
+	// class and mark chains) was dropped since then.
+	forgot, droppedTarget bool
 	// setUsers indexes the policies by the sets their rules name, and
 	// polIfaces the endpoints by the policies they list: validation
 	// looks up the users of a removed set or policy instead of
@@ -351,6 +353,9 @@ func (b *builder) dropChain(name string) {
 		b.dChains[name] = old
 	}
 	delete(b.m.chains, name)
+	if !inA(name) && !isClassChain(name) {
+		b.droppedTarget = true
+	}
 }
 
 // patchSet changes e's kernel sets to hold set's members in place, by the
@@ -1067,9 +1072,19 @@ func (b *builder) validate(s *desired.State) error {
 		}
 		add(s.ValidateProfile(name))
 	}
-	for iface, ep := range s.Endpoints.All() {
+	// The changed endpoints: those a Delta since the last build names
+	// (one of 250 for a local label change), else every one that differs.
+	ifaces := s.Endpoints.Keys()
+	if d := b.deltaOf(s); d != nil {
+		ifaces = slices.Values(unique(d.Endpoints))
+	}
+	for iface := range ifaces {
 		if sameEps {
 			break
+		}
+		ep, ok := s.Endpoints.Get(iface)
+		if !ok { // a Delta's endpoint that went
+			continue
 		}
 		if e := b.eps[iface]; checked[iface] || (e != nil && sameEndpoint(e.ep, ep)) {
 			continue

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"strconv"
+	"strings"
 
 	"github.com/brindle-net/brindle/desired"
 )
@@ -61,6 +62,12 @@ func classChain(h string, ingress bool) string {
 		return prefix + "tc-" + h
 	}
 	return prefix + "fc-" + h
+}
+
+// isClassChain reports whether a chain of the policy table is a class
+// chain (classChain).
+func isClassChain(name string) bool {
+	return strings.HasPrefix(name, prefix+"tc-") || strings.HasPrefix(name, prefix+"fc-")
 }
 
 // classMarkChain keys the classify table's chain that writes class id n
