@@ -248,6 +248,9 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 	settles := testutil.ToFloat64(lb.a.m.settles)
 	var starts []time.Time
 	lat, lag, wr := make([]time.Duration, 0, b.N), make([]time.Duration, 0, b.N), make([]time.Duration, 0, b.N)
+	// Settles (nft generic-class batches) that ran while each change was
+	// in flight, for BRINDLE_BENCH_CHANGES.
+	during := make([]int, 0, b.N)
 	cpu0, etcd0, faults0 := processCPU(), pidCPU(lb.m.Pid()), processFaults()
 	// BRINDLE_BENCH_CPUPROFILE=file profiles the timed changes only (the
 	// test binary's -test.cpuprofile also holds the start of day).
@@ -305,15 +308,17 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 			}
 		}
 		w := change(i)
+		s0 := testutil.ToFloat64(lb.a.m.settles)
 		t0 := time.Now()
 		wr = append(wr, lb.write(b, w))
 		lat = append(lat, time.Since(t0))
+		during = append(during, int(testutil.ToFloat64(lb.a.m.settles)-s0))
 		lag = append(lag, lb.a.Status().LastUpdateToProgrammed)
 		starts = append(starts, t0)
 	}
 	b.StopTimer()
 	if f := os.Getenv("BRINDLE_BENCH_CHANGES"); f != "" {
-		writeChanges(b, f, starts, lat, lag, wr)
+		writeChanges(b, f, starts, lat, lag, wr, during)
 	}
 	stopProfile() // only ours: -test.cpuprofile's runs on
 	if memProfile != "" {
@@ -368,7 +373,7 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 // the agent's part and the datastore write in milliseconds. The start
 // lines the change up with the samples of `perf record -a -k
 // CLOCK_MONOTONIC`, to see what the slow ones share.
-func writeChanges(b *testing.B, file string, starts []time.Time, lat, lag, wr []time.Duration) {
+func writeChanges(b *testing.B, file string, starts []time.Time, lat, lag, wr []time.Duration, during []int) {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
 		b.Fatal(err)
@@ -377,7 +382,7 @@ func writeChanges(b *testing.B, file string, starts []time.Time, lat, lag, wr []
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	var buf bytes.Buffer
 	for i, t := range starts {
-		fmt.Fprintf(&buf, "%.6f %.3f %.3f %.3f\n", (mono - now.Sub(t)).Seconds(), ms(lat[i]), ms(lag[i]), ms(wr[i]))
+		fmt.Fprintf(&buf, "%.6f %.3f %.3f %.3f %d\n", (mono - now.Sub(t)).Seconds(), ms(lat[i]), ms(lag[i]), ms(wr[i]), during[i])
 	}
 	if err := os.WriteFile(file, buf.Bytes(), 0o644); err != nil {
 		b.Fatal(err)
