@@ -304,8 +304,10 @@ func (c *Calc) release(id string) {
 		delete(u.named, s.ref.port)
 	}
 	if u.empty() {
+		// Nothing is kept for the selector now: its matches need no
+		// stop callbacks.
 		delete(c.selUses, uid)
-		c.global.DeleteSelector(uid)
+		c.global.DropSelector(uid)
 	}
 }
 

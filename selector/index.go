@@ -453,7 +453,16 @@ func (x *Index) matchedItems(si uint32) []uint32 {
 
 // DeleteSelector removes the selector registered under id, reporting the
 // end of each of its matches. Deleting an unknown ID does nothing.
-func (x *Index) DeleteSelector(id string) {
+func (x *Index) DeleteSelector(id string) { x.deleteSelector(id, true) }
+
+// DropSelector removes the selector registered under id like
+// DeleteSelector, without reporting the end of its matches: for a caller
+// that drops everything it kept for the selector anyway (calc's set of a
+// selector no rule uses any more: up to one callback per endpoint of the
+// cluster, for nothing).
+func (x *Index) DropSelector(id string) { x.deleteSelector(id, false) }
+
+func (x *Index) deleteSelector(id string, report bool) {
 	si, ok := x.selIDs[id]
 	if !ok {
 		return
@@ -461,7 +470,9 @@ func (x *Index) DeleteSelector(id string) {
 	for _, it := range x.matchedItems(si) {
 		item := x.item(it)
 		item.matches = sortedRemove(item.matches, si)
-		x.onStop(id, item.id)
+		if report {
+			x.onStop(id, item.id)
+		}
 	}
 	x.unindexSelector(si)
 	x.untrack(x.sels[si].tracked)

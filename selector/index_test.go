@@ -171,6 +171,18 @@ func TestIndexOracle(t *testing.T) {
 				case op < 4:
 					id := randID(r, "s", 25)
 					what = "DeleteSelector(" + id + ")"
+					if r.IntN(2) == 0 {
+						// Silently: its matches end without events.
+						what = "DropSelector(" + id + ")"
+						x.DropSelector(id)
+						delete(o.sels, id)
+						for k := range before {
+							if strings.HasPrefix(k, id+" ") {
+								delete(before, k)
+							}
+						}
+						break
+					}
 					x.DeleteSelector(id)
 					delete(o.sels, id)
 				case op < 12:
