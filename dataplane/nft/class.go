@@ -68,6 +68,12 @@ type classes struct {
 	// generic the classes that run through a generic chain.
 	pending []*classEntry
 	generic map[*classEntry]struct{}
+	// setters holds the mark chains of the ids no class has: a mark
+	// chain depends only on its id, so it outlives its class and the
+	// next class to take the id uses it (a label flip that creates a
+	// class and evicts another then adds and deletes no chain). At most
+	// the ids Config.ClassMask can number; nothing jumps to them.
+	setters [2]map[uint32]*chainSpec
 }
 
 func newClasses() classes {
@@ -76,6 +82,7 @@ func newClasses() classes {
 		byID:    [2]map[uint32]*classEntry{{}, {}},
 		idle:    [2]map[*classEntry]struct{}{{}, {}},
 		generic: map[*classEntry]struct{}{},
+		setters: [2]map[uint32]*chainSpec{{}, {}},
 	}
 }
 
@@ -152,11 +159,15 @@ func (b *builder) acquireClass(ep desired.Endpoint, have []bool, ingress bool) (
 		return nil, err
 	}
 	e := &classEntry{hash: h, ingress: ingress, id: id, refs: 1, ep: ep, have: have}
-	var x rb
-	x.markClass(b.cfg.ClassMask, b.classValue(id))
-	e.setter = &chainSpec{name: classMarkChain(id, ingress), rank: 1,
-		rules: []*ruleSpec{x.done(fmt.Sprintf("%s class %d", dirName(ingress), id))}}
-	b.putChain(e.setter)
+	if e.setter = b.cls.setters[d][id]; e.setter != nil {
+		delete(b.cls.setters[d], id)
+	} else {
+		var x rb
+		x.markClass(b.cfg.ClassMask, b.classValue(id))
+		e.setter = &chainSpec{name: classMarkChain(id, ingress), rank: 1,
+			rules: []*ruleSpec{x.done(fmt.Sprintf("%s class %d", dirName(ingress), id))}}
+		b.putChain(e.setter)
+	}
 	b.cls.byHash[h] = e
 	b.cls.byID[d][id] = e
 	b.cls.pending = append(b.cls.pending, e)
@@ -223,7 +234,7 @@ func (b *builder) evictClass(e *classEntry) {
 		b.unGeneric(e)
 	}
 	b.cls.pending = slices.DeleteFunc(b.cls.pending, func(p *classEntry) bool { return p == e })
-	b.dropChain(e.setter.name)
+	b.cls.setters[d][e.id] = e.setter // kept for the id's next class
 	delete(b.cls.idle[d], e)
 	delete(b.cls.byID[d], e.id)
 	delete(b.cls.byHash, e.hash)

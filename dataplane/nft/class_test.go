@@ -24,7 +24,7 @@ func TestClassSharingRetentionAndEviction(t *testing.T) {
 			Profiles:  desired.MapOf(map[string]desired.Profile{"allow": allowAll}),
 			Endpoints: desired.MapOf(map[string]desired.Endpoint{}),
 		}
-		for _, n := range []string{"p1", "p2", "p3", "p4"} {
+		for _, n := range []string{"p1", "p2", "p3", "p4", "p5"} {
 			s.Policies.Set(pol(n), desired.Policy{Inbound: []desired.Rule{allowTCP(80)}})
 		}
 		for iface, pols := range eps {
@@ -91,11 +91,15 @@ func TestClassSharingRetentionAndEviction(t *testing.T) {
 	if b.cls.byHash[p2.hash] != nil || b.cls.byHash[p3.hash] != p3 || len(b.cls.idle[0]) != 1 {
 		t.Fatalf("want p2's class evicted and p3's retained; idle %v", idle())
 	}
-	if b.m.chains[p2.chain.name] != nil || b.m.chains[p2.setter.name] != nil {
-		t.Fatalf("the evicted class's chains are still in the model")
+	if b.m.chains[p2.chain.name] != nil {
+		t.Fatalf("the evicted class's chain is still in the model")
 	}
 	if got := classOf("cali3").id; got != 4 || b.cls.byID[0][2] != nil {
 		t.Fatalf("p4's class got id %d, want 4 (eviction comes after allocation), and id 2 free", got)
+	}
+	// Its mark chain stays, kept for the id's next class.
+	if b.m.chains[p2.setter.name] != p2.setter || b.cls.setters[0][2] != p2.setter {
+		t.Fatalf("the evicted class's mark chain was not kept for its id")
 	}
 
 	// p3 is deleted: its retained class, which jumps to it, goes too.
@@ -111,6 +115,19 @@ func TestClassSharingRetentionAndEviction(t *testing.T) {
 				t.Errorf("chain %s jumps to %s, which is not in the model", objName(name), target)
 			}
 		}
+	}
+
+	// A new class takes the lowest free id, 2, and with it the mark chain
+	// kept for it: no chain changes in the classify table.
+	step("cali3 to p5", state(map[string][]string{"cali1": {"p1"}, "cali2": {"p1"}, "cali3": {"p5"}}))
+	if e := classOf("cali3"); e.id != 2 || e.setter != p2.setter {
+		t.Fatalf("p5's class has id %d and mark chain %p, want 2 and the one kept for id 2, %p", e.id, e.setter, p2.setter)
+	}
+	if _, changed := b.dChains[p2.setter.name]; changed {
+		t.Errorf("taking id 2 again changed its mark chain")
+	}
+	if _, kept := b.cls.setters[0][2]; kept {
+		t.Errorf("id 2's mark chain is both in use and kept as a spare")
 	}
 }
 
