@@ -110,12 +110,13 @@ func New(cfg Config) *Calc {
 		selUses:  map[string]*selUse{},
 		pub:      newPublished(),
 	}
+	// Items carry their *localEP and *entity (UpdateItemWithData).
 	c.local = selector.NewIndex(
-		func(key, ep string) { c.onLocalMatch(key, c.locals[ep], true) },
-		func(key, ep string) { c.onLocalMatch(key, c.locals[ep], false) })
+		func(key, _ string, ep any) { c.onLocalMatch(key, ep.(*localEP), true) },
+		func(key, _ string, ep any) { c.onLocalMatch(key, ep.(*localEP), false) })
 	c.global = selector.NewIndex(
-		func(uid, e string) { c.onGlobalMatch(uid, c.entities[e], true) },
-		func(uid, e string) { c.onGlobalMatch(uid, c.entities[e], false) })
+		func(uid, _ string, e any) { c.onGlobalMatch(uid, e.(*entity), true) },
+		func(uid, _ string, e any) { c.onGlobalMatch(uid, e.(*entity), false) })
 	return c
 }
 

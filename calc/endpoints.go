@@ -69,7 +69,7 @@ func (c *Calc) updateLocal(key string, o *api.WorkloadEndpoint, e *entity) error
 		c.useProfile(p, -1)
 	}
 	c.setIface(ep, o.Spec.InterfaceName)
-	c.local.UpdateItemWithParents(key, e.labels, e.parents)
+	c.local.UpdateItemWithData(key, ep, e.labels, e.parents)
 	return nil
 }
 

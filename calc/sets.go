@@ -54,9 +54,8 @@ func (e *entity) namedPortMembers(name string, f func(desired.Member)) {
 }
 
 // updateEntity adds, replaces or (e == nil) removes an entity. The global
-// index's callbacks find the entity under key in c.entities, so an old
-// version leaves the index (taking its members out of sets) while it is
-// still there.
+// index's items carry their entity, so an old version leaves the index
+// (taking its members out of sets) before the new one comes in.
 func (c *Calc) updateEntity(key string, e *entity) {
 	old := c.entities[key]
 	switch {
@@ -69,13 +68,13 @@ func (c *Calc) updateEntity(key string, e *entity) {
 		// Keep the old identity so that only label changes are
 		// re-evaluated and members do not churn.
 		old.labels, old.parents = e.labels, e.parents
-		c.global.UpdateItemWithParents(key, old.labels, old.parents)
+		c.global.UpdateItemWithData(key, old, old.labels, old.parents)
 	default:
 		if old != nil {
 			c.global.DeleteItem(key)
 		}
 		c.entities[key] = e
-		c.global.UpdateItemWithParents(key, e.labels, e.parents)
+		c.global.UpdateItemWithData(key, e, e.labels, e.parents)
 	}
 }
 

@@ -124,8 +124,8 @@ func BenchmarkIndexItemLabelChange(b *testing.B) {
 		changes[c] = change{fmt.Sprint("pod-", i), [2]map[string]string{itemLabels(i, 2), itemLabels(i, 1)}, w.itemParents[i]}
 	}
 	var started, stopped int
-	x.onStart = func(string, string) { started++ }
-	x.onStop = func(string, string) { stopped++ }
+	x.onStart = func(string, string, any) { started++ }
+	x.onStop = func(string, string, any) { stopped++ }
 	b.ReportAllocs()
 	clock := startCPUClock(b)
 	n := 0

@@ -12,11 +12,22 @@ import (
 )
 
 // event is one reported membership change, rendered "+sel item" (start) or
-// "-sel item" (stop).
-type eventLog struct{ events []string }
+// "-sel item" (stop). With data set, each callback's data must be the
+// item's entry there (a missing entry: nil), else "!item" is logged too.
+type eventLog struct {
+	events []string
+	data   map[string]any
+}
 
-func (l *eventLog) start(sel, item string) { l.events = append(l.events, "+"+sel+" "+item) }
-func (l *eventLog) stop(sel, item string)  { l.events = append(l.events, "-"+sel+" "+item) }
+func (l *eventLog) start(sel, item string, data any) { l.log("+"+sel+" "+item, item, data) }
+func (l *eventLog) stop(sel, item string, data any)  { l.log("-"+sel+" "+item, item, data) }
+
+func (l *eventLog) log(ev, item string, data any) {
+	l.events = append(l.events, ev)
+	if l.data != nil && data != l.data[item] {
+		l.events = append(l.events, fmt.Sprintf("!%s: data %v, want %v", item, data, l.data[item]))
+	}
+}
 
 func (l *eventLog) take() []string {
 	e := l.events
@@ -151,7 +162,7 @@ func TestIndexOracle(t *testing.T) {
 	for seed := range uint64(8) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 42))
-			var log eventLog
+			log := eventLog{data: map[string]any{}}
 			x := NewIndex(log.start, log.stop)
 			o := newOracle()
 			shared := MustParse("a == '1'")
@@ -193,7 +204,15 @@ func TestIndexOracle(t *testing.T) {
 						pars = append(pars, fmt.Sprint("p", r.IntN(5)))
 					}
 					what = fmt.Sprintf("UpdateItemWithParents(%s, %v, %v)", id, own, pars)
-					x.UpdateItemWithParents(id, own, pars)
+					if r.IntN(2) == 0 {
+						d := fmt.Sprint(id, "@", step) // the callbacks carry it from now on
+						what = fmt.Sprintf("UpdateItemWithData(%s, %s, %v, %v)", id, d, own, pars)
+						log.data[id] = d
+						x.UpdateItemWithData(id, d, own, pars)
+					} else {
+						delete(log.data, id)
+						x.UpdateItemWithParents(id, own, pars)
+					}
 					o.items[id], o.itemPar[id] = own, pars
 					if o.items[id] == nil {
 						o.items[id] = map[string]string{}
@@ -201,7 +220,8 @@ func TestIndexOracle(t *testing.T) {
 				case op < 14:
 					id := randID(r, "i", 40)
 					what = "DeleteItem(" + id + ")"
-					x.DeleteItem(id)
+					x.DeleteItem(id) // its stops carry its last data
+					delete(log.data, id)
 					delete(o.items, id)
 					delete(o.itemPar, id)
 				case op < 18:
