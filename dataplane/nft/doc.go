@@ -36,6 +36,7 @@
 //	    iifname "cali*" meta mark set meta mark & ~ClassMask
 //	  brindle-forward-classify     forward,    priority filter    (the same with oifname, @brindle-to-wl)
 //	  brindle-mark-from-<n> / brindle-mark-to-<n>: meta mark set meta mark & ~ClassMask | <n in ClassMask>
+//	    (kept for id n once its class is evicted, for the id's next class)
 //	table inet <TableName> (B)
 //	  brindle-prerouting-egress  prerouting, priority filter    iifname "cali*" jump brindle-from-wl-dispatch
 //	  brindle-forward-ingress    forward,    priority filter+1  oifname "cali*" jump brindle-to-wl-dispatch
