@@ -622,8 +622,8 @@ func (x *Index) UpdateItemWithParents(id string, own map[string]string, parentID
 // UpdateItemWithData is UpdateItemWithParents for an item that carries
 // data: the callbacks about the item get the data it was last given (in
 // this update's callbacks, this one's), so that the caller need not look
-// it up by ID (calc: one lookup per member
-// of a set it fills, thousands when a policy comes back).
+// it up by ID (calc: one lookup per member of a set it fills, thousands
+// when a policy comes back).
 func (x *Index) UpdateItemWithData(id string, data any, own map[string]string, parentIDs []string) {
 	it, exists := x.itemIDs[id]
 	if !exists {
