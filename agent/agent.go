@@ -373,9 +373,10 @@ type loop struct {
 	rtTick         *time.Ticker
 	// settle fires when generic classes are due for chains of their
 	// own (Config.SettleDelay); genericSince is when the first of them
-	// was programmed (zero: none is).
-	settle       *time.Timer
-	genericSince time.Time
+	// was programmed (zero: none is); lastApply is when the last apply
+	// ended.
+	settle                  *time.Timer
+	genericSince, lastApply time.Time
 }
 
 // settler is the nftables dataplane's generic-class settling
@@ -512,6 +513,7 @@ func (l *loop) run(ctx context.Context, src Source, errc <-chan error) error {
 // policies): SettleDelay from now, but no later than SettleMaxDelay after
 // the first apply that left it so.
 func (l *loop) armSettle(now time.Time) {
+	l.lastApply = now
 	unsettled := l.publishUnsettled(0)
 	if l.settle != nil {
 		l.settle.Stop()
@@ -562,8 +564,9 @@ func (l *loop) publishUnsettled(settleTook time.Duration) bool {
 	return unsettled
 }
 
-// settleBatchGap separates settle transactions while classes remain, so
-// that updates queued meanwhile are applied between them.
+// settleBatchGap separates settle transactions while classes remain on
+// a quiet host, so that updates queued meanwhile are applied between
+// them.
 const settleBatchGap = 5 * time.Millisecond
 
 // settleClasses gives the generic classes chains of their own. A failure
@@ -586,9 +589,18 @@ func (l *loop) settleClasses() {
 	}
 	unsettled := l.publishUnsettled(took)
 	if unsettled {
-		// One batch done (nft.Config.SettleBatch): the next after any
-		// update queued meanwhile.
-		l.settle = time.NewTimer(settleBatchGap)
+		// One batch done (nft.Config.SettleBatch). On a quiet host the
+		// next follows after any update queued meanwhile. On a busy one
+		// (SettleMaxDelay forced the settle) it follows the next apply,
+		// whose armSettle finds the settle overdue: the loop has just
+		// gone idle then, so a batch seldom delays the change after it,
+		// as batches on a timer of their own would. Should no apply
+		// come, the host is quiet again after SettleDelay.
+		gap := settleBatchGap
+		if quiet := time.Until(l.lastApply.Add(l.a.cfg.SettleDelay)); quiet > gap {
+			gap = quiet
+		}
+		l.settle = time.NewTimer(gap)
 	} else {
 		l.genericSince = time.Time{}
 		l.armRetained(time.Now())

@@ -51,6 +51,11 @@ type recorder struct {
 	// (Settle clears them); settles records when Settle ran.
 	genericPerApply, generic int
 	settles                  []time.Time
+	// settleBatch, when set, is the most generic classes one Settle
+	// clears (nft.Config.SettleBatch); applied records when each nft
+	// Apply returned.
+	settleBatch int
+	applied     []time.Time
 	// retainFor, when set, makes each nft Apply retain a policy until
 	// that long after it (RetainedUntil); a Settle from then on
 	// releases it.
@@ -74,6 +79,7 @@ func (f fakeNft) Apply(s *desired.State) error {
 	defer f.r.mu.Unlock()
 	f.r.nft = append(f.r.nft, *s) // calc never modifies a State it returned
 	f.r.generic = f.r.genericPerApply
+	f.r.applied = append(f.r.applied, time.Now())
 	if f.r.retainFor > 0 {
 		f.r.retainedUntil = time.Now().Add(f.r.retainFor)
 	}
@@ -89,7 +95,11 @@ func (f fakeNft) Settle() (bool, error) {
 	defer f.r.mu.Unlock()
 	f.r.settles = append(f.r.settles, time.Now())
 	did := f.r.generic > 0
-	f.r.generic = 0
+	if f.r.settleBatch > 0 {
+		f.r.generic -= min(f.r.generic, f.r.settleBatch)
+	} else {
+		f.r.generic = 0
+	}
 	if !f.r.retainedUntil.IsZero() && !time.Now().Before(f.r.retainedUntil) {
 		f.r.retainedUntil, did = time.Time{}, true
 	}
@@ -362,6 +372,58 @@ func TestLoopSettlesGenericClasses(t *testing.T) {
 	}
 	if d := got[1].Sub(first); d > 700*time.Millisecond {
 		t.Errorf("the first settle under load came %s after the first generic class, want about SettleMaxDelay (400ms)", d)
+	}
+}
+
+// TestLoopSettleBatchesFollowApplies: when SettleMaxDelay forces a
+// settle that takes several batches while applies keep coming, each
+// batch runs right after an apply (the loop has just gone idle), never
+// on a timer of its own between two applies, where it would delay the
+// second; once the applies stop, the rest follow within SettleDelay.
+func TestLoopSettleBatchesFollowApplies(t *testing.T) {
+	h := newHarnessWith(t, func(c *Config) { c.SettleDelay, c.SettleMaxDelay = 300*time.Millisecond, 100*time.Millisecond })
+	h.push(append(basicWorld(t), inSync(4))...)
+	h.waitProgrammed(4)
+	h.rec.mu.Lock()
+	h.rec.genericPerApply, h.rec.settleBatch = 50, 1
+	h.rec.mu.Unlock()
+	remote := remoteB("x")
+	rev := int64(5)
+	for end := time.Now().Add(800 * time.Millisecond); time.Now().Before(end); rev++ {
+		remote.Labels["app"] = fmt.Sprintf("x%d", rev)
+		h.push(set(t, remote, rev))
+		h.waitProgrammed(rev)
+		time.Sleep(40 * time.Millisecond)
+	}
+	stopped := time.Now()
+	h.rec.mu.Lock()
+	applied, settles := slices.Clone(h.rec.applied), slices.Clone(h.rec.settles)
+	h.rec.mu.Unlock()
+	if len(settles) < 3 {
+		t.Fatalf("%d settles in 800ms of applies every 40ms (SettleMaxDelay 100ms), want at least 3", len(settles))
+	}
+	for i, s := range settles {
+		// The last apply before this settle, and whether another
+		// settle came after it before s.
+		j, _ := slices.BinarySearchFunc(applied, s, func(a, s time.Time) int { return a.Compare(s) })
+		if j == 0 {
+			t.Fatalf("settle %d at %s came before any apply", i, s.Format("05.000"))
+		}
+		if d := s.Sub(applied[j-1]); d > 35*time.Millisecond {
+			t.Errorf("settle %d came %s after the last apply, want right after it", i, d)
+		}
+		if i > 0 && settles[i-1].After(applied[j-1]) {
+			t.Errorf("settles %d and %d both between the applies at %s and after", i-1, i, applied[j-1].Format("05.000"))
+		}
+	}
+	// Quiet now: the rest in batches, SettleDelay after the last apply.
+	for deadline := stopped.Add(5 * time.Second); h.a.Status().Unsettled; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("still unsettled 5s after the applies stopped")
+		}
+	}
+	if d := time.Since(stopped); d > 3*time.Second {
+		t.Errorf("settled %s after the applies stopped, want about SettleDelay (300ms) and a batch every 5ms", d)
 	}
 }
 
