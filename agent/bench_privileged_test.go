@@ -320,7 +320,6 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 		starts = append(starts, t0)
 	}
 	b.StopTimer()
-	rttAfter := idleRTT(b)
 	if f := os.Getenv("BRINDLE_BENCH_CHANGES"); f != "" {
 		writeChanges(b, f, starts, lat, lag, wr, during)
 	}
@@ -336,6 +335,7 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	rttAfter := idleRTT(b) // the host settled: nothing of ours runs
 	if n := testutil.ToFloat64(lb.a.m.settles) - settles; n > 0 {
 		// Settle transactions (batches) during and after the changes,
 		// and how long the last held the loop.
