@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -218,7 +219,9 @@ func (lb *labelBench) wait(b *testing.B, rev int64) {
 func (lb *labelBench) write(b *testing.B, w *api.WorkloadEndpoint) time.Duration {
 	w.ResourceVersion = ""
 	t0 := time.Now()
+	region := trace.StartRegion(context.Background(), "write")
 	out, err := lb.m.Client.Apply(context.Background(), w)
+	region.End()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -301,6 +304,26 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 	// pause.
 	pace := benchPace(b)
 	rttBefore := idleRTT(b)
+	// BRINDLE_BENCH_TRACE=file writes an execution trace of the timed
+	// changes with a region "write" around each datastore write: go tool
+	// trace file, "User-defined regions", splits each write's time into
+	// running, waiting to run, network wait and so on.
+	stopTrace := func() {}
+	if f := os.Getenv("BRINDLE_BENCH_TRACE"); f != "" {
+		out, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := trace.Start(out); err != nil {
+			b.Fatal(err)
+		}
+		stopTrace = func() {
+			trace.Stop()
+			out.Close()
+			stopTrace = func() {}
+		}
+	}
+	defer func() { stopTrace() }()
 	next := time.Now()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -320,6 +343,7 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 		starts = append(starts, t0)
 	}
 	b.StopTimer()
+	stopTrace()
 	if f := os.Getenv("BRINDLE_BENCH_CHANGES"); f != "" {
 		writeChanges(b, f, starts, lat, lag, wr, during)
 	}
