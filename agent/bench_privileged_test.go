@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -259,22 +260,8 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 	cpu0, etcd0, faults0 := processCPU(), pidCPU(lb.m.Pid()), processFaults()
 	// BRINDLE_BENCH_CPUPROFILE=file profiles the timed changes only (the
 	// test binary's -test.cpuprofile also holds the start of day).
-	stopProfile := func() {}
-	if f := os.Getenv("BRINDLE_BENCH_CPUPROFILE"); f != "" {
-		out, err := os.Create(f)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(out); err != nil {
-			b.Fatal(err)
-		}
-		stopProfile = func() {
-			pprof.StopCPUProfile()
-			out.Close()
-			stopProfile = func() {}
-		}
-	}
-	defer func() { stopProfile() }()
+	stopProfile := recordTo(b, "BRINDLE_BENCH_CPUPROFILE", pprof.StartCPUProfile, pprof.StopCPUProfile)
+	defer stopProfile()
 	// BRINDLE_BENCH_MEMPROFILE=file writes heap profiles before and after
 	// the timed changes (file.base and file; the settle that follows is
 	// not in them): go tool pprof -diff_base file.base
@@ -308,22 +295,8 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 	// changes with a region "write" around each datastore write: go tool
 	// trace file, "User-defined regions", splits each write's time into
 	// running, waiting to run, network wait and so on.
-	stopTrace := func() {}
-	if f := os.Getenv("BRINDLE_BENCH_TRACE"); f != "" {
-		out, err := os.Create(f)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := trace.Start(out); err != nil {
-			b.Fatal(err)
-		}
-		stopTrace = func() {
-			trace.Stop()
-			out.Close()
-			stopTrace = func() {}
-		}
-	}
-	defer func() { stopTrace() }()
+	stopTrace := recordTo(b, "BRINDLE_BENCH_TRACE", trace.Start, trace.Stop)
+	defer stopTrace()
 	next := time.Now()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -494,6 +467,31 @@ func BenchmarkPrivilegedRemoteLabelChange(b *testing.B) {
 		}
 		return w
 	})
+}
+
+// recordTo starts a recording (a CPU profile, an execution trace) into
+// the file named by environment variable env, if set; the returned stop
+// function ends it and may be called again.
+func recordTo(b *testing.B, env string, start func(io.Writer) error, stop func()) func() {
+	f := os.Getenv(env)
+	if f == "" {
+		return func() {}
+	}
+	out, err := os.Create(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := start(out); err != nil {
+		out.Close()
+		b.Fatalf("%s: %v", env, err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			stop()
+			out.Close()
+		})
+	}
 }
 
 // idleRTT returns the p99 of 200 round trips of a few bytes between two
