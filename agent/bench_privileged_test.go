@@ -376,7 +376,8 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 
 // writeChanges writes one line per timed change (BRINDLE_BENCH_CHANGES):
 // its start on CLOCK_MONOTONIC in seconds, then the latency end to end,
-// the agent's part and the datastore write in milliseconds. The start
+// the agent's part and the datastore write in milliseconds, then how many
+// settle batches ran while it was in flight. The start
 // lines the change up with the samples of `perf record -a -k
 // CLOCK_MONOTONIC`, to see what the slow ones share.
 func writeChanges(b *testing.B, file string, starts []time.Time, lat, lag, wr []time.Duration, during []int) {

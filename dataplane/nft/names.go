@@ -57,17 +57,19 @@ func objName(key string) string {
 // classChain names a class chain of the policy table: the chain every
 // endpoint whose chain renders to the same rules (in one direction)
 // shares; h hashes those rules.
-func classChain(h string, ingress bool) string {
+func classChain(h string, ingress bool) string { return classChainPrefix(ingress) + h }
+
+func classChainPrefix(ingress bool) string {
 	if ingress {
-		return prefix + "tc-" + h
+		return prefix + "tc-"
 	}
-	return prefix + "fc-" + h
+	return prefix + "fc-"
 }
 
 // isClassChain reports whether a chain of the policy table is a class
 // chain (classChain).
 func isClassChain(name string) bool {
-	return strings.HasPrefix(name, prefix+"tc-") || strings.HasPrefix(name, prefix+"fc-")
+	return strings.HasPrefix(name, classChainPrefix(true)) || strings.HasPrefix(name, classChainPrefix(false))
 }
 
 // classMarkChain keys the classify table's chain that writes class id n
