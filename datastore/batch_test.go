@@ -10,6 +10,7 @@ import (
 	"github.com/brindle-net/brindle/datastore"
 	"github.com/brindle-net/brindle/datastore/datastoretest"
 	"github.com/google/go-cmp/cmp"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -233,3 +234,100 @@ func manyPolicies(n int) []api.Object {
 }
 
 func isErr(err, target error) bool { return errors.Is(err, target) }
+
+// A batch plans from a serializable read, which may be stale. Each case
+// makes it stale by writing behind the batch's back right after that read;
+// the outcome must be the one a read after that write gives.
+func TestWriteBatchStaleFirstRead(t *testing.T) {
+	m := datastoretest.New(t)
+	c := m.Client
+	ctx := context.Background()
+	raw := datastore.Etcd(c).(*clientv3.Client)
+	key, err := datastore.Key(kind(t, "gnp"), "", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(sel string) func() error {
+		return func() error {
+			v, err := datastore.Encode(gnp("a", sel))
+			if err != nil {
+				return err
+			}
+			_, err = raw.Put(ctx, key, string(v))
+			return err
+		}
+	}
+	del := func() error { _, err := raw.Delete(ctx, key); return err }
+
+	for _, tc := range []struct {
+		name    string
+		stored  bool // "a" exists (selector "stored") before the batch
+		behind  func() error
+		op      datastore.Op
+		withRev bool // the object carries the stored resourceVersion
+		want    string
+		wantErr error
+		wantSel string // stored selector afterwards, "" if absent
+	}{
+		{name: "apply, deleted behind", stored: true, behind: del, op: datastore.OpApply, want: "created", wantSel: "mine"},
+		{name: "apply, created behind", behind: put("behind"), op: datastore.OpApply, want: "configured", wantSel: "mine"},
+		{name: "create, created behind", behind: put("behind"), op: datastore.OpCreate, wantErr: datastore.ErrAlreadyExists, wantSel: "behind"},
+		{name: "create, deleted behind", stored: true, behind: del, op: datastore.OpCreate, want: "created", wantSel: "mine"},
+		{name: "replace, deleted behind", stored: true, behind: del, op: datastore.OpReplace, wantErr: datastore.ErrNotFound},
+		{name: "replace, created behind", behind: put("behind"), op: datastore.OpReplace, want: "replaced", wantSel: "mine"},
+		{name: "delete, created behind", behind: put("behind"), op: datastore.OpDelete, want: "deleted"},
+		{name: "delete, deleted behind", stored: true, behind: del, op: datastore.OpDelete, wantErr: datastore.ErrNotFound},
+		{name: "apply at a revision, changed behind", stored: true, behind: put("behind"), op: datastore.OpApply, withRev: true, wantErr: datastore.ErrConflict, wantSel: "behind"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := raw.Delete(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+			obj := gnp("a", "mine")
+			if tc.stored {
+				res, err := c.WriteBatch(ctx, datastore.OpCreate, []api.Object{gnp("a", "stored")})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.withRev {
+					obj.ResourceVersion = res[0].Object.GetResourceVersion()
+				}
+			}
+			ran := 0
+			datastore.SetAfterFastRead(c, func() {
+				if ran++; ran == 1 {
+					if err := tc.behind(); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+			defer datastore.SetAfterFastRead(c, nil)
+
+			res, err := c.WriteBatch(ctx, tc.op, []api.Object{obj})
+			if ran != 1 {
+				t.Fatalf("the batch's serializable read ran %d times, want 1", ran)
+			}
+			switch {
+			case tc.wantErr != nil:
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("got %v, want %v", err, tc.wantErr)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case string(res[0].Action) != tc.want:
+				t.Fatalf("action %q, want %q", res[0].Action, tc.want)
+			}
+			got, err := c.Get(ctx, kind(t, "gnp"), "", "a")
+			switch {
+			case tc.wantSel == "":
+				if !errors.Is(err, datastore.ErrNotFound) {
+					t.Fatalf("stored afterwards: %v, %v; want none", got, err)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case got.(*api.GlobalNetworkPolicy).Spec.Selector != tc.wantSel:
+				t.Fatalf("stored selector %q, want %q", got.(*api.GlobalNetworkPolicy).Spec.Selector, tc.wantSel)
+			}
+		})
+	}
+}
