@@ -242,19 +242,13 @@ func mustKind(name string) api.KindInfo {
 }
 
 // readCurrent fills curRev and prev for every item, reading in
-// transactions of at most MaxTxnOps gets. A serializable read is the
-// member's own state, served without a round through raft; it may lag
-// the cluster.
-func (c *Client) readCurrent(ctx context.Context, items []*item, serializable bool) error {
-	var opts []clientv3.OpOption
-	if serializable {
-		opts = append(opts, clientv3.WithSerializable())
-	}
+// transactions of at most MaxTxnOps gets.
+func (c *Client) readCurrent(ctx context.Context, items []*item) error {
 	for start := 0; start < len(items); start += c.cfg.MaxTxnOps {
 		end := min(start+c.cfg.MaxTxnOps, len(items))
 		ops := make([]clientv3.Op, 0, end-start)
 		for _, it := range items[start:end] {
-			ops = append(ops, clientv3.OpGet(it.key, opts...))
+			ops = append(ops, clientv3.OpGet(it.key))
 		}
 		resp, err := c.etcd.Txn(ctx).Then(ops...).Commit()
 		if err != nil {
@@ -277,37 +271,13 @@ func (c *Client) readCurrent(ctx context.Context, items []*item, serializable bo
 }
 
 // plan reads the current state and decides each item's write.
-//
-// A batch's first plan reads serializably: every write is a
-// compare-and-swap on the revision read, so a stale read costs a retry
-// (commitChunk plans again, linearizably), never a wrong write. What a
-// plan rejects on its own (not found, already exists, a stale
-// resourceVersion) is read again linearizably before it is reported.
-// Kubernetes' apiserver updates from its cache the same way. This saves
-// each write a read-index round through raft.
 func (c *Client) plan(ctx context.Context, op Op, items []*item) error {
-	if err := c.readCurrent(ctx, items, true); err != nil {
+	if err := c.readCurrent(ctx, items); err != nil {
 		return &BatchError{Doc: -1, Err: err}
 	}
-	if c.afterFastRead != nil {
-		c.afterFastRead()
+	if c.afterRead != nil {
+		c.afterRead()
 	}
-	if planItems(op, items) == nil {
-		return nil
-	}
-	return c.replan(ctx, op, items)
-}
-
-// replan reads the current state linearizably and decides each item's
-// write.
-func (c *Client) replan(ctx context.Context, op Op, items []*item) error {
-	if err := c.readCurrent(ctx, items, false); err != nil {
-		return &BatchError{Doc: -1, Err: err}
-	}
-	return planItems(op, items)
-}
-
-func planItems(op Op, items []*item) error {
 	for _, it := range items {
 		if err := planItem(op, it); err != nil {
 			return &BatchError{Doc: it.doc, Kind: it.kind.Kind, Namespace: namespaceOf(it), Name: nameOf(it), Err: err}
@@ -473,7 +443,7 @@ func (c *Client) commitChunk(ctx context.Context, op Op, ch []*item) error {
 			return &BatchError{Doc: ch[0].doc, Kind: ch[0].kind.Kind, Namespace: namespaceOf(ch[0]), Name: nameOf(ch[0]),
 				Err: fmt.Errorf("gave up after %d attempts: %w", attempt+1, ErrConflict)}
 		}
-		if err := c.replan(ctx, op, ch); err != nil {
+		if err := c.plan(ctx, op, ch); err != nil {
 			return err
 		}
 	}

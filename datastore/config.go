@@ -103,9 +103,9 @@ type Client struct {
 	// beforeChunk, when set (by tests), runs before each write transaction
 	// of a chunked batch, with the chunk's index.
 	beforeChunk func(chunk int) error
-	// afterFastRead, when set (by tests), runs between a batch's
-	// serializable read and its plan.
-	afterFastRead func()
+	// afterRead, when set (by tests), runs between a plan's read and its
+	// decisions.
+	afterRead func()
 	// beforeWatch, when set (by tests), runs before a watcher opens an etcd
 	// watch from revision rev+1.
 	beforeWatch func(rev int64)

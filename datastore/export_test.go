@@ -5,9 +5,9 @@ package datastore
 // SetBeforeChunk runs f before each write transaction of a batch.
 func SetBeforeChunk(c *Client, f func(chunk int) error) { c.beforeChunk = f }
 
-// SetAfterFastRead runs f between a batch's serializable read and its
-// plan, so that a test can make that read stale.
-func SetAfterFastRead(c *Client, f func()) { c.afterFastRead = f }
+// SetAfterRead runs f between a batch plan's read and its decisions, so
+// that a test can race the batch.
+func SetAfterRead(c *Client, f func()) { c.afterRead = f }
 
 // SetBeforeWatch runs f before every watcher of c opens an etcd watch.
 func SetBeforeWatch(c *Client, f func(rev int64)) { c.beforeWatch = f }
