@@ -87,10 +87,19 @@ type labelBench struct {
 	local  []*api.WorkloadEndpoint
 	remote []*api.WorkloadEndpoint // up to benchLocal, spread over all remote endpoints
 	roles  int
+	apply  bool // BRINDLE_BENCH_WRITE=apply: see write
 }
 
 func newLabelBench(b *testing.B) *labelBench {
 	netnstest.RequireRoot(b)
+	var apply bool
+	switch v := os.Getenv("BRINDLE_BENCH_WRITE"); v {
+	case "", "update":
+	case "apply":
+		apply = true
+	default:
+		b.Fatalf("BRINDLE_BENCH_WRITE=%q: want update or apply", v)
+	}
 	host := netnstest.NewHostNS(b, "agentbench")
 	// etcd runs in this process unless BRINDLE_BENCH_ETCD=separate puts it
 	// in a process of its own, as beside a production node. On the 2-vCPU
@@ -98,7 +107,7 @@ func newLabelBench(b *testing.B) *labelBench {
 	// (docs/benchmarks-agent.md): two processes' wakeups contend for the
 	// CPUs.
 	sep := os.Getenv("BRINDLE_BENCH_ETCD") == "separate"
-	lb := &labelBench{m: datastoretest.NewWith(b, datastoretest.Options{MaxTxnOps: 1024, Separate: sep})}
+	lb := &labelBench{m: datastoretest.NewWith(b, datastoretest.Options{MaxTxnOps: 1024, Separate: sep}), apply: apply}
 	ctx := context.Background()
 
 	remote := benchSize(b, "BRINDLE_BENCH_REMOTE", benchRemote)
@@ -218,12 +227,26 @@ func (lb *labelBench) wait(b *testing.B, rev int64) {
 }
 
 // write stores w and waits until the agent has programmed it; it returns
-// how long the datastore write itself took.
+// how long the datastore write itself took. The write is an Update, one
+// compare-and-swap on the resourceVersion w holds from its last write:
+// what the Kubernetes controller does when a pod's labels change
+// (integrations/kubernetes, syncPod). With BRINDLE_BENCH_WRITE=apply it is
+// an Apply, a read and then a swap on the revision read, what brindlectl
+// apply does (and what sessions up to 11 timed).
 func (lb *labelBench) write(b *testing.B, w *api.WorkloadEndpoint) time.Duration {
-	w.ResourceVersion = ""
+	ctx := context.Background()
+	if lb.apply {
+		w.ResourceVersion = ""
+	}
 	t0 := time.Now()
-	region := trace.StartRegion(context.Background(), "write")
-	out, err := lb.m.Client.Apply(context.Background(), w)
+	region := trace.StartRegion(ctx, "write")
+	var out api.Object
+	var err error
+	if lb.apply {
+		out, err = lb.m.Client.Apply(ctx, w)
+	} else {
+		out, err = lb.m.Client.Update(ctx, w)
+	}
 	region.End()
 	if err != nil {
 		b.Fatal(err)
@@ -373,8 +396,8 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 	// machine's two CPUs.
 	b.ReportMetric(q(lag, 0.5), "agent-p50-ms")
 	b.ReportMetric(q(lag, 0.99), "agent-p99-ms")
-	// The datastore write alone (validation, read, compare-and-swap),
-	// which end to end includes.
+	// The datastore write alone (see write: a compare-and-swap, after a
+	// read with BRINDLE_BENCH_WRITE=apply), which end to end includes.
 	b.ReportMetric(q(wr, 0.99), "write-p99-ms")
 }
 
@@ -551,10 +574,11 @@ func idleRTT(b *testing.B) time.Duration {
 }
 
 // floorWrite returns the p99 of 100 datastore writes that no agent reacts
-// to, one per pace (back to back without one): each reads a key outside
-// every prefix Brindle watches and swaps a WorkloadEndpoint's JSON into
-// it, the two round trips of a change's write (Client.Apply). It is what
-// that write costs on this machine at the moment with nothing of the
+// to, one per pace (back to back without one): each swaps a
+// WorkloadEndpoint's JSON into a key outside every prefix Brindle watches,
+// on the revision of the last (with BRINDLE_BENCH_WRITE=apply, on a
+// revision it reads first), the round trips of a change's write. It is
+// what that write costs on this machine at the moment with nothing of the
 // agent's after it; a change's latency end to end cannot be below it.
 func (lb *labelBench) floorWrite(b *testing.B, pace time.Duration) time.Duration {
 	b.Helper()
@@ -568,15 +592,23 @@ func (lb *labelBench) floorWrite(b *testing.B, pace time.Duration) time.Duration
 	if _, err := raw.Create(ctx, key, v); err != nil && !errors.Is(err, datastore.ErrAlreadyExists) {
 		b.Fatal(err)
 	}
+	kv, err := raw.Get(ctx, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rev := kv.ModRevision
 	ws := make([]time.Duration, 0, 100)
 	for range cap(ws) {
 		time.Sleep(pace)
 		t0 := time.Now()
-		kv, err := raw.Get(ctx, key)
-		if err != nil {
-			b.Fatal(err)
+		if lb.apply {
+			kv, err := raw.Get(ctx, key)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rev = kv.ModRevision
 		}
-		if _, err := raw.Update(ctx, key, v, kv.ModRevision); err != nil {
+		if rev, err = raw.Update(ctx, key, v, rev); err != nil {
 			b.Fatal(err)
 		}
 		ws = append(ws, time.Since(t0))
