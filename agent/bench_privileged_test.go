@@ -577,9 +577,10 @@ func idleRTT(b *testing.B) time.Duration {
 // to, one per pace (back to back without one): each swaps a
 // WorkloadEndpoint's JSON into a key outside every prefix Brindle watches,
 // on the revision of the last (with BRINDLE_BENCH_WRITE=apply, on a
-// revision it reads first), the round trips of a change's write. It is
-// what that write costs on this machine at the moment with nothing of the
-// agent's after it; a change's latency end to end cannot be below it.
+// revision it reads first), the round trips of a change's write: what
+// that write costs on this machine just before the timed changes, with
+// nothing of the agent's after it. Like idleRTT it tells the machine's
+// phase apart; it does not bound each change.
 func (lb *labelBench) floorWrite(b *testing.B, pace time.Duration) time.Duration {
 	b.Helper()
 	ctx := context.Background()
