@@ -23,6 +23,7 @@ type Stats struct {
 	Applies       uint64 // Apply calls that passed validation
 	Resyncs       uint64 // full read-back-and-repair passes (Resync, periodic)
 	LinkEvents    uint64 // reconciles triggered by link events in Run
+	Watches       uint64 // times Run began watching links (more than one: its subscription failed and was reopened)
 	RoutesWritten uint64 // route adds and replaces
 	RoutesDeleted uint64 // stale routes removed
 	SysctlWrites  uint64 // sysctl values changed

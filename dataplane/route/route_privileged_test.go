@@ -355,6 +355,9 @@ func TestPrivilegedInterfaceAppearsAfterApply(t *testing.T) {
 	if s := d.Stats(); s.Pending != 1 || s.RoutesWritten != 0 {
 		t.Errorf("Stats = %+v, want 1 pending and nothing written", s)
 	}
+	// Once Run watches links, only a link event can program the route (an
+	// interface that appeared before would be Run's first reconcile's).
+	waitFor(t, func() bool { return d.Stats().Watches >= 1 }, "Run to watch links")
 
 	w := netnstest.AddWorkload(t, host, netnstest.WorkloadOpts{Name: "late", IfName: "calilate", IPs: []netip.Addr{ip("10.73.0.1")}})
 	want := []string{"10.73.0.1/32 dev calilate proto brindle scope link"}

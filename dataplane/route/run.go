@@ -49,6 +49,9 @@ func (d *Dataplane) Run(ctx context.Context) error {
 		backoff = 100 * time.Millisecond
 		// Links may have appeared while we were not subscribed.
 		d.reconcileIfSynced(false)
+		d.mu.Lock()
+		d.stats.Watches++
+		d.mu.Unlock()
 		more := d.watch(ctx, updates, ticker.C)
 		unsubscribe(done, updates)
 		if !more {
