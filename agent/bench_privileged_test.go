@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -235,18 +234,14 @@ func (lb *labelBench) wait(b *testing.B, rev int64) {
 // apply does (and what sessions up to 11 timed).
 func (lb *labelBench) write(b *testing.B, w *api.WorkloadEndpoint) time.Duration {
 	ctx := context.Background()
+	store := lb.m.Client.Update
 	if lb.apply {
 		w.ResourceVersion = ""
+		store = lb.m.Client.Apply
 	}
 	t0 := time.Now()
 	region := trace.StartRegion(ctx, "write")
-	var out api.Object
-	var err error
-	if lb.apply {
-		out, err = lb.m.Client.Apply(ctx, w)
-	} else {
-		out, err = lb.m.Client.Update(ctx, w)
-	}
+	out, err := store(ctx, w)
 	region.End()
 	if err != nil {
 		b.Fatal(err)
@@ -375,18 +370,16 @@ func (lb *labelBench) run(b *testing.B, change func(i int) *api.WorkloadEndpoint
 	slices.Sort(lat)
 	slices.Sort(lag)
 	slices.Sort(wr)
-	q := func(ds []time.Duration, p float64) float64 {
-		return float64(ds[int(p*float64(len(ds)-1))].Microseconds()) / 1000
-	}
+	q := func(ds []time.Duration, p float64) float64 { return ms(quantile(ds, p)) }
 	if pace > 0 {
 		b.ReportMetric(float64(pace.Microseconds())/1000, "pace-ms")
 	}
 	// The machine's own latency just before and after the changes
-	// (idleRTT): on the 2-vCPU test VM it varies tenfold between phases
-	// minutes apart, and every latency here with it.
-	b.ReportMetric(float64(floor.Microseconds())/1000, "floor-write-p99-ms")
-	b.ReportMetric(float64(rttBefore.Microseconds())/1000, "rtt-before-p99-ms")
-	b.ReportMetric(float64(rttAfter.Microseconds())/1000, "rtt-after-p99-ms")
+	// (floorWrite, idleRTT): on the 2-vCPU test VM it varies tenfold
+	// between phases minutes apart, and every latency here with it.
+	b.ReportMetric(ms(floor), "floor-write-p99-ms")
+	b.ReportMetric(ms(rttBefore), "rtt-before-p99-ms")
+	b.ReportMetric(ms(rttAfter), "rtt-after-p99-ms")
 	b.ReportMetric(q(lat, 0.5), "p50-ms")
 	b.ReportMetric(q(lat, 0.9), "p90-ms")
 	b.ReportMetric(q(lat, 0.99), "p99-ms")
@@ -413,7 +406,6 @@ func writeChanges(b *testing.B, file string, starts []time.Time, lat, lag, wr []
 		b.Fatal(err)
 	}
 	now, mono := time.Now(), time.Duration(ts.Nano())
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	var buf bytes.Buffer
 	for i, t := range starts {
 		fmt.Fprintf(&buf, "%.6f %.3f %.3f %.3f %d\n", (mono - now.Sub(t)).Seconds(), ms(lat[i]), ms(lag[i]), ms(wr[i]), during[i])
@@ -570,7 +562,7 @@ func idleRTT(b *testing.B) time.Duration {
 		rtts = append(rtts, time.Since(t0))
 	}
 	slices.Sort(rtts)
-	return rtts[len(rtts)*99/100-1]
+	return quantile(rtts, 0.99)
 }
 
 // floorWrite returns the p99 of 100 datastore writes that no agent reacts
@@ -590,14 +582,10 @@ func (lb *labelBench) floorWrite(b *testing.B, pace time.Duration) time.Duration
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := raw.Create(ctx, key, v); err != nil && !errors.Is(err, datastore.ErrAlreadyExists) {
-		b.Fatal(err)
-	}
-	kv, err := raw.Get(ctx, key)
+	rev, err := raw.Create(ctx, key, v) // each benchmark has a store of its own
 	if err != nil {
 		b.Fatal(err)
 	}
-	rev := kv.ModRevision
 	ws := make([]time.Duration, 0, 100)
 	for range cap(ws) {
 		time.Sleep(pace)
@@ -615,8 +603,16 @@ func (lb *labelBench) floorWrite(b *testing.B, pace time.Duration) time.Duration
 		ws = append(ws, time.Since(t0))
 	}
 	slices.Sort(ws)
-	return ws[len(ws)*99/100-1]
+	return quantile(ws, 0.99)
 }
+
+// quantile returns the p-quantile (0 to 1) of sorted durations.
+func quantile(sorted []time.Duration, p float64) time.Duration {
+	return sorted[int(p*float64(len(sorted)-1))]
+}
+
+// ms is d in milliseconds, to the microsecond.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // processCPU is this process's user+system CPU time.
 func processCPU() time.Duration {
