@@ -596,11 +596,7 @@ func (l *loop) settleClasses() {
 		// gone idle then, so a batch seldom delays the change after it,
 		// as batches on a timer of their own would. Should no apply
 		// come, the host is quiet again after SettleDelay.
-		gap := settleBatchGap
-		if quiet := time.Until(l.lastApply.Add(l.a.cfg.SettleDelay)); quiet > gap {
-			gap = quiet
-		}
-		l.settle = time.NewTimer(gap)
+		l.settle = time.NewTimer(max(settleBatchGap, time.Until(l.lastApply.Add(l.a.cfg.SettleDelay))))
 	} else {
 		l.genericSince = time.Time{}
 		l.armRetained(time.Now())
